@@ -1,0 +1,89 @@
+"""Plumbing shared by the four callbacks: logging, rank-zero messages, cross-rank reductions.
+
+Nothing here imports Lightning: the callbacks' logic is written against the duck-typed
+``trainer`` / ``pl_module`` objects, so the same code serves ``pytorch_lightning`` and
+``lightning.pytorch`` (see :mod:`lightning_scaling.callbacks` and :mod:`lightning_scaling.unified`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Iterable, Mapping
+
+log = logging.getLogger("lightning_scaling")
+
+#: Prefix of every TensorBoard tag the package writes (see DESIGN.md "Metric names").
+PREFIX = "scaling/"
+
+
+def is_global_zero(trainer: Any) -> bool:
+    return bool(getattr(trainer, "is_global_zero", True))
+
+
+def world_size(trainer: Any) -> int:
+    return int(getattr(trainer, "world_size", 1) or 1)
+
+
+def rank_zero_info(trainer: Any, message: str) -> None:
+    """Print and log ``message`` once, from global rank zero only."""
+    if is_global_zero(trainer):
+        log.info(message)
+        print(message, flush=True)
+
+
+def rank_zero_warn(trainer: Any, message: str) -> None:
+    if is_global_zero(trainer):
+        log.warning(message)
+        import warnings
+
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def should_log(trainer: Any) -> bool:
+    """True on the optimizer steps where Lightning itself writes step metrics.
+
+    Call after the optimizer step (``on_train_batch_end``); cheap, host-only.
+    """
+    every = max(int(getattr(trainer, "log_every_n_steps", 50) or 50), 1)
+    return int(trainer.global_step) % every == 0
+
+
+def log_scalars(trainer: Any, metrics: Mapping[str, float], step: int) -> None:
+    """Write ``metrics`` (already host floats, tags with the ``scaling/`` prefix) to every logger.
+
+    Rank zero only (loggers are rank-zero objects in Lightning); non-finite values are dropped.
+    """
+    if not is_global_zero(trainer) or not metrics:
+        return
+    clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+    if not clean:
+        return
+    for logger in getattr(trainer, "loggers", []) or []:
+        logger.log_metrics(clean, step=int(step))
+
+
+def reduce_sum(trainer: Any, values: Iterable[float], device: Any = None) -> list[float]:
+    """Sum host numbers (or 0-d tensors) over all ranks in ONE all-reduce; a no-op on one process.
+
+    Collective: every rank must call it at the same point. Use it at logging/validation time,
+    never per step.
+    """
+    import torch
+
+    items = list(values)
+    if world_size(trainer) == 1:
+        return [float(v) for v in items]
+    if device is None:
+        device = trainer.strategy.root_device
+    tensor = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(()) for v in items])
+    tensor = trainer.strategy.reduce(tensor, reduce_op="sum")
+    return [float(v) for v in tensor.tolist()]
+
+
+def find_callback(trainer: Any, cls_name: str) -> Any | None:
+    """The first callback on ``trainer`` whose class (or a base) is named ``cls_name``."""
+    for cb in getattr(trainer, "callbacks", []) or []:
+        if any(k.__name__ == cls_name for k in type(cb).__mro__):
+            return cb
+    return None

@@ -1,0 +1,217 @@
+"""Scaling laws as values: evaluate, invert, validate, and round-trip through JSON.
+
+Two families cover what the package needs:
+
+* :class:`PowerLaw` -- ``L(x) = irreducible + (scale / x) ** exponent``, the Kaplan form
+  ([K] eq 1.1-1.3, ``irreducible = 0``) and the Henighan form with an irreducible loss
+  ([H] eq 1.1-1.2). It also describes a single learning curve ``L(S) = L_conv + (S_c/S)^alpha_S``
+  ([K] eq 5.6 at fixed N), with ``unit="steps"`` (or ``"lr_sum"`` when the time axis is the
+  summed learning rate of Tissue et al. 2024).
+* :class:`ChinchillaLaw` -- ``L(N, D) = E + A / N**alpha + B / D**beta`` ([C] eq 2).
+
+This module is pure (numpy only): no Lightning, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+#: Units a :class:`PowerLaw`'s x axis may carry. Counts that feed a law must use the same unit.
+UNITS = ("tokens", "examples", "params", "flop", "pf_days", "steps", "lr_sum")
+
+ArrayLike = Union[float, int, np.ndarray, list, tuple]
+
+
+def _check_finite(name: str, value: float, *, positive: bool = False, nonneg: bool = False) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if nonneg and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``L(x) = irreducible + (scale / x) ** exponent``.
+
+    Args:
+        scale: x_c, the scale of the power law (> 0), in ``unit``.
+        exponent: alpha (> 0).
+        irreducible: L_inf (>= 0), the loss the law approaches as x grows; 0 for Kaplan's form.
+        unit: what x counts, one of :data:`UNITS`.
+        source: where the constants come from (free text, e.g. "Kaplan et al. 2020 eq 1.2").
+
+    Example:
+        >>> law = PowerLaw(scale=5.4e13, exponent=0.095, unit="tokens")  # [K] L(D)
+        >>> round(float(law(1e9)), 3)
+        2.816
+    """
+
+    scale: float
+    exponent: float
+    irreducible: float = 0.0
+    unit: str = "tokens"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", _check_finite("scale", self.scale, positive=True))
+        object.__setattr__(self, "exponent", _check_finite("exponent", self.exponent, positive=True))
+        object.__setattr__(self, "irreducible", _check_finite("irreducible", self.irreducible, nonneg=True))
+        if self.unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
+
+    def __call__(self, x: ArrayLike) -> np.ndarray | float:
+        """Evaluate the law at ``x`` (> 0); vectorised over arrays."""
+        arr = np.asarray(x, dtype=float)
+        if np.any(~(arr > 0)):
+            raise ValueError(f"x must be > 0 (in {self.unit}); got a value <= 0 or NaN")
+        out = self.irreducible + (self.scale / arr) ** self.exponent
+        return float(out) if out.ndim == 0 else out
+
+    def reducible(self, x: ArrayLike) -> np.ndarray | float:
+        """The reducible part ``(scale / x) ** exponent`` at ``x``."""
+        out = np.asarray(self(x)) - self.irreducible
+        return float(out) if out.ndim == 0 else out
+
+    def inverse(self, loss: ArrayLike) -> np.ndarray | float:
+        """The x at which the law reaches ``loss``: ``scale * (loss - irreducible) ** (-1/exponent)``.
+
+        Raises:
+            ValueError: if a loss is at or below the irreducible loss (never reached).
+        """
+        arr = np.asarray(loss, dtype=float)
+        if np.any(~(arr > self.irreducible)):
+            raise ValueError(
+                f"loss must be above the irreducible loss {self.irreducible:g}; the law never reaches it"
+            )
+        out = self.scale * (arr - self.irreducible) ** (-1.0 / self.exponent)
+        return float(out) if out.ndim == 0 else out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "kind": "power_law", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PowerLaw":
+        _check_schema(data, "power_law")
+        fields = {k: data[k] for k in ("scale", "exponent", "irreducible", "unit", "source") if k in data}
+        return cls(**fields)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "PowerLaw":
+        return cls.from_dict(_read_json(path_or_text))
+
+
+@dataclass(frozen=True)
+class ChinchillaLaw:
+    """``L(N, D) = E + A / N**alpha + B / D**beta`` (Hoffmann et al. 2022, eq 2).
+
+    N counts all parameters, D training tokens.
+    """
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "E", _check_finite("E", self.E, nonneg=True))
+        for name in ("A", "B", "alpha", "beta"):
+            object.__setattr__(self, name, _check_finite(name, getattr(self, name), positive=True))
+
+    def __call__(self, n_params: ArrayLike, n_tokens: ArrayLike) -> np.ndarray | float:
+        n = np.asarray(n_params, dtype=float)
+        d = np.asarray(n_tokens, dtype=float)
+        if np.any(~(n > 0)) or np.any(~(d > 0)):
+            raise ValueError("n_params and n_tokens must be > 0")
+        out = self.E + self.A / n**self.alpha + self.B / d**self.beta
+        return float(out) if out.ndim == 0 else out
+
+    def data_law(self, n_params: float | None = None) -> PowerLaw:
+        """L(D) as a :class:`PowerLaw` in tokens: the limit N -> infinity, or at a fixed N."""
+        irreducible = self.E if n_params is None else self.E + self.A / float(n_params) ** self.alpha
+        return PowerLaw(scale=self.B ** (1 / self.beta), exponent=self.beta, irreducible=irreducible,
+                        unit="tokens", source=self.source)
+
+    def param_law(self, n_tokens: float | None = None) -> PowerLaw:
+        """L(N) as a :class:`PowerLaw` in params: the limit D -> infinity, or at a fixed D."""
+        irreducible = self.E if n_tokens is None else self.E + self.B / float(n_tokens) ** self.beta
+        return PowerLaw(scale=self.A ** (1 / self.alpha), exponent=self.alpha, irreducible=irreducible,
+                        unit="params", source=self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "kind": "chinchilla", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ChinchillaLaw":
+        _check_schema(data, "chinchilla")
+        return cls(**{k: data[k] for k in ("E", "A", "B", "alpha", "beta", "source") if k in data})
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "ChinchillaLaw":
+        return cls.from_dict(_read_json(path_or_text))
+
+
+Law = Union[PowerLaw, ChinchillaLaw]
+
+
+def load_law(path_or_text: str | Path | dict) -> Law:
+    """Read a law written by ``to_json`` (either kind), from a path, a JSON string or a dict."""
+    data = path_or_text if isinstance(path_or_text, dict) else _read_json(path_or_text)
+    kind = data.get("kind")
+    if kind == "power_law":
+        return PowerLaw.from_dict(data)
+    if kind == "chinchilla":
+        return ChinchillaLaw.from_dict(data)
+    raise ValueError(f"unknown law kind {kind!r}: expected 'power_law' or 'chinchilla'")
+
+
+def _read_json(path_or_text: str | Path) -> dict[str, Any]:
+    text = str(path_or_text)
+    if isinstance(path_or_text, Path) or not text.lstrip().startswith("{"):
+        path = Path(path_or_text)
+        if not path.is_file():
+            raise FileNotFoundError(f"law file {path} does not exist")
+        text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not a valid law JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError("a law JSON must be an object")
+    return data
+
+
+def _check_schema(data: dict[str, Any], kind: str) -> None:
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"unsupported law schema_version {version!r} (this package reads {SCHEMA_VERSION})")
+    if data.get("kind", kind) != kind:
+        raise ValueError(f"expected a {kind!r} law, got {data.get('kind')!r}")
