@@ -1,0 +1,437 @@
+"""Fitting scaling laws and learning curves with scipy.optimize.
+
+* :func:`fit_power_law` -- ``L(x) = c + (scale/x)^alpha`` in log space ([K] eq 1.1-1.3, [H] eq 1.1).
+* :func:`fit_learning_curve` -- ``L(t) = L_conv + (t_c/t)^alpha`` for one run ([K] eq 5.6 at fixed N),
+  with an interval for the converged loss and a verdict on whether the fit can be trusted.
+* :func:`fit_chinchilla` -- the Huber fit of ``L(N, D) = E + A/N^alpha + B/D^beta`` on log loss with
+  log-sum-exp over the full initialisation grid of [C] appendix D.2.
+
+Results are dataclasses that report themselves like scipy's ``OptimizeResult``: ``success`` and
+``message`` say whether the numbers can be used; a failed fit never passes NaN off as a success.
+Garbage input raises :class:`~lightning_scaling.errors.FitError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares, minimize
+from scipy.stats import norm
+
+from .errors import FitError
+from .laws import UNITS, ChinchillaLaw, PowerLaw
+
+__all__ = [
+    "PowerLawFit", "LearningCurveFit", "ChinchillaFit",
+    "fit_power_law", "fit_learning_curve", "fit_chinchilla", "chinchilla_grid",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks shared by every fitter
+# ---------------------------------------------------------------------------------------------
+def _as_points(x, y, *, min_points: int, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        xa = np.asarray(x, dtype=float).ravel()
+        ya = np.asarray(y, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise FitError(f"{names[0]} and {names[1]} must be sequences of numbers") from None
+    if xa.shape != ya.shape:
+        raise FitError(f"{names[0]} and {names[1]} must have the same length, got {xa.size} and {ya.size}")
+    if xa.size < min_points:
+        raise FitError(f"need at least {min_points} points to fit, got {xa.size}")
+    if not (np.all(np.isfinite(xa)) and np.all(np.isfinite(ya))):
+        raise FitError(f"{names[0]} and {names[1]} must be finite (drop NaN/inf points first)")
+    if np.any(xa <= 0):
+        raise FitError(f"{names[0]} must be > 0 for a power law")
+    if np.any(ya <= 0):
+        raise FitError(f"{names[1]} must be > 0 (losses are fitted in log space)")
+    if np.unique(xa).size < min(3, min_points):
+        raise FitError(f"need at least 3 distinct values of {names[0]}")
+    return xa, ya
+
+
+def _check_decreasing(x: np.ndarray, y: np.ndarray) -> None:
+    slope = np.polyfit(np.log(x), np.log(y), 1)[0]
+    if not slope < 0:
+        raise FitError("the curve does not decrease with x: a decaying power law cannot describe it")
+
+
+def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+    lo, hi = np.quantile(samples, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# single power law with an optional constant
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class PowerLawFit:
+    """Result of :func:`fit_power_law` (cf. scipy.optimize.OptimizeResult)."""
+
+    law: PowerLaw | None
+    success: bool
+    message: str
+    objective: float  # sum of squared log residuals
+    n_points: int
+    intervals: dict[str, tuple[float, float]] | None = None
+    confidence: float = 0.95
+    n_bootstrap: int = 0
+
+    def __bool__(self) -> bool:
+        return self.success
+
+
+def _log_residuals(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, fit_c: bool, c_fixed: float,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """log(c + exp(alpha (log s - log x))) - log y, with theta = (log s, log alpha[, c])."""
+    log_s, log_alpha = theta[0], theta[1]
+    c = theta[2] if fit_c else c_fixed
+    alpha = math.exp(log_alpha)
+    term = alpha * (log_s - logx)
+    if c > 0:
+        pred = np.logaddexp(math.log(c), term)
+    else:
+        pred = term
+    r = pred - logy
+    return r if weights is None else r * weights
+
+
+def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c_bounds: tuple[float, float],
+                     start: np.ndarray | None = None, weights: np.ndarray | None = None):
+    """Least squares in log space; returns (theta, cost, success, message, jacobian)."""
+    y = np.exp(logy)
+    fit_c = c_mode is True
+    c_fixed = 0.0 if c_mode is False else (0.0 if fit_c else float(c_mode))
+    if start is not None:
+        starts = [start]
+    elif fit_c:
+        lo, hi = c_bounds
+        starts = []
+        for frac in (0.0, 0.5, 0.8, 0.95):
+            c0 = lo + frac * (hi - lo)
+            starts.append(np.append(_linear_start(logx, y, c0), c0))
+    else:
+        starts = [_linear_start(logx, y, c_fixed)]
+    best = None
+    for theta0 in starts:
+        if fit_c:
+            bounds = ([-np.inf, math.log(1e-4), c_bounds[0]], [np.inf, math.log(20.0), c_bounds[1]])
+            theta0 = np.clip(theta0, [-np.inf, math.log(1e-4) + 1e-9, c_bounds[0]],
+                             [np.inf, math.log(20.0) - 1e-9, c_bounds[1]])
+        else:
+            bounds = ([-np.inf, math.log(1e-4)], [np.inf, math.log(20.0)])
+            theta0 = np.clip(theta0, [-np.inf, math.log(1e-4) + 1e-9], [np.inf, math.log(20.0) - 1e-9])
+        try:
+            res = least_squares(_log_residuals, theta0, bounds=bounds, args=(logx, logy, fit_c, c_fixed, weights),
+                                method="trf", x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+        except (ValueError, FloatingPointError) as err:  # pragma: no cover - defensive
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
+    if best is None:
+        return None, math.inf, False, "the optimizer failed from every start", None
+    ok = bool(best.status > 0 and np.all(np.isfinite(best.x)))
+    return best.x, float(2 * best.cost), ok, best.message, best.jac
+
+
+def _linear_start(logx: np.ndarray, y: np.ndarray, c: float) -> np.ndarray:
+    """Start from the straight line through log(y - c) against log x."""
+    red = np.maximum(y - c, 1e-12 * np.max(y))
+    slope, intercept = np.polyfit(logx, np.log(red), 1)
+    alpha = max(-slope, 1e-3)
+    return np.array([intercept / alpha, math.log(alpha)])
+
+
+def _theta_to_law(theta: np.ndarray, c_mode, unit: str, source: str) -> PowerLaw:
+    c = float(theta[2]) if c_mode is True else (0.0 if c_mode is False else float(c_mode))
+    return PowerLaw(scale=math.exp(theta[0]), exponent=math.exp(theta[1]), irreducible=max(c, 0.0), unit=unit,
+                    source=source)
+
+
+def fit_power_law(x, y, *, unit: str = "tokens", irreducible: bool | float = False, bootstrap: int = 0,
+                  seed: int | None = None, confidence: float = 0.95) -> PowerLawFit:
+    """Fit ``L(x) = irreducible + (scale/x)^exponent`` by least squares on log L ([K] eq 1.1-1.3).
+
+    Args:
+        x, y: positive, finite points (e.g. tokens and loss), at least 3 (4 when fitting the constant).
+        unit: the unit of x, one of :data:`lightning_scaling.laws.UNITS`.
+        irreducible: ``False`` for Kaplan's pure power law, ``True`` to fit the constant L_inf
+            ([H] eq 1.1, bounded to [0, min(y))), or a number to hold it fixed.
+        bootstrap: number of resamples (with replacement) for percentile intervals of the parameters.
+        seed: random seed of the bootstrap.
+        confidence: level of the bootstrap intervals.
+
+    Raises:
+        FitError: too few points, non-finite or non-positive values, or a curve that does not decrease.
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+    if not (isinstance(irreducible, bool) or (isinstance(irreducible, (int, float)) and math.isfinite(irreducible)
+                                                and irreducible >= 0)):
+        raise ValueError("irreducible must be True, False or a finite number >= 0")
+    if int(bootstrap) < 0 or not (0 < confidence < 1):
+        raise ValueError("bootstrap must be >= 0 and confidence in (0, 1)")
+    xa, ya = _as_points(x, y, min_points=4 if irreducible is True else 3)
+    _check_decreasing(xa, ya)
+    if irreducible is not True and irreducible is not False and irreducible >= ya.min():
+        raise FitError(f"the fixed irreducible loss {irreducible:g} is not below every loss (min {ya.min():g})")
+    c_bounds = (0.0, float(ya.min()) * (1 - 1e-9))
+    logx, logy = np.log(xa), np.log(ya)
+    theta, cost, ok, message, _ = _solve_power_law(logx, logy, irreducible, c_bounds)
+    if theta is None or not ok:
+        return PowerLawFit(None, False, f"did not converge: {message}", cost, xa.size)
+    law = _theta_to_law(theta, irreducible, unit, "fit_power_law")
+    intervals = None
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        samples = []
+        for _ in range(int(bootstrap)):
+            counts = rng.multinomial(xa.size, np.full(xa.size, 1 / xa.size)).astype(float)
+            if np.count_nonzero(counts) < 3:
+                continue
+            th, _, ok_b, _, _ = _solve_power_law(logx, logy, irreducible, c_bounds, start=theta,
+                                                 weights=np.sqrt(counts))
+            if th is not None and ok_b:
+                samples.append([math.exp(th[0]), math.exp(th[1]), th[2] if irreducible is True else law.irreducible])
+        if len(samples) < max(10, bootstrap // 2):
+            return PowerLawFit(law, False, "bootstrap failed: too few resamples converged", cost, xa.size)
+        s = np.asarray(samples)
+        intervals = {name: _interval(s[:, i], confidence) for i, name in enumerate(("scale", "exponent", "irreducible"))}
+    return PowerLawFit(law, True, "converged", cost, xa.size, intervals, confidence, int(bootstrap))
+
+
+# ---------------------------------------------------------------------------------------------
+# learning curve of one run
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class LearningCurveFit:
+    """Result of :func:`fit_learning_curve`: ``L(t) = converged_loss + (scale/t)^exponent``.
+
+    ``trusted`` is False (with ``reason``) when the numbers should not drive a decision: the
+    optimizer failed, the converged loss sits on a bound (the curve has not bent yet), or its
+    interval is wider than ``max_relative_width`` of the estimate.
+    """
+
+    law: PowerLaw | None
+    converged_loss: float
+    exponent: float
+    scale: float
+    interval: tuple[float, float]
+    success: bool
+    trusted: bool
+    reason: str
+    n_points: int
+    rmse: float  # root mean square of the log residuals
+
+    def predict(self, t) -> np.ndarray | float:
+        if self.law is None:
+            raise ValueError(f"no curve to evaluate: {self.reason}")
+        return self.law(t)
+
+
+def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit: str = "steps",
+                       confidence: float = 0.9, max_relative_width: float = 0.1) -> LearningCurveFit:
+    """Fit ``L(t) = L_conv + (t_c/t)^alpha`` to one run's losses ([K] eq 5.6 at fixed N).
+
+    ``L_conv`` is bounded to ``[irreducible, min(loss))`` (SCIENCE.md 9: alpha > 0, L_conv between the
+    irreducible loss and the lowest loss seen). The interval of ``L_conv`` comes from the Gauss-Newton
+    covariance of the log-space least squares (normal approximation at ``confidence``).
+
+    Args:
+        t: time of each point, > 0: optimizer steps, or the summed learning rate ([T]).
+        loss: the monitored loss at those times.
+        irreducible: a known floor of the loss (e.g. L(D) for the data seen, or the data entropy).
+        skip: number of leading points to ignore (warm-up).
+        unit: "steps" or "lr_sum" (recorded on the returned law).
+        confidence: level of the converged-loss interval.
+        max_relative_width: an interval wider than this fraction of L_conv makes the fit untrusted.
+    """
+    if int(skip) < 0:
+        raise ValueError("skip must be >= 0")
+    ta, la = _as_points(t, loss, min_points=4 + int(skip), names=("t", "loss"))
+    ta, la = ta[int(skip):], la[int(skip):]
+    order = np.argsort(ta)
+    ta, la = ta[order], la[order]
+    _check_decreasing(ta, la)
+    floor = float(irreducible)
+    if not (math.isfinite(floor) and floor >= 0):
+        raise ValueError("irreducible must be a finite number >= 0")
+    if floor >= la.min():
+        raise FitError(f"the floor {floor:g} is not below every loss (min {la.min():g})")
+    logx, logy = np.log(ta), np.log(la)
+    c_bounds = (floor, float(la.min()) * (1 - 1e-6))
+    theta, cost, ok, message, jac = _solve_power_law(logx, logy, True, c_bounds)
+    nan = float("nan")
+    if theta is None or not ok:
+        return LearningCurveFit(None, nan, nan, nan, (nan, nan), False, False, f"did not converge: {message}",
+                                ta.size, nan)
+    law = _theta_to_law(theta, True, unit, "fit_learning_curve")
+    c = law.irreducible
+    rmse = math.sqrt(cost / ta.size)
+    dof = max(ta.size - 3, 1)
+    try:
+        cov = np.linalg.pinv(jac.T @ jac) * (cost / dof)
+        sd = math.sqrt(max(cov[2, 2], 0.0))
+    except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - defensive
+        sd = math.inf
+    z = norm.ppf(0.5 + confidence / 2)
+    interval = (float(max(c - z * sd, floor)), float(min(c + z * sd, float(la.min()))))
+    trusted, reason = True, "ok"
+    span = c_bounds[1] - c_bounds[0]
+    if c <= floor + 1e-6 * max(span, 1e-12):
+        trusted, reason = False, "converged loss at its lower bound: the curve has not bent yet"
+    elif c >= c_bounds[1] - 1e-6 * max(span, 1e-12):
+        trusted, reason = False, "converged loss at the lowest loss seen: the curve has flattened (or turned up)"
+    elif not math.isfinite(sd) or 2 * z * sd > max_relative_width * c:
+        trusted, reason = False, f"converged-loss interval too wide (+-{z * sd:.3g} around {c:.4g})"
+    return LearningCurveFit(law, c, law.exponent, law.scale, interval, True, trusted, reason, ta.size, rmse)
+
+
+# ---------------------------------------------------------------------------------------------
+# Chinchilla: Huber on log loss with log-sum-exp ([C] appendix D.2)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ChinchillaFit:
+    """Result of :func:`fit_chinchilla`."""
+
+    law: ChinchillaLaw | None
+    objective: float  # the Huber objective (sum over points) at the optimum
+    success: bool
+    message: str
+    n_points: int
+    n_starts: int
+    params: np.ndarray = field(repr=False, default=None)  # (a, b, e, alpha, beta); A, B, E = exp(a, b, e)
+    intervals: dict[str, tuple[float, float]] | None = None
+    confidence: float = 0.95
+    n_bootstrap: int = 0
+
+    def __bool__(self) -> bool:
+        return self.success
+
+
+def chinchilla_grid() -> np.ndarray:
+    """The initialisation grid of [C] appendix D.2: rows of (a, b, e, alpha, beta); 4500 starts."""
+    alphas = np.arange(0.0, 2.01, 0.5)
+    es = np.arange(-1.0, 1.01, 0.5)
+    abs_ = np.arange(0.0, 25.01, 5.0)
+    return np.array([(a, b, e, al, be) for a, b, e, al, be in itertools.product(abs_, abs_, es, alphas, alphas)])
+
+
+def _huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Huber loss of residuals and its derivative."""
+    grad = np.clip(r, -delta, delta)
+    value = grad * (r - 0.5 * grad)  # 0.5 r^2 inside [-delta, delta], delta (|r| - delta/2) outside
+    return value, grad
+
+
+def _chinchilla_rows(p: np.ndarray, logn: np.ndarray, logd: np.ndarray, logl: np.ndarray, delta: float,
+                     weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Huber objectives of k independent parameter rows ``p`` (k x 5) and their gradients (k x 5).
+
+    Row j of ``weights`` (k x n) weighs the points of problem j (bootstrap counts); None = all 1.
+    """
+    a, b, e, al, be = (p[:, i:i + 1] for i in range(5))
+    t1 = a - al * logn
+    t2 = b - be * logd
+    t3 = np.broadcast_to(e, t1.shape)
+    m = np.maximum(np.maximum(t1, t2), t3)  # log-sum-exp of three terms, written out for speed
+    x1, x2, x3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(t3 - m)
+    s = x1 + x2 + x3
+    r = m + np.log(s) - logl
+    value, dr = _huber(r, delta)
+    if weights is not None:
+        value, dr = value * weights, dr * weights
+    dr = dr / s  # d objective / d term_k = dr * softmax_k
+    w1, w2, w3 = x1 * dr, x2 * dr, x3 * dr
+    grad = np.stack([w1.sum(1), w2.sum(1), w3.sum(1), -(w1 @ logn), -(w2 @ logd)], axis=1)
+    return value.sum(1), grad
+
+
+def _chinchilla_objective(flat: np.ndarray, logn: np.ndarray, logd: np.ndarray, logl: np.ndarray, delta: float,
+                          weights: np.ndarray | None) -> tuple[float, np.ndarray]:
+    """The sum of the independent objectives of the rows stacked in ``flat``, and its gradient (for scipy)."""
+    values, grad = _chinchilla_rows(flat.reshape(-1, 5), logn, logd, logl, delta, weights)
+    return float(values.sum()), grad.ravel()
+
+
+def _chinchilla_single(x0, logn, logd, logl, delta, weights=None, tol=1e-12):
+    res = minimize(_chinchilla_objective, x0, args=(logn, logd, logl, delta, weights), jac=True,
+                   method="L-BFGS-B", options={"maxiter": 5000, "ftol": tol, "gtol": 1e-10})
+    return res
+
+
+def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: int = 0, seed: int | None = None,
+                   confidence: float = 0.95, grid: np.ndarray | None = None, polish: int = 32,
+                   stacked_iterations: int = 10) -> ChinchillaFit:
+    """Fit ``L(N, D) = E + A/N^alpha + B/D^beta`` as in [C] appendix D.2.
+
+    Minimises ``sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i)`` with L-BFGS from
+    every point of the [C] grid (``chinchilla_grid()``, 4500 starts). All starts first descend at once:
+    the problems are independent, so ``stacked_iterations`` iterations of one L-BFGS-B run on the
+    stacked parameters with the summed objective move every start downhill together (one vectorised
+    numpy evaluation per iteration). The ``polish`` best distinct end points are then refined one by
+    one with L-BFGS-B to full tolerance and the best is returned. ``benchmarks/bench_fit.py`` checks
+    that this reaches the optimum of a plain loop of L-BFGS-B over every grid point. Bootstrap resamples are fitted the same stacked way, warm-started at the optimum.
+
+    Args:
+        n_params, n_tokens, loss: one entry per training run, all > 0 and finite (at least 6 runs).
+        delta: the Huber threshold ([C]: 1e-3).
+        bootstrap: number of resamples of the runs for percentile intervals of E, A, B, alpha, beta.
+        seed: seed of the bootstrap.
+        grid: starting points (rows of a, b, e, alpha, beta); default the full [C] grid.
+        polish: how many of the best stacked end points to refine individually.
+    """
+    if not (delta > 0 and math.isfinite(delta)):
+        raise ValueError("delta must be a finite number > 0")
+    if int(bootstrap) < 0 or not (0 < confidence < 1):
+        raise ValueError("bootstrap must be >= 0 and confidence in (0, 1)")
+    n, d = _as_points(n_params, n_tokens, min_points=6, names=("n_params", "n_tokens"))
+    _, l = _as_points(n_params, loss, min_points=6, names=("n_params", "loss"))
+    logn, logd, logl = np.log(n), np.log(d), np.log(l)
+    starts = chinchilla_grid() if grid is None else np.asarray(grid, dtype=float).reshape(-1, 5)
+
+    coarse = minimize(_chinchilla_objective, starts.ravel(), args=(logn, logd, logl, delta, None), jac=True,
+                      method="L-BFGS-B", options={"maxiter": int(stacked_iterations), "ftol": 0.0, "gtol": 0.0})
+    ends = coarse.x.reshape(-1, 5)
+    values = _chinchilla_rows(ends, logn, logd, logl, delta, None)[0]
+    order = np.argsort(values)
+    picked: list[np.ndarray] = []
+    for i in order:
+        if not np.all(np.isfinite(ends[i])):
+            continue
+        if all(np.max(np.abs(ends[i] - q)) > 1e-3 for q in picked):
+            picked.append(ends[i])
+        if len(picked) >= polish:
+            break
+    best = None
+    for x0 in picked:
+        res = _chinchilla_single(x0, logn, logd, logl, delta)
+        if np.all(np.isfinite(res.x)) and (best is None or res.fun < best.fun):
+            best = res
+    if best is None:
+        return ChinchillaFit(None, math.inf, False, "no start converged to finite parameters", n.size, len(starts))
+    a, b, e, al, be = best.x
+    if not (al > 0 and be > 0):
+        return ChinchillaFit(None, float(best.fun), False,
+                             f"optimum has non-positive exponents (alpha={al:.3g}, beta={be:.3g}): the data do not "
+                             "decrease with N and D", n.size, len(starts), best.x)
+    law = ChinchillaLaw(math.exp(e), math.exp(a), math.exp(b), al, be, source="fit_chinchilla")
+    message = "converged" if best.success else f"stopped: {best.message}"
+    intervals = None
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        weights = rng.multinomial(n.size, np.full(n.size, 1 / n.size), size=int(bootstrap)).astype(float)
+        rows = []
+        for w in weights:  # one warm-started L-BFGS-B per resample
+            res = _chinchilla_single(best.x, logn, logd, logl, delta, w[None, :], tol=1e-10)
+            if np.all(np.isfinite(res.x)):
+                rows.append(res.x)
+        p = np.asarray(rows).reshape(-1, 5)
+        samples = {"E": np.exp(p[:, 2]), "A": np.exp(p[:, 0]), "B": np.exp(p[:, 1]), "alpha": p[:, 3], "beta": p[:, 4]}
+        intervals = {k: _interval(v, confidence) for k, v in samples.items()}
+    return ChinchillaFit(law, float(best.fun), bool(best.success), message, n.size, len(starts), best.x, intervals,
+                         confidence, int(bootstrap))
