@@ -87,3 +87,11 @@ def find_callback(trainer: Any, cls_name: str) -> Any | None:
         if any(k.__name__ == cls_name for k in type(cb).__mro__):
             return cb
     return None
+
+
+def step_boundary(trainer: Any, owner: Any) -> bool:
+    """True once per optimizer step: when ``trainer.global_step`` moved since ``owner`` last asked."""
+    step = int(trainer.global_step)
+    moved = step != getattr(owner, "_last_global_step", None)
+    owner._last_global_step = step
+    return moved

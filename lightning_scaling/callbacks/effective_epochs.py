@@ -1,0 +1,168 @@
+"""EffectiveEpochs: examples (or tokens) processed E, dataset size D, E/D, distinct data seen, and the
+effective data D' of repeated data (Muennighoff et al. 2023 eq 5; SCIENCE.md 1 and 7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..planning import effective_data
+from . import _common
+
+
+@dataclass
+class DataCounts:
+    """Counts over all ranks at one optimizer step."""
+
+    step: int
+    examples_seen: float
+    tokens_seen: float | None
+    dataset_size: float | None
+    unit: str  # "examples" or "tokens": the unit of dataset_size, distinct_seen and effective_data
+    distinct_seen: float | None
+    effective_epochs: float | None
+    effective_data: float | None
+
+    @property
+    def seen(self) -> float:
+        """E in the unit of the counts."""
+        return self.tokens_seen if self.unit == "tokens" else self.examples_seen
+
+
+def batch_size_of(batch: Any) -> int:
+    """The number of examples in a batch: the leading dimension of its first tensor (host metadata)."""
+    if hasattr(batch, "shape") and len(batch.shape) > 0:
+        return int(batch.shape[0])
+    if isinstance(batch, dict):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            n = batch_size_of(item)
+            if n:
+                return n
+    return 0
+
+
+class EffectiveEpochsBase:
+    """Count the data a run has processed: E, D, E/D, distinct data seen D_seen = min(E, D) and D'.
+
+    Counts come from the real batches (all micro-batches of gradient accumulation, a short last batch,
+    ``limit_train_batches``) on every rank, stay on the host (batch sizes are shape metadata) or on the
+    device (a token-counting callable), and are summed over ranks only when logged.
+
+    Args:
+        dataset_size: D in examples; default ``len(train_dataloader.dataset)`` (the global dataset).
+        tokens_per_example: count tokens as this many per example (D is then in tokens too).
+        count_tokens: a callable ``batch -> int | tensor`` counting a batch's tokens (e.g. a mask sum).
+        strict: raise instead of warning when D cannot be known (an iterable dataset without a length).
+    """
+
+    def __init__(self, dataset_size: int | None = None, tokens_per_example: int | None = None,
+                 count_tokens: Callable[[Any], Any] | None = None, strict: bool = False) -> None:
+        if dataset_size is not None and not (isinstance(dataset_size, int) and dataset_size > 0):
+            raise ValueError(f"dataset_size must be a positive int (examples), got {dataset_size!r}")
+        if tokens_per_example is not None and not (isinstance(tokens_per_example, int) and tokens_per_example > 0):
+            raise ValueError(f"tokens_per_example must be a positive int, got {tokens_per_example!r}")
+        if tokens_per_example is not None and count_tokens is not None:
+            raise ValueError("give tokens_per_example or count_tokens, not both")
+        if count_tokens is not None and not callable(count_tokens):
+            raise ValueError("count_tokens must be a callable batch -> number of tokens")
+        self.dataset_size = dataset_size
+        self.tokens_per_example = tokens_per_example
+        self.count_tokens = count_tokens
+        self.strict = strict
+        self._local_examples = 0  # this rank, since the last sync
+        self._local_tokens: Any = 0  # int, or a device tensor from count_tokens
+        self._examples = 0.0  # all ranks, as of the last sync (restored on resume)
+        self._tokens = 0.0
+        self._size: float | None = None
+        self._cache: DataCounts | None = None
+        self._warned = False
+
+    @property
+    def state_key(self) -> str:
+        return f"EffectiveEpochs{{tokens_per_example={self.tokens_per_example}}}"
+
+    @property
+    def unit(self) -> str:
+        return "tokens" if (self.tokens_per_example or self.count_tokens) else "examples"
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        from ..dashboard import ensure_layout
+
+        ensure_layout(trainer)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._size = None
+        if self.dataset_size is not None:
+            self._size = float(self.dataset_size)
+        else:
+            loader = getattr(trainer, "train_dataloader", None)
+            dataset = getattr(loader, "dataset", None)
+            try:
+                self._size = float(len(dataset))  # the global dataset, not a rank's shard
+            except TypeError:
+                message = ("EffectiveEpochs: the training dataset has no length, so D and E/D are left out "
+                           "(E is still logged); pass dataset_size=... to log them")
+                if self.strict:
+                    raise ValueError(message) from None
+                if not self._warned:
+                    _common.rank_zero_warn(trainer, message)
+                    self._warned = True
+        if self._size is not None and self.tokens_per_example:
+            self._size *= self.tokens_per_example
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        n = batch_size_of(batch)
+        self._local_examples += n
+        if self.count_tokens is not None:
+            self._local_tokens = self._local_tokens + self.count_tokens(batch)  # stays on the device
+        elif self.tokens_per_example:
+            self._local_tokens += n * self.tokens_per_example
+        if _common.step_boundary(trainer, self) and _common.should_log(trainer):
+            self.log_counts(trainer)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.log_counts(trainer)
+
+    def counts(self, trainer: Any) -> DataCounts:
+        """Counts over all ranks (collective: call on every rank at the same point); cached per step."""
+        step = int(trainer.global_step)
+        if self._cache is not None and self._cache.step == step and not self._local_examples:
+            return self._cache
+        examples, tokens = _common.reduce_sum(trainer, [self._local_examples, self._local_tokens])
+        self._examples += examples
+        self._tokens += tokens
+        self._local_examples, self._local_tokens = 0, 0
+        tokens_seen = self._tokens if self.unit == "tokens" else None
+        seen = tokens_seen if self.unit == "tokens" else self._examples
+        size = self._size
+        distinct = min(seen, size) if size else None
+        self._cache = DataCounts(step, self._examples, tokens_seen, size, self.unit, distinct,
+                                 seen / size if size else None,
+                                 float(effective_data(size, seen)) if size else None)
+        return self._cache
+
+    def log_counts(self, trainer: Any) -> DataCounts:
+        c = self.counts(trainer)
+        p = _common.PREFIX
+        _common.log_scalars(trainer, {
+            f"{p}examples_seen": c.examples_seen, f"{p}tokens_seen": c.tokens_seen, f"{p}dataset_size": c.dataset_size,
+            f"{p}effective_epochs": c.effective_epochs, f"{p}distinct_seen": c.distinct_seen,
+            f"{p}effective_data": c.effective_data}, c.step)
+        return c
+
+    def state_dict(self) -> dict[str, Any]:
+        # totals as of the last sync plus this rank's unsynced part scaled to all ranks is not exact,
+        # so checkpoints are taken after a sync: Lightning saves on every rank at the same point.
+        return {"examples": self._examples, "tokens": self._tokens,
+                "pending_examples": self._local_examples,
+                "pending_tokens": float(self._local_tokens) if not hasattr(self._local_tokens, "item")
+                else float(self._local_tokens.item())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._examples = float(state["examples"])
+        self._tokens = float(state["tokens"])
+        self._local_examples = int(state.get("pending_examples", 0))
+        self._local_tokens = state.get("pending_tokens", 0.0)
+        self._cache = None

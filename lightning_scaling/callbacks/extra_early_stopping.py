@@ -1,0 +1,152 @@
+"""ExtraEarlyStopping: stop at ~1.1x the predicted converged loss ([K] appendix B.2, eq B.5)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..stopping import StopDecision, StoppingRule
+from . import _common
+
+
+class ExtraEarlyStoppingBase:
+    """Fit the learning curve of ``monitor`` as evaluations arrive and stop at ``threshold`` x its limit.
+
+    The decision is made by :class:`lightning_scaling.stopping.StoppingRule`, the same object
+    ``lightning_scaling.replay`` runs over logged points, so a replay reaches the identical decision. The
+    learning rate of every optimizer step is summed on the host (free) and used as the time axis when
+    ``time_axis="lr_sum"`` ([T]); it is logged as ``scaling/lr_sum`` so that replays can use it.
+
+    Args:
+        monitor: the loss to watch (logged by the module, e.g. ``val_loss``).
+        threshold: stop multiple; default ``1 + alpha_N/alpha_S`` = 1.10.
+        alpha_N, alpha_S, irreducible, warmup_steps, min_points, smoothing, stable_fits, stability,
+            max_relative_width, stop_when_data_limited: see :class:`StoppingRule`.
+        time_axis: "steps" or "lr_sum" (the summed learning rate; use it with decaying schedules).
+        strict: raise when ``monitor`` is missing (like ``EarlyStopping``); otherwise warn once and skip.
+        check_finite: stop the run when the monitored loss is NaN or inf (else the point is skipped).
+        use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction.
+    """
+
+    def __init__(self, monitor: str = "val_loss", threshold: float | None = None, alpha_N: float = 0.076,
+                 alpha_S: float = 0.76, irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6,
+                 smoothing: float = 0.5, stable_fits: int = 2, stability: float = 0.02,
+                 max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "steps",
+                 strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
+                 verbose: bool = True) -> None:
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
+        if time_axis not in ("steps", "lr_sum"):
+            raise ValueError(f"time_axis must be 'steps' or 'lr_sum', got {time_axis!r}")
+        self.monitor = monitor
+        self.time_axis = time_axis
+        self.strict = strict
+        self.check_finite = check_finite
+        self.use_data_floor = use_data_floor
+        self.verbose = verbose
+        self.rule = StoppingRule(threshold, alpha_N=alpha_N, alpha_S=alpha_S, irreducible=irreducible,
+                                 warmup_steps=warmup_steps, min_points=min_points, smoothing=smoothing,
+                                 stable_fits=stable_fits, stability=stability,
+                                 max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited)
+        self.lr_sum = 0.0
+        self.stopped_step: int | None = None
+        self.decision: StopDecision | None = None
+        self._last_eval_step: int | None = None
+        self._warned_missing = False
+
+    @property
+    def state_key(self) -> str:
+        return f"ExtraEarlyStopping{{monitor={self.monitor}}}"
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        from ..dashboard import ensure_layout
+
+        ensure_layout(trainer)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if _common.step_boundary(trainer, self) and trainer.optimizers:
+            self.lr_sum += float(trainer.optimizers[0].param_groups[0]["lr"])  # a host float: no sync
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if getattr(trainer, "sanity_checking", False) or getattr(trainer, "fast_dev_run", False):
+            return
+        step = int(trainer.global_step)
+        if step == self._last_eval_step or step == 0:
+            return
+        self._last_eval_step = step
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            message = (f"ExtraEarlyStopping could not find the monitored metric {self.monitor!r}; available: "
+                       f"{sorted(trainer.callback_metrics)}. Log it with self.log({self.monitor!r}, ...) or set "
+                       "strict=False")
+            if self.strict:
+                raise RuntimeError(message)
+            if not self._warned_missing:
+                self._warned_missing = True
+                _common.rank_zero_warn(trainer, message)
+            return
+        # every rank decides on the same number: the mean over ranks (one reduce per evaluation)
+        (loss,) = _common.reduce_sum(trainer, [value])
+        loss /= _common.world_size(trainer)
+        if not math.isfinite(loss) and self.check_finite:
+            self._stop(trainer, f"monitored {self.monitor} = {loss} is not finite")
+            return
+        floor = self._data_floor(trainer)
+        decision = self.rule.update(step, loss, self.lr_sum if self.time_axis == "lr_sum" else None, floor)
+        self.decision = decision
+        self._log(trainer, decision)
+        should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
+        if should_stop:
+            self._stop(trainer, decision.reason)
+
+    def _data_floor(self, trainer: Any) -> float | None:
+        if not self.use_data_floor:
+            return None
+        gap = _common.find_callback(trainer, "DataLimitGapBase")
+        return None if gap is None else gap.data_floor(trainer)
+
+    def _log(self, trainer: Any, d: StopDecision) -> None:
+        p = _common.PREFIX
+        metrics = {f"{p}lr_sum": self.lr_sum, f"{p}smoothed_loss": d.smoothed_loss,
+                   f"{p}converged_loss": d.converged_loss, f"{p}stop_loss": d.stop_loss,
+                   f"{p}predicted_stop_step": d.predicted_stop_step, f"{p}progress": d.progress}
+        if d.interval is not None:
+            metrics[f"{p}converged_loss_low"], metrics[f"{p}converged_loss_high"] = d.interval
+        _common.log_scalars(trainer, metrics, d.step)
+
+    def _stop(self, trainer: Any, reason: str) -> None:
+        trainer.should_stop = True
+        self.stopped_step = int(trainer.global_step)
+        if self.verbose:
+            _common.rank_zero_info(trainer, self.summary(trainer, reason))
+
+    def summary(self, trainer: Any, reason: str) -> str:
+        d = self.decision
+        lines = [f"ExtraEarlyStopping: stopped at step {trainer.global_step}: {reason}"]
+        if d is not None and d.converged_loss is not None:
+            lo, hi = d.interval or (float("nan"), float("nan"))
+            lines.append(f"  predicted converged {self.monitor}: {d.converged_loss:.4f} [{lo:.4f}, {hi:.4f}]; "
+                         f"smoothed loss now {d.smoothed_loss:.4f}")
+        counter = _common.find_callback(trainer, "FlopCounterBase")
+        if counter is not None:
+            from ..flops import pf_days
+
+            total = counter.sync(trainer)
+            lines.append(f"  compute used: {total:.3e} FLOP ({pf_days(total):.3e} PF-days)")
+            if d is not None and d.converged_loss is not None and self.time_axis == "steps":
+                from ..planning import tradeoff
+
+                t = tradeoff(self.rule.threshold - 1.0, 0.02)
+                lines.append(f"  training on to within 2% of convergence would take about {1 / t.steps_ratio:.1f}x "
+                             f"these steps (~{total / t.steps_ratio:.3e} FLOP), [K] B.13")
+        return "\n".join(lines)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule.state_dict(), "lr_sum": self.lr_sum, "stopped_step": self.stopped_step,
+                "last_eval_step": self._last_eval_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rule.load_state_dict(state["rule"])
+        self.lr_sum = float(state["lr_sum"])
+        self.stopped_step = state["stopped_step"]
+        self._last_eval_step = state["last_eval_step"]

@@ -1,0 +1,140 @@
+"""FlopCounter: measured FLOPs per step, cumulative FLOPs over all devices, PF-days, FLOP/s and MFU."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import flops as F
+from . import _common
+
+
+def _signature(batch: Any) -> tuple:
+    """Shapes and dtypes of a batch's tensors: a step is re-measured only when this changes."""
+    if hasattr(batch, "shape"):
+        return (tuple(batch.shape), str(getattr(batch, "dtype", "")))
+    if isinstance(batch, dict):
+        return tuple((k, _signature(v)) for k, v in sorted(batch.items(), key=lambda kv: str(kv[0])))
+    if isinstance(batch, (list, tuple)):
+        return tuple(_signature(v) for v in batch)
+    return (type(batch).__name__,)
+
+
+class FlopCounterBase:
+    """Measure the FLOPs of real training steps and add them up over steps, devices and resumes.
+
+    The first micro-batch of each new batch shape runs under ``torch.utils.flop_counter.FlopCounterMode``
+    from ``on_train_batch_start`` until its backward is done (``on_before_optimizer_step``, or the end of
+    the micro-batch under gradient accumulation), so frozen parameters cost what they really cost
+    (SCIENCE.md 8) and the optimizer is left out. Attention is corrected (see :mod:`lightning_scaling.flops`).
+    Every other step adds the measured number for its shape: host arithmetic only.
+
+    Args:
+        peak_flops: the device's peak FLOP/s for MFU; default looked up from the GPU's name
+            (:data:`lightning_scaling.flops.PEAK_FLOPS`); unknown means no MFU (one warning).
+        dtype: the dtype of the peak to look up ("bf16", "fp16", "fp32").
+    """
+
+    def __init__(self, peak_flops: float | None = None, dtype: str = "bf16") -> None:
+        if peak_flops is not None and not (isinstance(peak_flops, (int, float)) and peak_flops > 0):
+            raise ValueError(f"peak_flops must be a positive number of FLOP/s, got {peak_flops!r}")
+        if dtype not in ("bf16", "fp16", "fp32"):
+            raise ValueError(f"dtype must be 'bf16', 'fp16' or 'fp32', got {dtype!r}")
+        self.peak_flops = peak_flops
+        self.dtype = dtype
+        self.per_shape: dict[tuple, float] = {}
+        self.last_measurement: F.StepFlops | None = None
+        self.total_flops = 0.0  # all devices, as of the last sync
+        self._local = 0.0  # this rank since the last sync
+        self._measuring: F.StepMeasurement | None = None
+        self._measuring_sig: tuple | None = None
+        self._current: float = 0.0
+        self._clock: tuple[float, float] | None = None  # (time, total) at the last log
+        self._peak: float | None = None
+        self._warned = False
+
+    @property
+    def state_key(self) -> str:
+        return "FlopCounter"
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        from ..dashboard import ensure_layout
+
+        ensure_layout(trainer)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._clock = None  # the throughput clock restarts cleanly, also after a resume
+        self._peak = self.peak_flops
+        if self._peak is None:
+            import torch
+
+            device = getattr(pl_module, "device", None)
+            if device is not None and device.type == "cuda":
+                self._peak = F.peak_flops(torch.cuda.get_device_name(device), self.dtype)
+            if self._peak is None and not self._warned:
+                self._warned = True
+                _common.rank_zero_warn(trainer, "FlopCounter: the device's peak FLOP/s is unknown, so MFU is not "
+                                                "logged; pass peak_flops=... to log it")
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        sig = _signature(batch)
+        if sig not in self.per_shape and self._measuring is None:
+            self._measuring, self._measuring_sig = F.StepMeasurement(), sig
+
+    def _finish_measurement(self) -> None:
+        if self._measuring is not None:
+            self.last_measurement = self._measuring.stop()
+            self.per_shape[self._measuring_sig] = self.last_measurement.flops
+            self._measuring = None
+
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        self._finish_measurement()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._finish_measurement()
+        self._local += self.per_shape.get(_signature(batch), 0.0)
+        if _common.step_boundary(trainer, self) and _common.should_log(trainer):
+            self.log_flops(trainer)
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self.log_flops(trainer)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if self._measuring is not None:  # never leave the counter's dispatch mode entered
+            self._measuring.stop()
+            self._measuring = None
+
+    def sync(self, trainer: Any) -> float:
+        """Add every rank's FLOPs since the last sync to ``total_flops`` (collective)."""
+        (local,) = _common.reduce_sum(trainer, [self._local])
+        self.total_flops += local
+        self._local = 0.0
+        return self.total_flops
+
+    def flops_per_step(self, trainer: Any) -> float:
+        """FLOPs of the last measured micro-batch shape times micro-batches per step and devices."""
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+        last = self.last_measurement.flops if self.last_measurement else 0.0
+        return last * accumulate * _common.world_size(trainer)
+
+    def log_flops(self, trainer: Any) -> None:
+        total = self.sync(trainer)
+        now = time.perf_counter()
+        p = _common.PREFIX
+        metrics = {f"{p}flops": total, f"{p}pf_days": F.pf_days(total),
+                   f"{p}flops_per_step": self.flops_per_step(trainer)}
+        if self._clock is not None and now > self._clock[0]:
+            rate = (total - self._clock[1]) / (now - self._clock[0])
+            metrics[f"{p}flops_per_sec"] = rate
+            if self._peak:
+                metrics[f"{p}mfu"] = F.mfu(rate / _common.world_size(trainer), self._peak)
+        self._clock = (now, total)
+        _common.log_scalars(trainer, metrics, int(trainer.global_step))
+
+    def state_dict(self) -> dict[str, Any]:
+        # Lightning gathers callback state on every rank at the same point; rank zero's is saved.
+        return {"total_flops": self.total_flops, "pending_flops": self._local}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total_flops = float(state["total_flops"])
+        self._local = float(state.get("pending_flops", 0.0))

@@ -1,0 +1,250 @@
+"""The extra-early stopping rule as a pure object, shared by the live callback and the replay.
+
+Kaplan et al. 2020 appendix B.2 ([K] eq B.5): at fixed compute the best trade between model size and
+steps stops training at ``L = (1 + alpha_N/alpha_S) L_conv``, about 1.1x the converged loss of the
+model being trained. With an irreducible loss L_inf the rule applies to the reducible part:
+stop when ``L - L_inf <= threshold (L_conv - L_inf)`` (SCIENCE.md 4).
+
+The rule fits ``L(t) = L_conv + (t_c/t)^alpha`` ([K] eq 5.6 at fixed N) to the points after warm-up each
+time a new point arrives, with t the step or, when the learning rate varies, the summed learning rate
+([T] "forward area"). It stops only when the fit is trusted (see
+:func:`~lightning_scaling.fitting.fit_learning_curve`), the last ``stable_fits`` predictions agree within
+``stability``, and the smoothed loss is at or below the stop loss. Feeding the same points gives the same
+decisions: :func:`replay` runs exactly this object over a finished run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import FitError
+from .fitting import fit_learning_curve
+from .planning import stopping_factor
+
+
+@dataclass
+class StopDecision:
+    """What the rule concluded after one new point."""
+
+    step: int
+    should_stop: bool
+    reason: str
+    converged_loss: float | None = None
+    interval: tuple[float, float] | None = None
+    stop_loss: float | None = None
+    smoothed_loss: float | None = None
+    predicted_stop_step: float | None = None
+    progress: float | None = None
+    trusted: bool = False
+    data_limited: bool = False
+
+
+class StoppingRule:
+    """Decide when a run has reached ``threshold`` x its predicted converged loss.
+
+    Args:
+        threshold: stop multiple of the converged loss; default ``1 + alpha_N/alpha_S`` ([K] B.5).
+        alpha_N, alpha_S: exponents of [K] eq 1.6 used for the default threshold (0.076, 0.76 -> 1.10).
+        irreducible: a known floor of the loss; the rule then applies to the reducible part.
+        warmup_steps: points at or before this step are not fitted (warm-up distorts the curve).
+        min_points: points after warm-up needed before the first fit.
+        smoothing: weight of the past in the exponential moving average of the loss (0 = no smoothing).
+        stable_fits: number of consecutive trusted predictions that must agree before stopping.
+        stability: relative spread allowed among those predictions.
+        max_relative_width: widest converged-loss interval (relative) a trusted fit may have.
+        stop_when_data_limited: also stop when the smoothed loss has turned up by ``turn_up`` over its
+            minimum before the threshold was reached (the run is data-limited: more data is the remedy).
+        turn_up: relative rise of the smoothed loss above its minimum that counts as turning up.
+    """
+
+    def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
+                 irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6, smoothing: float = 0.5,
+                 stable_fits: int = 2, stability: float = 0.02, max_relative_width: float = 0.1,
+                 stop_when_data_limited: bool = False, turn_up: float = 0.01) -> None:
+        self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
+        if not (math.isfinite(self.threshold) and self.threshold > 1.0):
+            raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
+        if not (math.isfinite(irreducible) and irreducible >= 0):
+            raise ValueError(f"irreducible must be a finite number >= 0, got {irreducible!r}")
+        if int(min_points) < 4:
+            raise ValueError("min_points must be >= 4 (a learning curve has three parameters)")
+        if not (0.0 <= smoothing < 1.0):
+            raise ValueError("smoothing must be in [0, 1)")
+        if int(stable_fits) < 1 or not (stability > 0) or not (max_relative_width > 0):
+            raise ValueError("stable_fits must be >= 1, stability and max_relative_width > 0")
+        if int(warmup_steps) < 0 or not (turn_up > 0):
+            raise ValueError("warmup_steps must be >= 0 and turn_up > 0")
+        self.irreducible = float(irreducible)
+        self.warmup_steps = int(warmup_steps)
+        self.min_points = int(min_points)
+        self.smoothing = float(smoothing)
+        self.stable_fits = int(stable_fits)
+        self.stability = float(stability)
+        self.max_relative_width = float(max_relative_width)
+        self.stop_when_data_limited = bool(stop_when_data_limited)
+        self.turn_up = float(turn_up)
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps: list[int] = []
+        self.times: list[float] = []
+        self.losses: list[float] = []
+        self.smoothed: float | None = None
+        self.min_smoothed: float | None = None
+        self.first_smoothed: float | None = None
+        self.predictions: list[float] = []
+        self.last: StopDecision | None = None
+        self.stopped_step: int | None = None
+
+    def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None) -> StopDecision:
+        """Add the loss at ``step`` (and the summed learning rate so far, if the time axis is the LR area).
+
+        ``floor`` is a lower bound of the converged loss known from elsewhere, e.g. the fitted L(D) at the
+        data seen (DataLimitGap): the prediction is never allowed below it.
+        """
+        step = int(step)
+        loss = float(loss)
+        if not math.isfinite(loss):
+            return self._remember(StopDecision(step, False, f"non-finite loss {loss} skipped"))
+        if step <= self.warmup_steps:
+            return self._remember(StopDecision(step, False, "warm-up: point not fitted"))
+        t = float(lr_sum) if lr_sum is not None else float(step)
+        if not (t > 0) or (self.times and t <= self.times[-1]):
+            return self._remember(StopDecision(step, False, "time axis did not advance: point skipped"))
+        self.steps.append(step)
+        self.times.append(t)
+        self.losses.append(loss)
+        s = loss if self.smoothed is None else self.smoothing * self.smoothed + (1 - self.smoothing) * loss
+        self.smoothed = s
+        self.first_smoothed = s if self.first_smoothed is None else self.first_smoothed
+        self.min_smoothed = s if self.min_smoothed is None else min(self.min_smoothed, s)
+        data_limited = s > self.min_smoothed * (1 + self.turn_up)
+        if len(self.losses) < self.min_points:
+            return self._remember(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
+                                               smoothed_loss=s, data_limited=data_limited))
+        base = max(self.irreducible, float(floor) if floor is not None and math.isfinite(floor) else 0.0)
+        try:
+            fit = fit_learning_curve(self.times, self.losses, irreducible=min(base, min(self.losses) * (1 - 1e-6)),
+                                     unit="lr_sum" if lr_sum is not None else "steps",
+                                     max_relative_width=self.max_relative_width)
+        except FitError as err:
+            return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
+                                                           data_limited=data_limited))
+        if not fit.success:
+            return self._stop_if_data_limited(StopDecision(step, False, fit.reason, smoothed_loss=s,
+                                                           data_limited=data_limited))
+        conv = fit.converged_loss
+        stop_loss = self.irreducible + self.threshold * (conv - self.irreducible)
+        predicted = None
+        if lr_sum is None and stop_loss > conv:
+            predicted = float(fit.law.inverse(stop_loss))
+        span = (self.first_smoothed - stop_loss)
+        progress = 1.0 if span <= 0 else float(np.clip((self.first_smoothed - s) / span, 0.0, 1.0))
+        decision = StopDecision(step, False, fit.reason, conv, fit.interval, stop_loss, s, predicted, progress,
+                                fit.trusted, data_limited)
+        if not fit.trusted:
+            self.predictions.clear()
+            return self._stop_if_data_limited(decision)
+        self.predictions.append(conv)
+        recent = self.predictions[-self.stable_fits:]
+        stable = len(recent) == self.stable_fits and (max(recent) - min(recent)) <= self.stability * conv
+        if not stable:
+            decision.reason = f"prediction not yet stable over {self.stable_fits} fits"
+            return self._stop_if_data_limited(decision)
+        if s <= stop_loss:
+            decision.should_stop = True
+            decision.reason = (f"smoothed loss {s:.4g} reached {self.threshold:.3g} x predicted converged loss "
+                               f"{conv:.4g} (stop loss {stop_loss:.4g})")
+            return self._remember(decision)
+        decision.reason = f"stable prediction {conv:.4g}; loss {s:.4g} above stop loss {stop_loss:.4g}"
+        return self._stop_if_data_limited(decision)
+
+    def _stop_if_data_limited(self, decision: StopDecision) -> StopDecision:
+        if decision.data_limited:
+            decision.reason = (f"data-limited: the smoothed loss turned up {self.turn_up:.0%} above its minimum before "
+                               "the threshold was reached; more data, not more steps, lowers it")
+            decision.should_stop = self.stop_when_data_limited
+        return self._remember(decision)
+
+    def _remember(self, decision: StopDecision) -> StopDecision:
+        self.last = decision
+        if decision.should_stop and self.stopped_step is None:
+            self.stopped_step = decision.step
+        return decision
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-typed state (loadable with ``torch.load(weights_only=True)``)."""
+        return {"steps": list(self.steps), "times": list(self.times), "losses": list(self.losses),
+                "smoothed": self.smoothed, "min_smoothed": self.min_smoothed, "first_smoothed": self.first_smoothed,
+                "predictions": list(self.predictions), "stopped_step": self.stopped_step,
+                "last": None if self.last is None else {k: (list(v) if isinstance(v, tuple) else v)
+                                                       for k, v in asdict(self.last).items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = [int(v) for v in state["steps"]]
+        self.times = [float(v) for v in state["times"]]
+        self.losses = [float(v) for v in state["losses"]]
+        self.smoothed, self.min_smoothed = state["smoothed"], state["min_smoothed"]
+        self.first_smoothed = state["first_smoothed"]
+        self.predictions = [float(v) for v in state["predictions"]]
+        self.stopped_step = state["stopped_step"]
+        last = state.get("last")
+        if last is not None and last.get("interval") is not None:
+            last = {**last, "interval": tuple(last["interval"])}
+        self.last = None if last is None else StopDecision(**last)
+
+
+@dataclass
+class ReplayResult:
+    """The decisions of :class:`StoppingRule` over a finished run."""
+
+    stop_step: int | None  # the step at which the rule stops, or None
+    converged_loss: float | None  # the prediction it stopped on, or the last prediction
+    stop_index: int | None  # index of the stopping point in the inputs
+    decisions: list[StopDecision] = field(repr=False, default_factory=list)
+
+
+def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[float] | None = None,
+           lr: Sequence[float] | None = None, floor: Sequence[float] | float | None = None,
+           **rule_options: Any) -> ReplayResult:
+    """Run :class:`StoppingRule` over logged points, exactly as the live callback would.
+
+    Args:
+        steps, losses: the evaluation points (e.g. the logged ``val_loss`` and its steps).
+        lr_sum: the summed learning rate at each step (the callback logs it as ``scaling/lr_sum``):
+            the same time axis the live callback used, so the decisions agree exactly.
+        lr: alternatively, the learning rate of every optimizer step from 1 to max(steps) (index i is
+            step i+1); summed here the way the callback sums it.
+        floor: a lower bound of the converged loss (scalar, or one per point).
+        **rule_options: passed to :class:`StoppingRule`.
+    """
+    steps = [int(s) for s in steps]
+    losses = [float(v) for v in losses]
+    if len(steps) != len(losses):
+        raise ValueError("steps and losses must have the same length")
+    if lr_sum is not None and lr is not None:
+        raise ValueError("give lr_sum or lr, not both")
+    times = None
+    if lr_sum is not None:
+        times = [float(v) for v in lr_sum]
+    elif lr is not None:
+        cumulative = np.cumsum(np.asarray(lr, dtype=float))
+        if steps and max(steps) > cumulative.size:
+            raise ValueError(f"lr must hold one learning rate per optimizer step up to step {max(steps)}")
+        times = [float(cumulative[s - 1]) if s >= 1 else 0.0 for s in steps]
+    if times is not None and len(times) != len(steps):
+        raise ValueError("lr_sum must have one value per step")
+    floors = floor if isinstance(floor, (list, tuple, np.ndarray)) else [floor] * len(steps)
+    rule = StoppingRule(**rule_options)
+    decisions = []
+    for i, (step, loss) in enumerate(zip(steps, losses)):
+        d = rule.update(step, loss, None if times is None else times[i], floors[i])
+        decisions.append(d)
+        if d.should_stop:
+            return ReplayResult(step, d.converged_loss, i, decisions)
+    last_pred = next((d.converged_loss for d in reversed(decisions) if d.converged_loss is not None), None)
+    return ReplayResult(None, last_pred, None, decisions)
