@@ -112,3 +112,18 @@ def make_trainer(tmp_path, callbacks=(), **kw) -> pl.Trainer:
 
 def loader(dataset, batch_size: int = 8, **kw) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, **kw)
+
+
+class CurveRegressor(Regressor):
+    """Trains for real, but reports a known learning curve as val_loss: L(S) = 1 + (40/S)^0.7.
+
+    The rule's accuracy is tested on curves; this module tests the callback's plumbing (hooks, ranks,
+    resume, replay agreement) with a loss whose stop point is known (about step 1070).
+    """
+
+    def validation_step(self, batch, batch_idx):
+        step = max(int(self.global_step), 1)
+        value = 1.0 + (40.0 / step) ** 0.7
+        if step in self.nan_at:
+            value = float("nan")
+        self.log(self.val_name, torch.tensor(value, dtype=torch.float32))

@@ -94,7 +94,7 @@ class ExtraEarlyStoppingBase:
         floor = self._data_floor(trainer)
         decision = self.rule.update(step, loss, self.lr_sum if self.time_axis == "lr_sum" else None, floor)
         self.decision = decision
-        self._log(trainer, decision)
+        self._log(trainer, decision, loss)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
         if should_stop:
             self._stop(trainer, decision.reason)
@@ -105,9 +105,11 @@ class ExtraEarlyStoppingBase:
         gap = _common.find_callback(trainer, "DataLimitGapBase")
         return None if gap is None else gap.data_floor(trainer)
 
-    def _log(self, trainer: Any, d: StopDecision) -> None:
+    def _log(self, trainer: Any, d: StopDecision, loss: float) -> None:
+        # the rule's own inputs (step = global_step, the loss, the LR sum) go to the logs, so a replay of
+        # scaling/monitored_loss and scaling/lr_sum reaches exactly this decision
         p = _common.PREFIX
-        metrics = {f"{p}lr_sum": self.lr_sum, f"{p}smoothed_loss": d.smoothed_loss,
+        metrics = {f"{p}monitored_loss": loss, f"{p}lr_sum": self.lr_sum, f"{p}smoothed_loss": d.smoothed_loss,
                    f"{p}converged_loss": d.converged_loss, f"{p}stop_loss": d.stop_loss,
                    f"{p}predicted_stop_step": d.predicted_stop_step, f"{p}progress": d.progress}
         if d.interval is not None:

@@ -1,0 +1,31 @@
+"""Run by tests under strategy="ddp" (gloo, 2 CPU processes); each rank writes what it saw."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pytorch_lightning as pl  # noqa: E402
+
+from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter  # noqa: E402
+from models import CurveRegressor, loader, regression_data  # noqa: E402
+
+
+def main(out: str, devices: int, batch_size: int) -> None:
+    pl.seed_everything(0)
+    callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12), ExtraEarlyStopping(verbose=False)]
+    trainer = pl.Trainer(callbacks=callbacks, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
+                         max_steps=3000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, val_check_interval=16, check_val_every_n_epoch=None,
+                         limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=50)
+    trainer.fit(CurveRegressor(), loader(regression_data(256), batch_size, shuffle=False),
+                loader(regression_data(32, seed=1), 8))
+    counts = callbacks[0].counts(trainer)
+    Path(out, f"rank{trainer.global_rank}.json").write_text(json.dumps({
+        "stop": callbacks[2].stopped_step, "step": trainer.global_step, "examples": counts.examples_seen,
+        "flops": callbacks[1].sync(trainer)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))

@@ -1,0 +1,163 @@
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw, replay
+from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
+
+
+def fit_curve(tmp_path, callbacks, **kw):
+    defaults = dict(max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
+    defaults.update(kw)
+    trainer = make_trainer(tmp_path, callbacks, **defaults)
+    trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    return trainer
+
+
+def test_stops_near_the_known_point_and_replay_agrees(tmp_path, capsys):
+    stop = ExtraEarlyStopping()
+    logger = CSVLogger(tmp_path, name="run")
+    trainer = fit_curve(tmp_path, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger)
+    assert stop.stopped_step is not None and trainer.global_step == stop.stopped_step
+    # L = 1 + (40/S)^0.7 reaches 1.1 x 1.0 at S = 40 * 10^(1/0.7) ~ 1073; smoothing lags a little
+    assert 900 <= stop.stopped_step <= 1600
+    assert stop.decision.converged_loss == pytest.approx(1.0, rel=0.03)
+    out = capsys.readouterr().out
+    assert "ExtraEarlyStopping: stopped at step" in out and "compute used" in out and "FLOP" in out
+    rows = list(csv.DictReader((tmp_path / "run" / "version_0" / "metrics.csv").open()))
+    # Lightning logs val_loss one step early mid-epoch; the callback logs the points it used
+    points = [(int(r["step"]), float(r["scaling/monitored_loss"])) for r in rows if r.get("scaling/monitored_loss")]
+    replayed = replay([s for s, _ in points], [v for _, v in points])
+    assert replayed.stop_step == stop.stopped_step
+    assert replayed.converged_loss == pytest.approx(stop.decision.converged_loss, rel=1e-9)
+    tags = {k for r in rows for k, v in r.items() if v}
+    for tag in ("scaling/converged_loss", "scaling/converged_loss_low", "scaling/converged_loss_high",
+                "scaling/stop_loss", "scaling/predicted_stop_step", "scaling/progress", "scaling/lr_sum"):
+        assert tag in tags
+
+
+def test_resume_reaches_the_same_stop_step(tmp_path):
+    ref = ExtraEarlyStopping(verbose=False)
+    fit_curve(tmp_path / "ref", [ref])
+    first = ExtraEarlyStopping(verbose=False)
+    trainer = fit_curve(tmp_path / "a", [first], max_steps=400)
+    assert first.stopped_step is None
+    ckpt = tmp_path / "a" / "mid.ckpt"
+    trainer.save_checkpoint(ckpt)
+    torch.load(ckpt, weights_only=True)
+    resumed = ExtraEarlyStopping(verbose=False)
+    trainer = make_trainer(tmp_path / "a", [resumed], max_steps=3000, val_check_interval=16,
+                           check_val_every_n_epoch=None, limit_val_batches=1)
+    trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)), ckpt_path=ckpt)
+    assert resumed.stopped_step == ref.stopped_step
+
+
+def test_missing_metric_follows_strict(tmp_path):
+    with pytest.raises(RuntimeError, match="could not find the monitored metric 'val_loss'"):
+        make_trainer(tmp_path, [ExtraEarlyStopping()], max_steps=40, val_check_interval=16,
+                         check_val_every_n_epoch=None, limit_val_batches=1).fit(
+                Regressor(val_name="other"), loader(regression_data(64)), loader(regression_data(16)))
+    lenient = ExtraEarlyStopping(strict=False)
+    with pytest.warns(UserWarning, match="could not find"):
+        make_trainer(tmp_path, [lenient], max_steps=40, val_check_interval=16, check_val_every_n_epoch=None,
+                     limit_val_batches=1).fit(Regressor(val_name="other"), loader(regression_data(64)),
+                                              loader(regression_data(16)))
+    assert lenient.stopped_step is None
+
+
+def test_nan_is_skipped_or_stops_with_check_finite(tmp_path):
+    def run(cb):
+        trainer = make_trainer(tmp_path, [cb], max_steps=200, val_check_interval=16, check_val_every_n_epoch=None,
+                               limit_val_batches=1)
+        trainer.fit(CurveRegressor(nan_at=(64,)), loader(regression_data(64)), loader(regression_data(16)))
+        return trainer
+
+    skip = ExtraEarlyStopping(verbose=False)
+    assert run(skip).global_step == 200 and skip.stopped_step is None
+    stop = ExtraEarlyStopping(check_finite=True, verbose=False)
+    assert run(stop).global_step == 64 and stop.stopped_step == 64
+
+
+@pytest.mark.parametrize("kwargs", [dict(monitor=""), dict(time_axis="epochs"), dict(threshold=0.5),
+                                    dict(min_points=1)])
+def test_bad_arguments_raise_at_construction(kwargs):
+    with pytest.raises(ValueError):
+        ExtraEarlyStopping(**kwargs)
+
+
+def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys):
+    law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")  # L(D) for this toy
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    gap = DataLimitGap(law, tolerance=0.5)
+    fit_curve(tmp_path, [EffectiveEpochs(), gap, ExtraEarlyStopping(verbose=False)], logger=logger, max_steps=200)
+    assert gap.data_limited_at is not None
+    assert "data-limited" in capsys.readouterr().out
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(logger.log_dir)
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("scaling/ld_loss", "scaling/ld_gap", "scaling/ld_ratio", "scaling/loss_vs_examples",
+                "scaling/examples_seen", "scaling/converged_loss"):
+        assert tag in tags
+    ld = acc.Scalars("scaling/ld_loss")[-1].value
+    assert ld == pytest.approx(law(64), rel=1e-5)  # distinct data seen = the whole 64-example dataset
+
+
+def test_data_limit_gap_needs_matching_units_and_counts(tmp_path, tmp_path_factory):
+    path = tmp_path / "ld.json"
+    PowerLaw(5.4e13, 0.095, unit="tokens").to_json(path)
+    for law in (path, "kaplan2020_ld"):
+        with pytest.raises(ValueError, match="tokens_per_example"):
+            make_trainer(tmp_path, [EffectiveEpochs(), DataLimitGap(law)]).fit(Regressor(), loader(regression_data()))
+    with pytest.raises(ValueError, match="needs the EffectiveEpochs"):
+        make_trainer(tmp_path, [DataLimitGap(path)]).fit(Regressor(), loader(regression_data()))
+    with pytest.raises(ValueError):
+        DataLimitGap("kaplan2020_lc")  # not a data law
+    with pytest.raises(ValueError, match="tolerance"):
+        DataLimitGap(path, tolerance=-1)
+
+
+def test_lightning_cli_config_builds_all_four(tmp_path):
+    from pytorch_lightning.cli import LightningCLI
+
+    law = tmp_path / "ld.json"
+    PowerLaw(2.0, 0.5, 0.9, unit="examples").to_json(law)
+    config = {"trainer": {"accelerator": "cpu", "max_steps": 2, "logger": False, "enable_checkpointing": False,
+                          "enable_progress_bar": False, "callbacks": [
+                              {"class_path": "lightning_scaling.EffectiveEpochs", "init_args": {"dataset_size": 64}},
+                              {"class_path": "lightning_scaling.FlopCounter", "init_args": {"peak_flops": 1e12}},
+                              {"class_path": "lightning_scaling.DataLimitGap", "init_args": {"law": str(law)}},
+                              {"class_path": "lightning_scaling.ExtraEarlyStopping",
+                               "init_args": {"threshold": 1.05, "time_axis": "lr_sum"}}]}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cli = LightningCLI(Regressor, run=False, args=["--config", str(path)], save_config_kwargs={"overwrite": True})
+    names = [type(cb).__name__ for cb in cli.trainer.callbacks]
+    for name in ("EffectiveEpochs", "FlopCounter", "DataLimitGap", "ExtraEarlyStopping"):
+        assert name in names
+    stop = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "ExtraEarlyStopping")
+    assert stop.rule.threshold == 1.05 and stop.time_axis == "lr_sum"
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_match_a_single_process_run(tmp_path):
+    script = Path(__file__).parent / "ddp_run.py"
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    single.mkdir(), ddp.mkdir()
+    subprocess.run([sys.executable, str(script), str(single), "1", "16"], check=True, timeout=600, cwd=tmp_path)
+    subprocess.run([sys.executable, str(script), str(ddp), "2", "8"], check=True, timeout=600, cwd=tmp_path)
+    one = json.loads((single / "rank0.json").read_text())
+    ranks = [json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert one["stop"] is not None
+    for r in ranks:  # same global batch (2 x 8 = 16): same counts, FLOPs and stop step on every rank
+        assert r["stop"] == r["step"] == one["stop"]
+        assert r["examples"] == one["examples"]
+        assert r["flops"] == pytest.approx(one["flops"], rel=1e-6)

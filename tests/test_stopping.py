@@ -1,0 +1,108 @@
+import math
+
+import numpy as np
+import pytest
+
+from lightning_scaling import StoppingRule, replay
+from lightning_scaling.planning import stopping_factor
+
+
+def curve(steps, conv=2.0, t_c=300.0, alpha=0.5, noise=0.0, seed=0):
+    steps = np.asarray(steps, dtype=float)
+    loss = conv + (t_c / steps) ** alpha
+    return loss * np.exp(np.random.default_rng(seed).normal(0, noise, steps.size)) if noise else loss
+
+
+STEPS = np.arange(100, 40001, 100)
+
+
+def test_default_threshold_is_kaplan_b5():
+    assert StoppingRule().threshold == pytest.approx(stopping_factor()) == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.002])
+def test_replay_stops_near_1p1_times_the_converged_loss(noise):
+    losses = curve(STEPS, noise=noise)
+    result = replay(STEPS, losses)
+    assert result.stop_step is not None
+    assert result.converged_loss == pytest.approx(2.0, rel=0.03)
+    smoothed_at_stop = result.decisions[-1].smoothed_loss
+    assert smoothed_at_stop / 2.0 == pytest.approx(1.1, abs=0.03)
+    # (300/S)^0.5 = 0.2 at S = 7500: the rule stops about there, far before the end of the run
+    assert 5000 <= result.stop_step <= 10000
+
+
+def test_no_stop_on_a_curve_that_has_not_bent():
+    losses = 10 * STEPS[:40] ** -0.3
+    result = replay(STEPS[:40], losses)
+    assert result.stop_step is None
+    assert all(not d.trusted for d in result.decisions if d.converged_loss is not None)
+
+
+def test_nan_points_are_skipped():
+    losses = curve(STEPS).copy()
+    losses[[10, 50, 90]] = [np.nan, np.inf, np.nan]
+    clean = replay(np.delete(STEPS, [10, 50, 90]), np.delete(losses, [10, 50, 90]))
+    dirty = replay(STEPS, losses)
+    assert dirty.stop_step == clean.stop_step
+    assert "non-finite" in dirty.decisions[10].reason
+
+
+def test_learning_rate_axis_with_constant_lr_gives_the_same_stop():
+    losses = curve(STEPS)
+    lr = np.full(STEPS.max(), 3e-4)
+    assert replay(STEPS, losses, lr=lr).stop_step == replay(STEPS, losses).stop_step
+    lr_sum = np.cumsum(lr)[STEPS - 1]
+    assert replay(STEPS, losses, lr_sum=lr_sum).stop_step == replay(STEPS, losses).stop_step
+
+
+def test_state_dict_round_trip_gives_identical_decisions():
+    losses = curve(STEPS, noise=0.002)
+    rule = StoppingRule()
+    for s, l in zip(STEPS[:60], losses[:60]):
+        rule.update(int(s), float(l))
+    clone = StoppingRule()
+    clone.load_state_dict(rule.state_dict())
+    for s, l in zip(STEPS[60:120], losses[60:120]):
+        a, b = rule.update(int(s), float(l)), clone.update(int(s), float(l))
+        assert a == b
+
+
+def test_warmup_points_are_ignored_and_the_irreducible_part_is_used():
+    losses = curve(STEPS)
+    losses[:4] = 50.0  # warm-up garbage
+    assert replay(STEPS, losses, warmup_steps=int(STEPS[3])).stop_step == replay(STEPS[4:], losses[4:]).stop_step
+    # with a known irreducible loss the rule applies to the reducible part: it stops later
+    plain = replay(STEPS, curve(STEPS)).stop_step
+    reducible = replay(STEPS, curve(STEPS), irreducible=1.0).stop_step
+    assert reducible > plain
+
+
+def test_data_limited_curve_is_reported_and_stops_only_if_asked():
+    steps = STEPS[:100]
+    losses = curve(steps, conv=2.0, t_c=30.0, alpha=0.5) + 1e-9 * (steps - 3000.0) ** 2  # turns up late
+    losses[steps > 3000] += 0.0001 * (steps[steps > 3000] - 3000) / 25
+    result = replay(steps, losses, threshold=1.01)
+    assert any(d.data_limited and "data-limited" in d.reason for d in result.decisions)
+    stopped = replay(steps, losses, threshold=1.01, stop_when_data_limited=True)
+    assert stopped.stop_step is not None and "data-limited" in stopped.decisions[-1].reason
+
+
+def test_floor_bounds_the_prediction():
+    losses = curve(STEPS[:100], noise=0.003, seed=4)
+    result = replay(STEPS[:100], losses, floor=2.05)
+    assert all(d.converged_loss is None or d.converged_loss >= 2.05 - 1e-9 for d in result.decisions)
+
+
+@pytest.mark.parametrize("kwargs", [dict(threshold=0.9), dict(threshold=float("nan")), dict(min_points=2),
+                                    dict(smoothing=1.0), dict(irreducible=-1), dict(stable_fits=0)])
+def test_bad_options_raise(kwargs):
+    with pytest.raises(ValueError):
+        StoppingRule(**kwargs)
+
+
+def test_replay_checks_its_inputs():
+    with pytest.raises(ValueError, match="same length"):
+        replay([1, 2], [1.0])
+    with pytest.raises(ValueError, match="one learning rate per"):
+        replay([10, 20], [1.0, 0.9], lr=[0.1] * 5)
