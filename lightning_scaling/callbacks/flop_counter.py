@@ -48,7 +48,7 @@ class FlopCounterBase:
         self._local = 0.0  # this rank since the last sync
         self._measuring: F.StepMeasurement | None = None
         self._measuring_sig: tuple | None = None
-        self._current: float = 0.0
+        self._sig: tuple = ()
         self._clock: tuple[float, float] | None = None  # (time, total) at the last log
         self._peak: float | None = None
         self._warned = False
@@ -77,7 +77,7 @@ class FlopCounterBase:
                                                 "logged; pass peak_flops=... to log it")
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        sig = _signature(batch)
+        sig = self._sig = _signature(batch)
         if sig not in self.per_shape and self._measuring is None:
             self._measuring, self._measuring_sig = F.StepMeasurement(), sig
 
@@ -92,7 +92,7 @@ class FlopCounterBase:
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._finish_measurement()
-        self._local += self.per_shape.get(_signature(batch), 0.0)
+        self._local += self.per_shape.get(self._sig, 0.0)
         if _common.step_boundary(trainer, self) and _common.should_log(trainer):
             self.log_flops(trainer)
 
