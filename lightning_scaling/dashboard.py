@@ -54,3 +54,90 @@ def ensure_layout(trainer: Any) -> bool:
         _written.add(key)
         wrote = True
     return wrote
+
+
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None when matplotlib is not installed (extra "plots")."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def learning_curve_figure(times, losses, law=None, converged=None, stop_loss=None, *, xlabel="step",
+                          title="learning curve"):
+    """The monitored loss, the fitted L(t) = L_conv + (t_c/t)^alpha, the converged loss and the stop line."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(times, losses, "o", ms=3, label="monitored loss")
+    if law is not None and len(times):
+        grid = np.geomspace(min(times), max(times) * 4, 200)
+        ax.plot(grid, law(grid), "-", label="fit")
+    if converged is not None:
+        ax.axhline(converged, ls="--", c="gray", label=f"predicted converged {converged:.4g}")
+    if stop_loss is not None:
+        ax.axhline(stop_loss, ls=":", c="red", label=f"stop at {stop_loss:.4g}")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def data_limit_figure(seen, losses, law, *, unit="examples"):
+    """Loss against data seen (log-log) with the fitted L(D): the gap is what more model could still win."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.loglog(seen, losses, "o-", ms=3, label="monitored loss")
+    grid = np.geomspace(max(min(seen), 1.0), max(seen) * 4, 200)
+    ax.loglog(grid, law(grid), "--", label="L(D), D = distinct data seen")
+    ax.set_xlabel(f"{unit} seen")
+    ax.set_ylabel("loss")
+    ax.set_title("loss against data seen, with L(D)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def add_figure(trainer: Any, owner: Any, tag: str, make_figure, step: int, min_interval: float,
+               force: bool = False) -> bool:
+    """Add ``make_figure()`` to every TensorBoard logger, at most once per ``min_interval`` seconds per owner.
+
+    Rank zero only; figures are built only when they will be written (a figure costs ~50 ms).
+    """
+    import time
+
+    if not getattr(trainer, "is_global_zero", True):
+        return False
+    writers = [lg.experiment for lg in getattr(trainer, "loggers", []) or []
+               if hasattr(getattr(lg, "experiment", None), "add_figure")]
+    if not writers:
+        return False
+    now = time.monotonic()
+    last = getattr(owner, "_last_figure_time", None)
+    if not force and last is not None and now - last < min_interval:
+        return False
+    fig = make_figure()
+    if fig is None:
+        return False
+    owner._last_figure_time = now
+    for writer in writers:
+        writer.add_figure(tag, fig, global_step=int(step), close=False)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return True

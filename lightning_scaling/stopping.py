@@ -98,6 +98,7 @@ class StoppingRule:
         self.first_smoothed: float | None = None
         self.predictions: list[float] = []
         self.last: StopDecision | None = None
+        self.last_fit = None  # the latest LearningCurveFit (for figures; not part of the state)
         self.stopped_step: int | None = None
 
     def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None) -> StopDecision:
@@ -134,6 +135,7 @@ class StoppingRule:
         except FitError as err:
             return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
                                                            data_limited=data_limited))
+        self.last_fit = fit
         if not fit.success:
             return self._stop_if_data_limited(StopDecision(step, False, fit.reason, smoothed_loss=s,
                                                            data_limited=data_limited))

@@ -104,6 +104,17 @@ def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys):
     acc = EventAccumulator(logger.log_dir)
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
+    images = set(acc.Tags()["images"])
+    assert "scaling/learning_curve" in images and "scaling/loss_vs_data" in images
+    assert len(acc.Images("scaling/learning_curve")) == 1  # at most one a minute (figure_interval=60)
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    proto = acc.Tensors("custom_scalars__config__")[0].tensor_proto
+    layout = layout_pb2.Layout.FromString(proto.string_val[0])
+    titles = {c.title for c in layout.category}
+    assert titles == {"Data", "Compute", "Data limit", "Stopping"}
+    margin = [ch for c in layout.category for ch in c.chart if ch.HasField("margin")]
+    assert margin and margin[0].margin.series[0].value == "scaling/converged_loss"
     for tag in ("scaling/ld_loss", "scaling/ld_gap", "scaling/ld_ratio", "scaling/loss_vs_examples",
                 "scaling/examples_seen", "scaling/converged_loss"):
         assert tag in tags

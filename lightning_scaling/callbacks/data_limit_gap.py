@@ -34,18 +34,25 @@ class DataLimitGapBase:
         law: a :class:`PowerLaw` in tokens or examples, a path to its JSON, or a preset name.
         monitor: the loss to compare (default ``val_loss``).
         tolerance: the run is called data-limited when ``ld_gap <= tolerance * ld_loss``.
+        figure_interval: with a TensorBoardLogger, add the loss-against-data figure with L(D) at most once
+            per this many seconds (needs matplotlib).
     Needs :class:`EffectiveEpochs` in the callbacks (it counts the distinct data seen).
     """
 
-    def __init__(self, law: PowerLaw | str | Path, monitor: str = "val_loss", tolerance: float = 0.02) -> None:
+    def __init__(self, law: PowerLaw | str | Path, monitor: str = "val_loss", tolerance: float = 0.02,
+                 figure_interval: float = 60.0) -> None:
         self.law = _resolve_law(law)
         if self.law.unit not in ("tokens", "examples"):
             raise ValueError(f"the L(D) law must count tokens or examples, not {self.law.unit!r}")
         if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
             raise ValueError("tolerance must be a number >= 0 (a fraction of L(D), e.g. 0.02)")
+        if not figure_interval >= 0:
+            raise ValueError("figure_interval must be a number of seconds >= 0")
         self.monitor = monitor
         self.tolerance = float(tolerance)
+        self.figure_interval = float(figure_interval)
         self.data_limited_at: int | None = None
+        self.history: list[tuple[float, float]] = []  # (data seen, loss) at each evaluation
 
     @property
     def state_key(self) -> str:
@@ -91,6 +98,12 @@ class DataLimitGapBase:
         _common.log_scalars(trainer, {f"{p}ld_loss": ld, f"{p}ld_gap": loss - ld, f"{p}ld_ratio": loss / ld,
                                       f"{p}monitored_loss": loss}, c.step)
         _common.log_scalars(trainer, {f"{p}loss_vs_examples": loss}, int(c.seen))
+        self.history.append((float(c.seen), loss))
+        from ..dashboard import add_figure, data_limit_figure
+
+        seen, losses = zip(*self.history)
+        add_figure(trainer, self, f"{p}loss_vs_data", lambda: data_limit_figure(seen, losses, self.law, unit=c.unit),
+                   c.step, self.figure_interval)
         if self.data_limited_at is None and loss - ld <= self.tolerance * ld:
             self.data_limited_at = c.step
             _common.rank_zero_info(trainer, f"DataLimitGap: at step {c.step} {self.monitor} {loss:.4f} is within "
@@ -99,7 +112,8 @@ class DataLimitGapBase:
                                             "a bigger model")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"data_limited_at": self.data_limited_at}
+        return {"data_limited_at": self.data_limited_at, "history": [list(h) for h in self.history]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.data_limited_at = state["data_limited_at"]
+        self.history = [(float(a), float(b)) for a, b in state.get("history", [])]

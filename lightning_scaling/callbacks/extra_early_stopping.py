@@ -26,6 +26,9 @@ class ExtraEarlyStoppingBase:
         strict: raise when ``monitor`` is missing (like ``EarlyStopping``); otherwise warn once and skip.
         check_finite: stop the run when the monitored loss is NaN or inf (else the point is skipped).
         use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction.
+        verbose: print the summary at the stop (rank zero).
+        figure_interval: with a TensorBoardLogger, add the learning-curve figure when a new fit arrives, at
+            most once per this many seconds (and at the stop); needs matplotlib.
     """
 
     def __init__(self, monitor: str = "val_loss", threshold: float | None = None, alpha_N: float = 0.076,
@@ -33,7 +36,7 @@ class ExtraEarlyStoppingBase:
                  smoothing: float = 0.5, stable_fits: int = 2, stability: float = 0.02,
                  max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "steps",
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
-                 verbose: bool = True) -> None:
+                 verbose: bool = True, figure_interval: float = 60.0) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
         if time_axis not in ("steps", "lr_sum"):
@@ -44,6 +47,9 @@ class ExtraEarlyStoppingBase:
         self.check_finite = check_finite
         self.use_data_floor = use_data_floor
         self.verbose = verbose
+        if not figure_interval >= 0:
+            raise ValueError("figure_interval must be a number of seconds >= 0")
+        self.figure_interval = float(figure_interval)
         self.rule = StoppingRule(threshold, alpha_N=alpha_N, alpha_S=alpha_S, irreducible=irreducible,
                                  warmup_steps=warmup_steps, min_points=min_points, smoothing=smoothing,
                                  stable_fits=stable_fits, stability=stability,
@@ -96,8 +102,19 @@ class ExtraEarlyStoppingBase:
         self.decision = decision
         self._log(trainer, decision, loss)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
+        if self.rule.last_fit is not None and self.rule.last_fit.law is not None:
+            self._figure(trainer, decision, force=should_stop)
         if should_stop:
             self._stop(trainer, decision.reason)
+
+    def _figure(self, trainer: Any, d: StopDecision, force: bool) -> None:
+        from ..dashboard import add_figure, learning_curve_figure
+
+        rule = self.rule
+        add_figure(trainer, self, f"{_common.PREFIX}learning_curve",
+                   lambda: learning_curve_figure(rule.times, rule.losses, rule.last_fit.law, d.converged_loss,
+                                                 d.stop_loss, xlabel=self.time_axis.replace("_", " ")),
+                   d.step, self.figure_interval, force)
 
     def _data_floor(self, trainer: Any) -> float | None:
         if not self.use_data_floor:
