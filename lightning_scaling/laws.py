@@ -44,8 +44,24 @@ def _check_finite(name: str, value: float, *, positive: bool = False, nonneg: bo
     return value
 
 
+class _JsonMixin:
+    """JSON round-trip shared by the laws: ``to_dict``/``from_dict`` are each law's own."""
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """The law as JSON (with ``schema_version`` and ``kind``); also written to ``path`` if given."""
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path):
+        """Read a law written by :meth:`to_json`, from a path or a JSON string."""
+        return cls.from_dict(_read_json(path_or_text))
+
+
 @dataclass(frozen=True)
-class PowerLaw:
+class PowerLaw(_JsonMixin):
     """``L(x) = irreducible + (scale / x) ** exponent``.
 
     Args:
@@ -110,19 +126,10 @@ class PowerLaw:
         fields = {k: data[k] for k in ("scale", "exponent", "irreducible", "unit", "source") if k in data}
         return cls(**fields)
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text: str | Path) -> "PowerLaw":
-        return cls.from_dict(_read_json(path_or_text))
 
 
 @dataclass(frozen=True)
-class ChinchillaLaw:
+class ChinchillaLaw(_JsonMixin):
     """``L(N, D) = E + A / N**alpha + B / D**beta`` (Hoffmann et al. 2022, eq 2).
 
     N counts all parameters, D training tokens.
@@ -168,15 +175,6 @@ class ChinchillaLaw:
         _check_schema(data, "chinchilla")
         return cls(**{k: data[k] for k in ("E", "A", "B", "alpha", "beta", "source") if k in data})
 
-    def to_json(self, path: str | Path | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, path_or_text: str | Path) -> "ChinchillaLaw":
-        return cls.from_dict(_read_json(path_or_text))
 
 
 Law = Union[PowerLaw, ChinchillaLaw]
