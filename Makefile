@@ -19,7 +19,7 @@ $(VENV)/.installed-%: pyproject.toml | $(PY)
 install: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-plots
-	$(PY) -m lightning_scaling.demo
+	$(PY) -m lightning_scaling.demo --out runs
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -p no:cacheprovider
