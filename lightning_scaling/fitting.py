@@ -366,7 +366,7 @@ def _chinchilla_single(x0, logn, logd, logl, delta, weights=None, tol=1e-12):
 
 def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: int = 0, seed: int | None = None,
                    confidence: float = 0.95, grid: np.ndarray | None = None, polish: int = 32,
-                   stacked_iterations: int = 10) -> ChinchillaFit:
+                   stacked_iterations: int = 30) -> ChinchillaFit:
     """Fit ``L(N, D) = E + A/N^alpha + B/D^beta`` as in [C] appendix D.2.
 
     Minimises ``sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i)`` with L-BFGS from

@@ -195,3 +195,29 @@ def test_chinchilla_rows_gradient_matches_finite_differences():
         r = p.copy(); r[0, k] -= eps
         fd = (_chinchilla_rows(q, logn, logd, logl, 1.0, None)[0] - _chinchilla_rows(r, logn, logd, logl, 1.0, None)[0]) / (2 * eps)
         assert g[0, k] == pytest.approx(fd[0], rel=1e-4, abs=1e-8)
+
+
+# derandomized: the examples are fixed so CI is repeatable (a random search once found a start grid
+# screening that missed the global basin; see the fit's ``stacked_iterations``/``polish``)
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(E=st.floats(1.0, 2.5), alpha=st.floats(0.25, 0.45), beta=st.floats(0.25, 0.45), seed=st.integers(0, 50))
+def test_property_chinchilla_recovered_from_noisy_samples(E, alpha, beta, seed):
+    rng = np.random.default_rng(seed)
+    n = 10 ** rng.uniform(7, 10, 40)
+    d = 10 ** rng.uniform(9, 12, 40)
+    loss = (E + 400.0 / n**alpha + 1500.0 / d**beta) * np.exp(rng.normal(0, 0.001, 40))
+    fit = fit_chinchilla(n, d, loss)
+    assert fit.success and np.all(np.isfinite(fit.params))
+    assert np.max(np.abs(np.log(fit.law(n, d)) - np.log(loss))) < 0.01  # the fitted surface follows the data
+    assert fit.law.E == pytest.approx(E, rel=0.1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=garbage, d=garbage, loss=garbage)
+def test_property_chinchilla_garbage_never_gives_nan_success(n, d, loss):
+    try:
+        fit = fit_chinchilla(n, d, loss)
+    except FitError:
+        return
+    if fit.success:
+        assert fit.law is not None and np.all(np.isfinite(fit.params))
