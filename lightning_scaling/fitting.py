@@ -366,16 +366,18 @@ def _chinchilla_single(x0, logn, logd, logl, delta, weights=None, tol=1e-12):
 
 def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: int = 0, seed: int | None = None,
                    confidence: float = 0.95, grid: np.ndarray | None = None, polish: int = 32,
-                   stacked_iterations: int = 30) -> ChinchillaFit:
+                   stacked_iterations: int = 10, screen: int = 1000) -> ChinchillaFit:
     """Fit ``L(N, D) = E + A/N^alpha + B/D^beta`` as in [C] appendix D.2.
 
     Minimises ``sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i)`` with L-BFGS from
     every point of the [C] grid (``chinchilla_grid()``, 4500 starts). All starts first descend at once:
     the problems are independent, so ``stacked_iterations`` iterations of one L-BFGS-B run on the
     stacked parameters with the summed objective move every start downhill together (one vectorised
-    numpy evaluation per iteration). The ``polish`` best distinct end points are then refined one by
-    one with L-BFGS-B to full tolerance and the best is returned. ``benchmarks/bench_fit.py`` checks
-    that this reaches the optimum of a plain loop of L-BFGS-B over every grid point. Bootstrap resamples are fitted the same stacked way, warm-started at the optimum.
+    numpy evaluation per iteration). The ``screen`` best then descend together for twice as many
+    iterations, and the ``polish`` best distinct end points are refined one by one with L-BFGS-B to
+    full tolerance; the best is returned. ``benchmarks/bench_fit.py`` checks that this reaches the
+    optimum of a plain loop of L-BFGS-B over every grid point. Bootstrap resamples are fitted one by
+    one with L-BFGS-B, warm-started at the optimum.
 
     Args:
         n_params, n_tokens, loss: one entry per training run, all > 0 and finite (at least 6 runs).
@@ -383,7 +385,7 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         bootstrap: number of resamples of the runs for percentile intervals of E, A, B, alpha, beta.
         seed: seed of the bootstrap.
         grid: starting points (rows of a, b, e, alpha, beta); default the full [C] grid.
-        polish: how many of the best stacked end points to refine individually.
+        stacked_iterations, screen, polish: the sizes of the three stages above.
     """
     if not (delta > 0 and math.isfinite(delta)):
         raise ValueError("delta must be a finite number > 0")
@@ -394,10 +396,16 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
     logn, logd, logl = np.log(n), np.log(d), np.log(l)
     starts = chinchilla_grid() if grid is None else np.asarray(grid, dtype=float).reshape(-1, 5)
 
-    coarse = minimize(_chinchilla_objective, starts.ravel(), args=(logn, logd, logl, delta, None), jac=True,
-                      method="L-BFGS-B", options={"maxiter": int(stacked_iterations), "ftol": 0.0, "gtol": 0.0})
-    ends = coarse.x.reshape(-1, 5)
-    values = _chinchilla_rows(ends, logn, logd, logl, delta, None)[0]
+    ends = starts
+    for iterations, keep in ((stacked_iterations, screen), (2 * stacked_iterations, None)):
+        stacked = minimize(_chinchilla_objective, ends.ravel(), args=(logn, logd, logl, delta, None), jac=True,
+                           method="L-BFGS-B", options={"maxiter": int(iterations), "ftol": 0.0, "gtol": 0.0})
+        ends = stacked.x.reshape(-1, 5)
+        values = _chinchilla_rows(ends, logn, logd, logl, delta, None)[0]
+        values[~np.all(np.isfinite(ends), axis=1)] = np.inf
+        if keep is not None:  # the most promising starts go on descending together
+            best_rows = np.argsort(values)[: int(keep)]
+            ends, values = ends[best_rows], values[best_rows]
     order = np.argsort(values)
     picked: list[np.ndarray] = []
     for i in order:
