@@ -221,3 +221,14 @@ def test_property_chinchilla_garbage_never_gives_nan_success(n, d, loss):
         return
     if fit.success:
         assert fit.law is not None and np.all(np.isfinite(fit.params))
+
+
+def test_chinchilla_screen_keeps_the_global_basin():
+    """Synthetic data on which a one-stage screen (10 stacked iterations, then polish) found alpha = 2.3."""
+    rng = np.random.default_rng(11)
+    n, d = 10 ** rng.uniform(7, 10, 40), 10 ** rng.uniform(9, 12, 40)
+    alpha = 0.4445853165958147
+    loss = (1.5 + 400.0 / n**alpha + 1500.0 / d**0.296875) * np.exp(rng.normal(0, 0.001, 40))
+    fit = fit_chinchilla(n, d, loss)
+    assert fit.law.alpha == pytest.approx(alpha, abs=0.01) and fit.law.E == pytest.approx(1.5, rel=0.01)
+    assert fit.objective < 1e-4
