@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
-#: One PF-day in FLOP ([K]): 1e15 FLOP/s x 86400 s.
-PF_DAY = 8.64e19
+from .planning import PF_DAY  # one PF-day in FLOP ([K]): 1e15 FLOP/s x 86400 s
 
 #: Dense peak FLOP/s per device by (name fragment, dtype), from the vendors' data sheets (no sparsity).
 PEAK_FLOPS: dict[tuple[str, str], float] = {
