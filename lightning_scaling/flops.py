@@ -3,7 +3,9 @@
 SCIENCE.md 8: per token C ~ 2N + 2N_act + 2N_trainable (6N fully trainable, [K] 2.1; forward
 2N + 2 n_layer n_ctx d_attn, [K] Table 1). The counter counts the matmuls that actually run, so frozen
 weights are handled, with two blind spots corrected here: causal scaled_dot_product_attention is
-counted as if unmasked (2x), and on CPU the fused SDPA kernel is not counted at all.
+counted as if unmasked (2x), and on CPU the fused SDPA kernel is not counted at all. Work the counter
+never counts (element-wise ops, norms, softmax; the optimizer is outside the measured window) is
+estimated and reported beside the measurement, not added: 6N leaves it out too ([K] 2.1).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .planning import PF_DAY  # one PF-day in FLOP ([K]): 1e15 FLOP/s x 86400 s
@@ -38,6 +41,12 @@ def pf_days(flop: float) -> float:
 def six_n(n_params: float) -> float:
     """Training FLOPs per token of a fully trainable model, 6N ([K] 2.1)."""
     return 6.0 * n_params
+
+
+def non_embedding_params(module: torch.nn.Module) -> int:
+    """N as [K] counts it: all parameters except those of embedding layers (token and position)."""
+    embedding = {id(p) for m in module.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    return sum(p.numel() for p in module.parameters() if id(p) not in embedding)
 
 
 def kaplan_flops_per_token(n_params: float, n_layer: int, n_ctx: int, d_attn: int) -> float:
@@ -105,15 +114,75 @@ class _AttentionWatch(TorchFunctionMode):
         return out
 
 
+#: Pointwise-tagged aten ops that move or create data without arithmetic.
+_NOT_ARITHMETIC = frozenset({"clone", "copy", "copy_", "_to_copy", "fill", "fill_", "zero_", "detach", "alias",
+                             "lift_fresh", "zeros_like", "ones_like", "empty_like", "full_like"})
+
+#: Rough FLOPs per element of the ops FlopCounterMode never counts: norms and softmax (mean, variance,
+#: normalise, scale, shift), and their backward passes.
+_NORM_FLOPS_PER_ELEMENT = 5.0
+
+
+def _numel(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+        return value[0].numel()
+    return 0
+
+
+class _UncountedWatch(TorchDispatchMode):
+    """Estimates the arithmetic of the aten ops FlopCounterMode has no formula for.
+
+    Pointwise ops (aten tag ``pointwise``) cost one FLOP per output element, reductions one per input
+    element, norms and softmax :data:`_NORM_FLOPS_PER_ELEMENT` per input element; views, copies,
+    indexing and attention (corrected separately) cost nothing here. An estimate for a report.
+    """
+
+    def __init__(self, registry: dict) -> None:
+        super().__init__()
+        self.registry = registry
+        self.flops = 0.0
+        self.ops: dict[str, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        packet = func._overloadpacket
+        if packet in self.registry:
+            return out
+        name = packet.__name__
+        if "attention" in name or name in _NOT_ARITHMETIC:
+            return out
+        if torch.Tag.pointwise in func.tags:
+            cost = float(_numel(out))
+        elif "norm" in name or "softmax" in name:
+            cost = _NORM_FLOPS_PER_ELEMENT * _numel(args[0] if args else None)
+        elif torch.Tag.reduction in func.tags:
+            cost = float(_numel(args[0] if args else None))
+        else:
+            return out
+        if cost:
+            self.flops += cost
+            self.ops[name] = self.ops.get(name, 0) + 1
+        return out
+
+
 @dataclass
 class StepFlops:
     """FLOPs of one measured training step (forward and backward)."""
 
-    flops: float  # corrected total
+    flops: float  # corrected total: matmuls, convolutions and attention
     counted: float  # what FlopCounterMode reported
     attention_correction: float
     attention_calls: int
     uncounted_attention_calls: int
+    uncounted: float = 0.0  # estimated element-wise / norm / softmax work, not in ``flops``
+    uncounted_ops: dict[str, int] | None = None  # aten op name -> calls behind ``uncounted``
+
+    @property
+    def uncounted_fraction(self) -> float:
+        """The estimated uncounted work relative to ``flops``."""
+        return self.uncounted / self.flops if self.flops else 0.0
 
 
 class StepMeasurement:
@@ -126,15 +195,18 @@ class StepMeasurement:
     def __init__(self) -> None:
         self.counter = FlopCounterMode(display=False)
         self.watch = _AttentionWatch(self.counter)
+        self.uncounted = _UncountedWatch(self.counter.flop_registry)
+        self.uncounted.__enter__()  # below the counter: sees the ops it runs after its decompositions
         self.counter.__enter__()
         self.watch.__enter__()
 
     def stop(self) -> StepFlops:
         self.watch.__exit__(None, None, None)
         self.counter.__exit__(None, None, None)
+        self.uncounted.__exit__(None, None, None)
         counted = float(self.counter.get_total_flops())
         return StepFlops(counted + self.watch.correction, counted, self.watch.correction, self.watch.calls,
-                         self.watch.uncounted_calls)
+                         self.watch.uncounted_calls, self.uncounted.flops, dict(self.uncounted.ops))
 
 
 def measure_step(step: Callable[[], Any]) -> StepFlops:

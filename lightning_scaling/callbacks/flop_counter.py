@@ -52,6 +52,7 @@ class FlopCounterBase:
         self._clock: tuple[float, float] | None = None  # (time, total) at the last log
         self._peak: float | None = None
         self._warned = False
+        self._reported = False
 
     @property
     def state_key(self) -> str:
@@ -81,17 +82,36 @@ class FlopCounterBase:
         if sig not in self.per_shape and self._measuring is None:
             self._measuring, self._measuring_sig = F.StepMeasurement(), sig
 
-    def _finish_measurement(self) -> None:
+    def _finish_measurement(self, trainer: Any, pl_module: Any) -> None:
         if self._measuring is not None:
             self.last_measurement = self._measuring.stop()
             self.per_shape[self._measuring_sig] = self.last_measurement.flops
             self._measuring = None
+            if not self._reported:
+                self._reported = True
+                _common.rank_zero_info(trainer, self.report(pl_module))
+
+    def report(self, pl_module: Any = None) -> str:
+        """What the last measurement counted, what it corrected and what it leaves out, beside 6N."""
+        m = self.last_measurement
+        if m is None:
+            return "FlopCounter: no step measured yet"
+        text = (f"FlopCounter: one micro-batch measures {m.flops:.4g} FLOP forward and backward "
+                f"(FlopCounterMode {m.counted:.4g}, attention correction {m.attention_correction:+.4g} "
+                f"over {m.attention_calls} scaled_dot_product_attention call(s), "
+                f"{m.uncounted_attention_calls} of them invisible to the counter). Not counted, as in 6N: "
+                f"element-wise ops, norms and softmax (estimated {m.uncounted:.3g} FLOP, "
+                f"{100 * m.uncounted_fraction:.1f}%) and the optimizer.")
+        if pl_module is not None and hasattr(pl_module, "named_modules"):
+            n = F.non_embedding_params(pl_module)
+            text += f" For comparison 6N = {F.six_n(n):.4g} FLOP per token (N = {n} non-embedding parameters)."
+        return text
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        self._finish_measurement()
+        self._finish_measurement(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._finish_measurement()
+        self._finish_measurement(trainer, pl_module)
         self._local += self.per_shape.get(self._sig, 0.0)
         if _common.step_boundary(trainer, self) and _common.should_log(trainer):
             self.log_flops(trainer)

@@ -1,0 +1,101 @@
+"""The pure FLOP helpers of lightning_scaling.flops, checked against hand-derived counts (SCIENCE.md 8)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from lightning_scaling.flops import (PF_DAY, frozen_estimate, kaplan_flops_per_token, measure_step, mfu,
+                                     non_embedding_params, peak_flops, pf_days, six_n)
+from models import TinyLM
+
+
+def attention_step(causal: bool, b=2, h=3, lq=16, d=8):
+    q, k, v = (torch.randn(b, h, lq, d, requires_grad=True) for _ in range(3))
+    return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal).sum().backward()
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("backend", [None, SDPBackend.MATH])
+def test_attention_is_counted_once_and_halved_when_causal_on_every_cpu_kernel(causal, backend):
+    b, h, lq, d = 2, 3, 16, 8
+    scores_and_values = 2 * b * h * lq * lq * (d + d)  # QK^T and AV, forward ([K] Table 1's attention term)
+    expected = 3 * scores_and_values / (2 if causal else 1)  # forward + backward (2x), half the pairs if causal
+    step = attention_step(causal, b, h, lq, d)
+    if backend is None:  # the fused CPU kernel: FlopCounterMode sees nothing, the watch adds it
+        result = measure_step(step)
+        assert result.uncounted_attention_calls == 1 and result.counted == 0
+    else:  # the math backend: counted as bmm's, unmasked; the watch halves it for causal
+        with sdpa_kernel(backend):
+            result = measure_step(step)
+        assert result.uncounted_attention_calls == 0 and result.counted == 3 * scores_and_values
+    assert result.attention_calls == 1
+    assert result.flops == expected
+
+
+def test_a_whole_model_measures_the_same_on_the_fused_and_the_math_kernel():
+    model, x = TinyLM(), torch.randint(0, 32, (4, 16))
+
+    def step():
+        F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward()
+
+    fused = measure_step(step)
+    with sdpa_kernel(SDPBackend.MATH):
+        math = measure_step(step)
+    assert fused.flops == math.flops
+    assert fused.counted < math.flops < math.counted  # the fused kernel hid attention, the math one doubled it
+
+
+def chain(d: int = 16, layers: int = 4, frozen: int = 2) -> nn.Sequential:
+    mods = []
+    for i in range(layers):
+        mods += [nn.Linear(d, d, bias=False), nn.ReLU()]
+        mods[-2].requires_grad_(i >= frozen)
+    return nn.Sequential(*mods)
+
+
+@pytest.mark.parametrize("frozen", [0, 2, 3])
+def test_frozen_layers_cost_2n_plus_2n_act_plus_2n_trainable_exactly(frozen):
+    d, layers, batch = 16, 4, 8
+    net, x = chain(d, layers, frozen), torch.randn(batch, d)
+    result = measure_step(lambda: net(x).sum().backward())
+    n = layers * d * d
+    trainable = (layers - frozen) * d * d
+    n_act = (layers - frozen - 1) * d * d  # activation gradients above the earliest trainable layer
+    assert result.flops == batch * frozen_estimate(n, n_act, trainable)
+    if frozen == 0:  # 6N, less the first layer's input gradient that nothing needs
+        assert result.flops == batch * (six_n(n) - 2 * d * d)
+
+
+def test_uncounted_work_is_estimated_and_reported_not_added():
+    model, x = TinyLM(), torch.randint(0, 32, (4, 16))
+    result = measure_step(lambda: F.cross_entropy(model(x).flatten(0, 1), x.flatten()).backward())
+    assert {"native_layer_norm", "gelu", "add"} <= set(result.uncounted_ops)
+    assert "clone" not in result.uncounted_ops
+    assert 0 < result.uncounted_fraction < 0.2  # element-wise work is small beside the matmuls here
+    assert result.flops == result.counted + result.attention_correction  # the estimate is not in the total
+
+
+def test_analytic_estimates():
+    # [K] Table 1: the attention term's share is n_ctx / (12 d_model + n_ctx) when N = 12 n_layer d_model^2
+    n_layer, d_model, n_ctx = 4, 64, 768
+    n = 12 * n_layer * d_model ** 2
+    c = kaplan_flops_per_token(n, n_layer, n_ctx, d_model)
+    assert c - six_n(n) == pytest.approx(c * n_ctx / (12 * d_model + n_ctx))
+    assert kaplan_flops_per_token(n, n_layer, 12 * d_model, d_model) == pytest.approx(2 * six_n(n))
+    # [L]-style frozen body (0.1% trainable at the input and the top): about 4N; a linear probe: about 2N
+    assert frozen_estimate(1e9, 1e9, 1e6) / 1e9 == pytest.approx(4.0, rel=1e-3)
+    assert frozen_estimate(1e9, 0, 1e6) / 1e9 == pytest.approx(2.0, rel=1e-3)
+    assert non_embedding_params(TinyLM(vocab=32, d=32)) == sum(p.numel() for p in TinyLM().parameters()) - 32 * 32
+
+
+def test_pf_days_peaks_and_mfu():
+    assert PF_DAY == 1e15 * 86400
+    assert pf_days(8.64e19) == pytest.approx(1.0)
+    assert pf_days(3.14e23) == pytest.approx(3634, rel=1e-3)  # GPT-3 175B's 3.14e23 FLOP
+    assert peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989e12
+    assert peak_flops("NVIDIA A100-SXM4-40GB", "fp32") == 19.5e12
+    assert peak_flops("NVIDIA H200", "bf16") == 989e12
+    assert peak_flops("Some Future Accelerator") is None
+    assert mfu(494.5e12, 989e12) == pytest.approx(0.5)
