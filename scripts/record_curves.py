@@ -1,0 +1,158 @@
+"""Record the corpus of real learning curves: `python scripts/record_curves.py` (about 40 min on 2 cores).
+
+Trains small character-level GPTs (lightning_scaling.demo.model.CharGPT) on CPU on text that ships with
+Python (``pydoc_data.topics`` and the standard library's source) with a real Trainer and Lightning's
+``CSVLogger``, and writes one folder per run into ``lightning_scaling/data/curves/<name>/``:
+
+* ``metrics.csv``: as the CSVLogger writes it: ``train_loss`` and ``lr`` every optimizer step,
+  ``val_loss`` and ``optimizer_steps`` at each validation (every ``val_every`` steps);
+* ``config.json``: the run's configuration (model, data, schedule, parameter counts, versions, wall time,
+  why it ended).
+
+The grid: three model sizes x dataset sizes from data-limited (the validation loss turns up) to the
+whole text, constant learning rate after warm-up; cosine and warmup-stable-decay for a subset. Each
+run ends at ``max_steps`` or when the validation loss has not improved for ``patience`` validations
+(Lightning's EarlyStopping), i.e. at convergence or once it has turned up. Runs already recorded are
+skipped unless ``--force``.
+
+    python scripts/record_curves.py [--jobs 2] [--only NAME ...] [--force] [--list]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "lightning_scaling" / "data" / "curves"
+
+MODELS = {  # name: (d_model, n_layer, n_head)
+    "s": (32, 1, 4),
+    "m": (48, 2, 4),
+    "l": (64, 3, 4),
+}
+PYDOC_FULL = None  # all of the pydoc training text (about 420k bytes)
+
+
+def _run(name: str, model: str, train_tokens: int | None, schedule: str = "constant", max_steps: int = 2500,
+         source: str = "pydoc", patience: int = 10) -> dict:
+    return {"name": name, "model": model, "train_tokens": train_tokens, "schedule": schedule,
+            "max_steps": max_steps, "source": source, "patience": patience}
+
+
+RUNS = [
+    # data-limited to many unique tokens, largest model (these give the demo's L(D))
+    _run("l_d8k_const", "l", 8_192),
+    _run("l_d16k_const", "l", 16_384),
+    _run("l_d64k_const", "l", 65_536),
+    _run("l_d256k_const", "l", 262_144),
+    _run("l_dfull_const", "l", PYDOC_FULL),
+    # smaller models over the same dataset sizes
+    _run("m_d16k_const", "m", 16_384),
+    _run("m_d64k_const", "m", 65_536),
+    _run("m_dfull_const", "m", PYDOC_FULL),
+    _run("s_d16k_const", "s", 16_384),
+    _run("s_d64k_const", "s", 65_536),
+    _run("s_dfull_const", "s", PYDOC_FULL),
+    # other schedules (run to their horizon: the decay is part of the curve)
+    _run("l_dfull_cosine", "l", PYDOC_FULL, "cosine", 2000, patience=0),
+    _run("l_dfull_wsd", "l", PYDOC_FULL, "wsd", 2000, patience=0),
+    _run("m_dfull_cosine", "m", PYDOC_FULL, "cosine", 2000, patience=0),
+    _run("m_dfull_wsd", "m", PYDOC_FULL, "wsd", 2000, patience=0),
+    _run("m_d64k_cosine", "m", 65_536, "cosine", 1500, patience=0),
+    # many unique tokens: the standard library's source (1M bytes, never repeated within the run)
+    _run("l_stdlib1m_const", "l", 1_048_576, "constant", 2500, source="stdlib"),
+]
+
+COMMON = {"ctx": 64, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01, "warmup": 50, "val_every": 25,
+          "val_tokens": 16_384, "decay_fraction": 0.2, "min_ratio": 0.1, "seed": 0, "min_delta": 0.002}
+
+
+def record(spec: dict, out: Path = OUT, threads: int = 1, progress: bool = False) -> dict:
+    """Train one run of the grid and write its ``metrics.csv`` and ``config.json``; return the config."""
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping
+    from pytorch_lightning.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from lightning_scaling.demo.data import char_data
+    from lightning_scaling.demo.model import CharGPT
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    cfg = {**COMMON, **spec}
+    pl.seed_everything(cfg["seed"], verbose=False)
+    data = char_data(cfg["source"], cfg["ctx"], train_tokens=cfg["train_tokens"], val_tokens=cfg["val_tokens"])
+    d_model, n_layer, n_head = MODELS[cfg["model"]]
+    model = CharGPT(d_model=d_model, n_layer=n_layer, n_head=n_head, ctx=cfg["ctx"], lr=cfg["lr"],
+                    weight_decay=cfg["weight_decay"], warmup=cfg["warmup"], schedule=cfg["schedule"],
+                    total_steps=cfg["max_steps"], decay_fraction=cfg["decay_fraction"], min_ratio=cfg["min_ratio"])
+    callbacks = []
+    if cfg["patience"]:
+        callbacks.append(EarlyStopping("val_loss", patience=cfg["patience"], min_delta=cfg["min_delta"]))
+    logger = CSVLogger(str(out), name=cfg["name"], version="")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=cfg["max_steps"], callbacks=callbacks,
+                         logger=logger, val_check_interval=cfg["val_every"], check_val_every_n_epoch=None,
+                         num_sanity_val_steps=0, log_every_n_steps=1, enable_checkpointing=False,
+                         enable_progress_bar=progress, enable_model_summary=False)
+    start = time.perf_counter()
+    trainer.fit(model, DataLoader(data.train, batch_size=cfg["batch_size"], shuffle=True, drop_last=True),
+                DataLoader(data.val, batch_size=64))
+    cfg.update({
+        "train_tokens": data.train_tokens,
+        "train_examples": len(data.train), "steps_per_epoch": len(data.train) // cfg["batch_size"],
+        "tokens_per_step": cfg["batch_size"] * cfg["ctx"],
+        "n_params": model.n_params(), "n_params_non_embedding": model.n_params(non_embedding=True),
+        "d_model": d_model, "n_layer": n_layer, "n_head": n_head, "tied": False,
+        "steps": int(trainer.global_step),
+        "ended_by": "patience" if trainer.global_step < cfg["max_steps"] else "max_steps",
+        "seconds": round(time.perf_counter() - start, 1), "threads": threads,
+        "python": platform.python_version(), "torch": torch.__version__, "pytorch_lightning": pl.__version__,
+        "command": "python scripts/record_curves.py --only " + cfg["name"],
+    })
+    (out / cfg["name"] / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    hparams = out / cfg["name"] / "hparams.yaml"
+    if hparams.exists():
+        hparams.unlink()  # the same numbers are in config.json
+    return cfg
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", nargs="*", help="names of runs to (re)record")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
+    parser.add_argument("--force", action="store_true", help="re-record runs that already have a config.json")
+    parser.add_argument("--list", action="store_true", help="print the grid and exit")
+    args = parser.parse_args()
+    runs = [r for r in RUNS if not args.only or r["name"] in args.only]
+    if args.only and len(runs) != len(args.only):
+        parser.error(f"unknown run names; known: {[r['name'] for r in RUNS]}")
+    if args.list:
+        for r in runs:
+            print(json.dumps(r))
+        return
+    todo = [r for r in runs if args.force or not (args.out / r["name"] / "config.json").exists()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"recording {len(todo)} of {len(runs)} runs into {args.out} ({args.jobs} at a time)", flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(record, r, args.out): r["name"] for r in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            cfg = fut.result()
+            print(f"[{i}/{len(todo)}] {cfg['name']}: {cfg['n_params']:,} params, D={cfg['train_tokens']:,}, "
+                  f"{cfg['steps']} steps ({cfg['ended_by']}) in {cfg['seconds']:.0f} s "
+                  f"[{time.perf_counter() - start:.0f} s]", flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
