@@ -152,9 +152,18 @@ class EffectiveEpochsBase:
             f"{p}effective_data": c.effective_data}, c.step)
         return c
 
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """Sum every rank's unsynced counts into the saved state, so a resume is exact on every rank.
+
+        Collective, like the barrier of ``Trainer.save_checkpoint`` itself (called on every rank);
+        Lightning takes ``state_dict`` before this hook, so the synced state replaces it.
+        """
+        self.counts(trainer)
+        checkpoint.setdefault("callbacks", {})[self.state_key] = self.state_dict()
+
     def state_dict(self) -> dict[str, Any]:
-        # totals as of the last sync plus this rank's unsynced part scaled to all ranks is not exact,
-        # so checkpoints are taken after a sync: Lightning saves on every rank at the same point.
+        # After on_save_checkpoint's sync the pending parts are zero; they are kept for a state_dict
+        # taken outside a checkpoint (one process: exact; several: this rank's part only).
         return {"examples": self._examples, "tokens": self._tokens,
                 "pending_examples": self._local_examples,
                 "pending_tokens": float(self._local_tokens) if not hasattr(self._local_tokens, "item")

@@ -151,8 +151,13 @@ class FlopCounterBase:
         self._clock = (now, total)
         _common.log_scalars(trainer, metrics, int(trainer.global_step))
 
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """Sum every rank's FLOPs into the saved state (collective, like ``Trainer.save_checkpoint``'s barrier)."""
+        self.sync(trainer)
+        checkpoint.setdefault("callbacks", {})[self.state_key] = self.state_dict()
+
     def state_dict(self) -> dict[str, Any]:
-        # Lightning gathers callback state on every rank at the same point; rank zero's is saved.
+        # after on_save_checkpoint's sync the pending part is zero
         return {"total_flops": self.total_flops, "pending_flops": self._local}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
