@@ -96,10 +96,11 @@ class FlopCounterBase:
         m = self.last_measurement
         if m is None:
             return "FlopCounter: no step measured yet"
+        attention = (f", attention correction {m.attention_correction:+.4g} over {m.attention_calls} "
+                     f"scaled_dot_product_attention call(s), {m.uncounted_attention_calls} of them invisible "
+                     f"to the counter" if m.attention_calls else "")
         text = (f"FlopCounter: one micro-batch measures {m.flops:.4g} FLOP forward and backward "
-                f"(FlopCounterMode {m.counted:.4g}, attention correction {m.attention_correction:+.4g} "
-                f"over {m.attention_calls} scaled_dot_product_attention call(s), "
-                f"{m.uncounted_attention_calls} of them invisible to the counter). Not counted, as in 6N: "
+                f"(FlopCounterMode {m.counted:.4g}{attention}). Not counted, as in 6N: "
                 f"element-wise ops, norms and softmax (estimated {m.uncounted:.3g} FLOP, "
                 f"{100 * m.uncounted_fraction:.1f}%) and the optimizer.")
         if pl_module is not None and hasattr(pl_module, "named_modules"):

@@ -1,0 +1,60 @@
+"""FlopCounter in real Trainer runs: one measurement per batch shape, accumulation, MFU, the report."""
+
+import warnings
+
+import pytest
+import torch.nn.functional as F
+from pytorch_lightning.loggers import CSVLogger
+
+from lightning_scaling import FlopCounter
+from lightning_scaling.flops import measure_step
+from models import Regressor, TinyLM, TokenData, loader, make_trainer, regression_data
+
+
+def step_flops(model, batch) -> float:
+    x, y = batch
+    return measure_step(lambda: F.mse_loss(model.net(x), y).backward()).flops
+
+
+def test_each_batch_shape_is_measured_once_and_summed_per_step(tmp_path):
+    fc = FlopCounter(peak_flops=1e12)
+    model, data = Regressor(), regression_data(60)  # 7 batches of 8, then one of 4
+    make_trainer(tmp_path, [fc], max_steps=-1, max_epochs=2, limit_val_batches=0).fit(model, loader(data, 8))
+    assert len(fc.per_shape) == 2
+    full, short = step_flops(model, data[:8]), step_flops(model, data[:4])
+    assert sorted(fc.per_shape.values()) == [short, full] and short == full / 2
+    assert fc.total_flops == 2 * (7 * full + short)
+
+
+def test_gradient_accumulation_counts_every_micro_batch(tmp_path):
+    fc = FlopCounter(peak_flops=1e12)
+    model, data = Regressor(), regression_data(64)
+    trainer = make_trainer(tmp_path, [fc], max_steps=3, accumulate_grad_batches=2, limit_val_batches=0)
+    trainer.fit(model, loader(data, 8))
+    micro = step_flops(model, data[:8])
+    assert fc.total_flops == 3 * 2 * micro
+    assert fc.flops_per_step(trainer) == 2 * micro
+
+
+def test_unknown_peak_warns_once_and_logs_no_mfu(tmp_path):
+    fc = FlopCounter()  # CPU: no peak in the table
+    logger = CSVLogger(tmp_path, name="run")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_trainer(tmp_path, [fc], max_steps=4, limit_val_batches=0, logger=logger).fit(
+            Regressor(), loader(regression_data(64)))
+        make_trainer(tmp_path, [fc], max_steps=8, limit_val_batches=0).fit(Regressor(), loader(regression_data(64)))
+    assert sum("peak FLOP/s is unknown" in str(w.message) for w in caught) == 1
+    header = (tmp_path / "run" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    assert "scaling/flops_per_sec" in header and "scaling/mfu" not in header
+
+
+def test_report_names_the_corrections_and_the_uncounted_work(tmp_path, capsys):
+    fc = FlopCounter(peak_flops=1e12)
+    make_trainer(tmp_path, [fc], max_steps=2, limit_val_batches=0).fit(TinyLM(), loader(TokenData(32)))
+    out = capsys.readouterr().out
+    assert out.count("FlopCounter: one micro-batch measures") == 1  # once, not per step
+    assert "1 of them invisible to the counter" in out and "6N =" in out
+    m = fc.last_measurement
+    assert m.uncounted > 0 and "native_layer_norm" in m.uncounted_ops
+    assert m.flops == pytest.approx(fc.total_flops / 2)
