@@ -22,16 +22,27 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .planning import PF_DAY  # one PF-day in FLOP ([K]): 1e15 FLOP/s x 86400 s
 
-#: Dense peak FLOP/s per device by (name fragment, dtype), from the vendors' data sheets (no sparsity).
+#: Dense peak FLOP/s per device by (name fragment, dtype), from the vendors' data sheets (no sparsity:
+#: the sheets' "with sparsity" figures halved). "tf32" is fp32 matmuls on tensor cores. The first
+#: fragment contained in the device name wins, so variants come before their family.
 PEAK_FLOPS: dict[tuple[str, str], float] = {
-    ("H200", "bf16"): 989e12, ("H200", "fp16"): 989e12, ("H200", "fp32"): 67e12,
-    ("H100", "bf16"): 989e12, ("H100", "fp16"): 989e12, ("H100", "fp32"): 67e12,  # SXM
-    ("A100", "bf16"): 312e12, ("A100", "fp16"): 312e12, ("A100", "fp32"): 19.5e12,
-    ("L4", "bf16"): 121e12, ("L4", "fp16"): 121e12, ("L4", "fp32"): 30.3e12,
-    ("A10", "bf16"): 125e12, ("A10", "fp16"): 125e12, ("A10", "fp32"): 31.2e12,
+    ("B200", "bf16"): 2250e12, ("B200", "fp16"): 2250e12, ("B200", "tf32"): 1100e12,
+    ("H100 PCIe", "bf16"): 756e12, ("H100 PCIe", "fp16"): 756e12, ("H100 PCIe", "tf32"): 378e12,
+    ("H100 PCIe", "fp32"): 51e12,
+    ("H100 NVL", "bf16"): 835e12, ("H100 NVL", "fp16"): 835e12, ("H100 NVL", "tf32"): 417e12,
+    ("H100 NVL", "fp32"): 60e12,
+    ("H200", "bf16"): 989e12, ("H200", "fp16"): 989e12, ("H200", "tf32"): 494e12, ("H200", "fp32"): 67e12,
+    ("H100", "bf16"): 989e12, ("H100", "fp16"): 989e12, ("H100", "tf32"): 494e12, ("H100", "fp32"): 67e12,  # SXM
+    ("A100", "bf16"): 312e12, ("A100", "fp16"): 312e12, ("A100", "tf32"): 156e12, ("A100", "fp32"): 19.5e12,
+    ("L40S", "bf16"): 362e12, ("L40S", "fp16"): 362e12, ("L40S", "tf32"): 183e12, ("L40S", "fp32"): 91.6e12,
+    ("L4", "bf16"): 121e12, ("L4", "fp16"): 121e12, ("L4", "tf32"): 60e12, ("L4", "fp32"): 30.3e12,
+    ("A10", "bf16"): 125e12, ("A10", "fp16"): 125e12, ("A10", "tf32"): 62.5e12, ("A10", "fp32"): 31.2e12,
     ("V100", "fp16"): 125e12, ("V100", "fp32"): 15.7e12,
     ("T4", "fp16"): 65e12, ("T4", "fp32"): 8.1e12,
 }
+
+#: The dtypes of :data:`PEAK_FLOPS`.
+PEAK_DTYPES = ("bf16", "fp16", "tf32", "fp32")
 
 
 def pf_days(flop: float) -> float:
@@ -68,6 +79,17 @@ def peak_flops(device_name: str, dtype: str = "bf16") -> float | None:
         if fragment.lower() in device_name.lower() and kind == dtype:
             return value
     return None
+
+
+def precision_dtype(precision: Any) -> str:
+    """The peak-table dtype of a Lightning ``precision`` ("bf16-mixed" -> "bf16", "16-mixed" -> "fp16", "32-true"
+    -> "fp32", or "tf32" when float32 matmuls may use tensor cores: ``torch.set_float32_matmul_precision``)."""
+    text = str(precision)
+    if text.startswith("bf16"):
+        return "bf16"
+    if text.startswith("16"):
+        return "fp16"
+    return "fp32" if torch.get_float32_matmul_precision() == "highest" else "tf32"
 
 
 def mfu(achieved_flops_per_sec: float, peak: float) -> float:

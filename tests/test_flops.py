@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from lightning_scaling.flops import (PF_DAY, frozen_estimate, kaplan_flops_per_token, measure_step, mfu,
-                                     non_embedding_params, peak_flops, pf_days, six_n)
+                                     non_embedding_params, peak_flops, pf_days, precision_dtype, six_n)
 from models import TinyLM
 
 
@@ -97,5 +97,20 @@ def test_pf_days_peaks_and_mfu():
     assert peak_flops("NVIDIA H100 80GB HBM3", "bf16") == 989e12
     assert peak_flops("NVIDIA A100-SXM4-40GB", "fp32") == 19.5e12
     assert peak_flops("NVIDIA H200", "bf16") == 989e12
+    assert peak_flops("NVIDIA H100 PCIe", "bf16") == 756e12  # the variant, not the SXM part
+    assert peak_flops("NVIDIA A100 80GB PCIe") == 312e12 and peak_flops("NVIDIA A10", "tf32") == 62.5e12
     assert peak_flops("Some Future Accelerator") is None
     assert mfu(494.5e12, 989e12) == pytest.approx(0.5)
+
+
+def test_peak_dtype_follows_the_trainer_precision():
+    assert precision_dtype("bf16-mixed") == precision_dtype("bf16-true") == "bf16"
+    assert precision_dtype("16-mixed") == "fp16"
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        assert precision_dtype("32-true") == "fp32"
+        torch.set_float32_matmul_precision("high")  # float32 matmuls on tensor cores
+        assert precision_dtype("32-true") == "tf32"
+    finally:
+        torch.set_float32_matmul_precision(before)

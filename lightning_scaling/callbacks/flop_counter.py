@@ -32,14 +32,16 @@ class FlopCounterBase:
     Args:
         peak_flops: the device's peak FLOP/s for MFU; default looked up from the GPU's name
             (:data:`lightning_scaling.flops.PEAK_FLOPS`); unknown means no MFU (one warning).
-        dtype: the dtype of the peak to look up ("bf16", "fp16", "fp32").
+        dtype: the dtype of the peak to look up ("bf16", "fp16", "tf32", "fp32"); default from the
+            Trainer's precision (:func:`lightning_scaling.flops.precision_dtype`).
     """
 
-    def __init__(self, peak_flops: float | None = None, dtype: str = "bf16") -> None:
+    def __init__(self, peak_flops: float | None = None, dtype: str | None = None) -> None:
         if peak_flops is not None and not (isinstance(peak_flops, (int, float)) and peak_flops > 0):
             raise ValueError(f"peak_flops must be a positive number of FLOP/s, got {peak_flops!r}")
-        if dtype not in ("bf16", "fp16", "fp32"):
-            raise ValueError(f"dtype must be 'bf16', 'fp16' or 'fp32', got {dtype!r}")
+        if dtype is not None and dtype not in F.PEAK_DTYPES:
+            raise ValueError(f"dtype must be one of {F.PEAK_DTYPES} (or None: from the Trainer's precision), "
+                             f"got {dtype!r}")
         self.peak_flops = peak_flops
         self.dtype = dtype
         self.per_shape: dict[tuple, float] = {}
@@ -71,7 +73,8 @@ class FlopCounterBase:
 
             device = getattr(pl_module, "device", None)
             if device is not None and device.type == "cuda":
-                self._peak = F.peak_flops(torch.cuda.get_device_name(device), self.dtype)
+                dtype = self.dtype or F.precision_dtype(getattr(trainer, "precision", "32-true"))
+                self._peak = F.peak_flops(torch.cuda.get_device_name(device), dtype)
             if self._peak is None and not self._warned:
                 self._warned = True
                 _common.rank_zero_warn(trainer, "FlopCounter: the device's peak FLOP/s is unknown, so MFU is not "
