@@ -3,6 +3,7 @@
 import warnings
 
 import pytest
+import torch
 import torch.nn.functional as F
 from pytorch_lightning.loggers import CSVLogger
 
@@ -58,3 +59,21 @@ def test_report_names_the_corrections_and_the_uncounted_work(tmp_path, capsys):
     m = fc.last_measurement
     assert m.uncounted > 0 and "native_layer_norm" in m.uncounted_ops
     assert m.flops == pytest.approx(fc.total_flops / 2)
+
+
+def test_a_step_the_counter_cannot_see_warns_once(tmp_path):
+    class Matmulless(Regressor):  # no matmul at all: an honest 0, but worth a word
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(1))
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.mse_loss(x[:, :1] * self.scale, y)
+
+    fc = FlopCounter(peak_flops=1e12)
+    with pytest.warns(UserWarning, match="measured 0 FLOP") as caught:
+        make_trainer(tmp_path, [fc], max_steps=-1, max_epochs=1, limit_val_batches=0).fit(
+            Matmulless(), loader(regression_data(60)))  # two batch shapes, two measurements
+    assert sum("measured 0 FLOP" in str(w.message) for w in caught) == 1
+    assert len(fc.per_shape) == 2 and fc.total_flops == 0

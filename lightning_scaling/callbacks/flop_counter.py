@@ -55,6 +55,7 @@ class FlopCounterBase:
         self._peak: float | None = None
         self._warned = False
         self._reported = False
+        self._warned_zero = False
 
     @property
     def state_key(self) -> str:
@@ -93,6 +94,12 @@ class FlopCounterBase:
             if not self._reported:
                 self._reported = True
                 _common.rank_zero_info(trainer, self.report(pl_module))
+            if self.last_measurement.flops == 0 and not self._warned_zero:
+                self._warned_zero = True
+                _common.rank_zero_warn(trainer, "FlopCounter: a training step measured 0 FLOP: its work ran where "
+                                                "FlopCounterMode cannot see it (e.g. a compiled model's fused "
+                                                "kernels, or no matmuls at all), so FLOPs, PF-days and MFU are 0; "
+                                                "compare with flops.six_n(N) x tokens")
 
     def report(self, pl_module: Any = None) -> str:
         """What the last measurement counted, what it corrected and what it leaves out, beside 6N."""
@@ -136,10 +143,10 @@ class FlopCounterBase:
         return self.total_flops
 
     def flops_per_step(self, trainer: Any) -> float:
-        """FLOPs of the last measured micro-batch shape times micro-batches per step and devices."""
+        """FLOPs of the current batch shape's micro-batch times micro-batches per step and devices."""
         accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
         last = self.last_measurement.flops if self.last_measurement else 0.0
-        return last * accumulate * _common.world_size(trainer)
+        return self.per_shape.get(self._sig, last) * accumulate * _common.world_size(trainer)
 
     def log_flops(self, trainer: Any) -> None:
         total = self.sync(trainer)
