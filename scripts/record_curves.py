@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 import warnings
@@ -50,9 +51,11 @@ RUNS = [
     # data-limited to many unique tokens, largest model (these give the demo's L(D))
     _run("l_d8k_const", "l", 8_192),
     _run("l_d16k_const", "l", 16_384),
+    _run("l_d32k_const", "l", 32_768),
     _run("l_d64k_const", "l", 65_536),
-    _run("l_d256k_const", "l", 262_144),
-    _run("l_dfull_const", "l", PYDOC_FULL),
+    _run("l_d128k_const", "l", 131_072, max_steps=4000),
+    _run("l_d256k_const", "l", 262_144, max_steps=5000),
+    _run("l_dfull_const", "l", PYDOC_FULL, max_steps=6000),
     # smaller models over the same dataset sizes
     _run("m_d16k_const", "m", 16_384),
     _run("m_d64k_const", "m", 65_536),
@@ -97,6 +100,8 @@ def record(spec: dict, out: Path = OUT, threads: int = 1, progress: bool = False
     callbacks = []
     if cfg["patience"]:
         callbacks.append(EarlyStopping("val_loss", patience=cfg["patience"], min_delta=cfg["min_delta"]))
+    if (out / cfg["name"]).exists():
+        shutil.rmtree(out / cfg["name"])  # a fresh metrics.csv, never appended to an old one
     logger = CSVLogger(str(out), name=cfg["name"], version="")
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=cfg["max_steps"], callbacks=callbacks,
                          logger=logger, val_check_interval=cfg["val_every"], check_val_every_n_epoch=None,

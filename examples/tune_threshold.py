@@ -1,0 +1,84 @@
+"""Tune ExtraEarlyStopping's threshold on finished runs (the recorded corpus, or your own metrics.csv runs).
+
+Each finished run is replayed through the stopping rule (lightning_scaling.replay: exactly the decisions
+the live callback would have made) at several thresholds. For each threshold it reports how often the
+rule stops, the loss at the stop relative to the run's converged loss (lightning_scaling.demo.curves.
+converged_loss: the lowest smoothed validation loss), how far the predicted converged loss is from it,
+and the fraction of the steps to the converged point that were spent. [K] appendix B.2 argues for
+1 + alpha_N/alpha_S ~ 1.10 when the compute saved goes to a bigger model.
+
+    python examples/tune_threshold.py [--quick] [--curves DIR] [--thresholds 1.05 1.1 1.2] [--target 1.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lightning_scaling import replay
+from lightning_scaling.demo.curves import CURVES_DIR, RecordedCurve, converged_loss, converged_step, load_curves, smooth
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One run replayed at one threshold."""
+
+    run: str
+    threshold: float
+    stop_step: int | None
+    loss_ratio: float | None  # smoothed val loss at the stop / converged loss
+    prediction_error: float | None  # predicted converged loss / converged loss - 1
+    step_fraction: float | None  # stop step / step of the converged loss
+
+
+def replay_curve(curve: RecordedCurve, threshold: float, warmup_steps: int = 100) -> Outcome:
+    """Replay one recorded run at ``threshold`` (time axis: summed LR for decaying schedules, else steps)."""
+    axis = {} if curve.config.get("schedule", "constant") == "constant" else {"lr": curve.lr, "time_axis": "lr_sum"}
+    r = replay(curve.steps, curve.val_loss, threshold=threshold, warmup_steps=warmup_steps, **axis)
+    truth = converged_loss(curve)
+    if r.stop_step is None:
+        return Outcome(curve.name, threshold, None, None, None, None)
+    at_stop = smooth(curve.val_loss[: r.stop_index + 1])[-1]  # what was known at the stop (no look-ahead)
+    return Outcome(curve.name, threshold, r.stop_step, float(at_stop / truth),
+                   None if r.converged_loss is None else float(r.converged_loss / truth - 1),
+                   r.stop_step / converged_step(curve))
+
+
+def main(argv: list[str] | None = None) -> dict[float, list[Outcome]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--curves", type=Path, default=CURVES_DIR, help="folder of recorded runs")
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[1.02, 1.05, 1.1, 1.15, 1.2, 1.3])
+    parser.add_argument("--target", type=float, default=1.10, help="wanted loss at the stop / converged loss")
+    parser.add_argument("--quick", action="store_true", help="three runs, two thresholds (tests)")
+    args = parser.parse_args(argv)
+    curves = load_curves(args.curves)
+    thresholds = args.thresholds
+    if args.quick:
+        curves, thresholds = curves[:3], thresholds[:1] + [args.target]
+    if not curves:
+        raise SystemExit(f"no recorded runs under {args.curves}")
+    results = {t: [replay_curve(c, t) for c in curves] for t in thresholds}
+    print(f"{len(curves)} finished runs from {args.curves}")
+    print(f"{'threshold':>9} {'stopped':>8} {'loss/conv (median)':>19} {'pred. error (median)':>21} "
+          f"{'steps used (median)':>20}")
+    best, best_gap = None, float("inf")
+    for t, rows in results.items():
+        done = [r for r in rows if r.stop_step is not None]
+        med = (lambda xs: float(np.median(xs)) if xs else float("nan"))
+        ratio = med([r.loss_ratio for r in done])
+        err = med([r.prediction_error for r in done if r.prediction_error is not None])
+        frac = med([r.step_fraction for r in done])
+        print(f"{t:>9.2f} {len(done):>4}/{len(rows):<3} {ratio:>19.3f} {err:>+21.3f} {frac:>20.2f}")
+        if done and abs(ratio - args.target) < best_gap:
+            best, best_gap = t, abs(ratio - args.target)
+    if best is not None:
+        print(f"\nthreshold {best:g} stops closest to {args.target:g} x the converged loss on these runs: "
+              f"ExtraEarlyStopping(monitor='val_loss', threshold={best:g})")
+    return results
+
+
+if __name__ == "__main__":
+    main()
