@@ -95,3 +95,16 @@ def step_boundary(trainer: Any, owner: Any) -> bool:
     moved = step != getattr(owner, "_last_global_step", None)
     owner._last_global_step = step
     return moved
+
+
+def log_boundary(trainer: Any, owner: Any) -> bool:
+    """``step_boundary(trainer, owner) and should_log(trainer)`` with one read of ``trainer.global_step``.
+
+    For per-step hooks: right after an optimizer step the CPU caches are cold and every attribute
+    read of the Trainer costs microseconds.
+    """
+    step = trainer.global_step
+    if step == getattr(owner, "_last_global_step", None):
+        return False
+    owner._last_global_step = step
+    return step % (trainer.log_every_n_steps or 50) == 0

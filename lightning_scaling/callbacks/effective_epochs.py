@@ -31,6 +31,10 @@ class DataCounts:
 
 def batch_size_of(batch: Any) -> int:
     """The number of examples in a batch: the leading dimension of its first tensor (host metadata)."""
+    first = batch[0] if type(batch) in (list, tuple) and batch else batch
+    shape = getattr(first, "shape", None)
+    if shape is not None and len(shape) > 0:  # the common case, every step: one attribute read
+        return int(shape[0])
     if hasattr(batch, "shape") and len(batch.shape) > 0:
         return int(batch.shape[0])
     if isinstance(batch, dict):
@@ -119,7 +123,7 @@ class EffectiveEpochsBase:
             self._local_tokens = self._local_tokens + self.count_tokens(batch)  # stays on the device
         elif self.tokens_per_example:
             self._local_tokens += n * self.tokens_per_example
-        if _common.step_boundary(trainer, self) and _common.should_log(trainer):
+        if _common.log_boundary(trainer, self):
             self.log_counts(trainer)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:

@@ -10,7 +10,15 @@ from . import _common
 
 
 def _signature(batch: Any) -> tuple:
-    """Shapes and dtypes of a batch's tensors: a step is re-measured only when this changes."""
+    """Shapes and dtypes of a batch's tensors: a step is re-measured only when this changes.
+
+    Runs every step: a list or tuple of tensors takes the short path (host metadata only).
+    """
+    if type(batch) in (list, tuple):
+        try:
+            return tuple([(t.shape, t.dtype) for t in batch])
+        except AttributeError:
+            pass
     if hasattr(batch, "shape"):
         return (tuple(batch.shape), str(getattr(batch, "dtype", "")))
     if isinstance(batch, dict):
@@ -51,6 +59,7 @@ class FlopCounterBase:
         self._measuring: F.StepMeasurement | None = None
         self._measuring_sig: tuple | None = None
         self._sig: tuple = ()
+        self._current = 0.0  # measured FLOPs of the current batch's shape
         self._clock: tuple[float, float] | None = None  # (time, total) at the last log
         self._peak: float | None = None
         self._warned = False
@@ -83,13 +92,16 @@ class FlopCounterBase:
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         sig = self._sig = _signature(batch)
-        if sig not in self.per_shape and self._measuring is None:
+        self._current = self.per_shape.get(sig, 0.0)
+        if self._current == 0.0 and sig not in self.per_shape and self._measuring is None:
             self._measuring, self._measuring_sig = F.StepMeasurement(), sig
 
     def _finish_measurement(self, trainer: Any, pl_module: Any) -> None:
         if self._measuring is not None:
             self.last_measurement = self._measuring.stop()
             self.per_shape[self._measuring_sig] = self.last_measurement.flops
+            if self._measuring_sig == self._sig:
+                self._current = self.last_measurement.flops
             self._measuring = None
             if not self._reported:
                 self._reported = True
@@ -122,9 +134,10 @@ class FlopCounterBase:
         self._finish_measurement(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._finish_measurement(trainer, pl_module)
-        self._local += self.per_shape.get(self._sig, 0.0)
-        if _common.step_boundary(trainer, self) and _common.should_log(trainer):
+        if self._measuring is not None:
+            self._finish_measurement(trainer, pl_module)
+        self._local += self._current  # host arithmetic: the FLOPs measured for this batch's shape
+        if _common.log_boundary(trainer, self):
             self.log_flops(trainer)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
