@@ -1,14 +1,17 @@
-"""`lightning-scaling`: fit laws, replay the stopping rule on finished runs, plan compute.
+"""`lightning-scaling`: fit laws, replay the stopping rule, report on finished runs, plan compute.
 
 Subcommands (``lightning-scaling SUBCOMMAND --help`` shows an example for each):
-  fit        fit L(D), L(N), L(C) or L(N, D) to a CSV table of runs; writes the JSON DataLimitGap reads
-  replay     run the ExtraEarlyStopping rule (the same StoppingRule) over logged runs at several thresholds
+  fit        fit L(D), L(N), L(C) or L(N, D) to runs (log directories) or a CSV table; JSON + log-log PNG
+  replay     run the ExtraEarlyStopping rule (the same StoppingRule) over finished runs at several thresholds
+  report     per-run summary and figures: learning curve with fit and stop, loss vs FLOPs, loss vs data
   allocate   compute-optimal parameters and tokens for a budget under a law
   crossover  where L(C) meets L(D(C)) (Kaplan 2020 section 6.3)
 
-Runs are read with tensorboard's own event reader (a log directory with event files) or from a
-CSVLogger ``metrics.csv``. A run that cannot be read is reported in one line and skipped; the exit code
-is 1 when anything was skipped, 2 on bad arguments.
+Runs are TensorBoard log directories (read with tensorboard's own event reader) or CSVLogger
+``metrics.csv`` files, or directories holding several of them; see :mod:`lightning_scaling.logs` for
+where each number comes from. A run that cannot be used is reported in one line naming it and the
+reason, the other runs are still processed, and the exit code is 1 when anything was skipped
+(2 on bad arguments, 0 otherwise).
 """
 
 from __future__ import annotations
@@ -16,196 +19,28 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
+import re
 import sys
-from dataclasses import dataclass
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import planning, presets
 from .errors import FitError
 from .laws import ChinchillaLaw, PowerLaw, load_law
+from .logs import P, Run, RunError, flops_at, read_runs, run_point, tokens_seen
+
+RAW = argparse.RawDescriptionHelpFormatter
 
 
-# ------------------------------------------------------------------------------------------ reading runs
-@dataclass
-class RunSeries:
-    """One logged scalar series per tag of a run: tag -> (steps, values)."""
-
-    name: str
-    series: dict[str, tuple[np.ndarray, np.ndarray]]
-
-    def get(self, tag: str) -> tuple[np.ndarray, np.ndarray] | None:
-        return self.series.get(tag)
-
-
-def read_run(path: str | Path) -> RunSeries:
-    """Read a run from a TensorBoard log directory (tensorboard's EventAccumulator) or a metrics.csv."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    csv_file = path if path.is_file() else path / "metrics.csv"
-    if csv_file.is_file() and csv_file.suffix == ".csv":
-        return _read_csv_run(csv_file)
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
-    acc.Reload()
-    tags = acc.Tags().get("scalars", [])
-    if not tags:
-        raise ValueError(f"{path} has no TensorBoard scalars (not a log directory, or an empty or corrupt run)")
-    series = {}
-    for tag in tags:
-        events = acc.Scalars(tag)
-        series[tag] = (np.array([e.step for e in events]), np.array([e.value for e in events], dtype=float))
-    return RunSeries(str(path), series)
-
-
-def _read_csv_run(path: Path) -> RunSeries:
-    columns: dict[str, list[tuple[int, float]]] = {}
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            step = row.get("step")
-            if not step:
-                continue
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in (None, ""):
-                    continue
-                columns.setdefault(key, []).append((int(float(step)), float(value)))
-    if not columns:
-        raise ValueError(f"{path} holds no metrics")
-    return RunSeries(str(path.parent), {k: (np.array([s for s, _ in v]), np.array([x for _, x in v]))
-                                        for k, v in columns.items()})
-
-
-# ------------------------------------------------------------------------------------------ subcommands
 def _law_arg(text: str):
     if text in presets.names():
         return presets.get(text)
     if not Path(text).is_file():
         raise ValueError(f"{text!r} is neither a preset ({', '.join(presets.names())}) nor a law JSON file")
     return load_law(text)
-
-
-def cmd_allocate(args: argparse.Namespace) -> int:
-    law = _law_arg(args.law)
-    flop = args.compute * planning.PF_DAY if args.pf_days else args.compute
-    if isinstance(law, ChinchillaLaw):
-        a = planning.chinchilla_optimal(law, flop)
-    elif args.law == "kaplan2020_lc":
-        a = planning.kaplan_optimal(flop / planning.PF_DAY)
-    else:
-        raise ValueError("allocate needs a Chinchilla law (e.g. hoffmann2022, besiroglu2024, a fitted L(N, D) JSON) "
-                         "or kaplan2020_lc")
-    out = {"compute_flop": a.compute_flop, "pf_days": a.compute_flop / planning.PF_DAY, "n_params": a.n_params,
-           "n_tokens": a.n_tokens, "tokens_per_param": a.tokens_per_param, "loss": a.loss, "source": a.source}
-    _emit(out, args.json)
-    return 0
-
-
-def cmd_crossover(args: argparse.Namespace) -> int:
-    c = planning.crossover(_law_arg(args.lc), _law_arg(args.ld), data_coefficient=args.data_coefficient,
-                           data_exponent=args.data_exponent)
-    _emit({"compute_pf_days": c.compute_pf_days, "n_params": c.n_params, "n_tokens": c.n_tokens, "loss": c.loss},
-          args.json)
-    return 0
-
-
-def cmd_fit(args: argparse.Namespace) -> int:
-    from .fitting import fit_chinchilla, fit_power_law
-
-    with open(args.table, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        raise ValueError(f"{args.table} has no rows")
-
-    def column(name: str) -> np.ndarray:
-        if name not in rows[0]:
-            raise ValueError(f"column {name!r} not in {args.table} (columns: {', '.join(rows[0])})")
-        return np.array([float(r[name]) for r in rows])
-
-    loss = column(args.loss)
-    if args.law == "nd":
-        n = column(args.params)
-        tokens = column(args.tokens) if args.tokens in rows[0] else column(args.flop) / (6 * n)
-        fit = fit_chinchilla(n, tokens, loss, bootstrap=args.bootstrap, seed=args.seed)
-        x_for_plot = None
-    else:
-        unit = {"ld": args.unit, "ln": "params", "lc": "flop"}[args.law]
-        x = column({"ld": args.tokens, "ln": args.params, "lc": args.flop}[args.law])
-        fit = fit_power_law(x, loss, unit=unit, irreducible=args.irreducible, bootstrap=args.bootstrap, seed=args.seed)
-        x_for_plot = x
-    if not fit.success:
-        print(f"fit failed: {fit.message}", file=sys.stderr)
-        return 1
-    if args.out:
-        fit.law.to_json(args.out)
-    if args.plot and x_for_plot is not None:
-        from .dashboard import _pyplot
-
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.loglog(x_for_plot, loss, "o", label="runs")
-        grid = np.geomspace(x_for_plot.min(), x_for_plot.max(), 200)
-        ax.loglog(grid, fit.law(grid), "-", label="fit")
-        ax.set_xlabel(fit.law.unit), ax.set_ylabel(args.loss), ax.legend()
-        fig.savefig(args.plot, dpi=120)
-    out = {"law": fit.law.to_dict(), "objective": fit.objective, "intervals": fit.intervals}
-    _emit(out, args.json)
-    return 0
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from .stopping import replay
-
-    skipped, results = 0, []
-    for path in args.runs:
-        try:
-            run = read_run(path)
-            loss = run.get("scaling/monitored_loss") or run.get(args.monitor)
-            if loss is None:
-                raise ValueError(f"no 'scaling/monitored_loss' or {args.monitor!r} series")
-            steps, values = loss
-            lr_sum = run.get("scaling/lr_sum") if args.time_axis == "lr_sum" else None
-            if args.time_axis == "lr_sum" and lr_sum is None:
-                raise ValueError("no 'scaling/lr_sum' series for --time-axis lr_sum")
-            flops = run.get("scaling/flops")
-            best = float(np.nanmin(values))
-            for threshold in args.threshold:
-                kwargs = {"threshold": threshold, "warmup_steps": args.warmup_steps}
-                if lr_sum is not None:
-                    lookup = dict(zip(lr_sum[0].tolist(), lr_sum[1].tolist()))
-                    r = replay(steps, values, lr_sum=[lookup.get(int(s), math.nan) for s in steps], **kwargs)
-                else:
-                    r = replay(steps, values, **kwargs)
-                stop_flops = None
-                if flops is not None and r.stop_step is not None:
-                    stop_flops = float(np.interp(r.stop_step, flops[0], flops[1]))
-                total_flops = float(flops[1][-1]) if flops is not None else None
-                results.append({
-                    "run": run.name, "threshold": threshold, "stop_step": r.stop_step,
-                    "loss_at_stop": None if r.stop_index is None else float(values[r.stop_index]),
-                    "best_loss": best, "predicted_converged": r.converged_loss,
-                    "prediction_error": None if r.converged_loss is None else (r.converged_loss - best) / best,
-                    "flops_at_stop": stop_flops,
-                    "compute_saved": None if stop_flops is None or not total_flops else 1 - stop_flops / total_flops,
-                    "steps_in_run": int(steps[-1])})
-        except (OSError, ValueError, FitError) as err:
-            skipped += 1
-            print(f"skipped {path}: {err}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        header = f"{'run':40} {'thr':>5} {'stop':>7} {'loss@stop':>9} {'best':>8} {'pred err':>8} {'FLOP@stop':>10} {'saved':>6}"
-        print(header)
-        for r in results:
-            def f(v, spec):
-                return "-" if v is None else format(v, spec)
-            print(f"{r['run'][-40:]:40} {r['threshold']:5.3f} {f(r['stop_step'], '7d')} {f(r['loss_at_stop'], '9.4f')} "
-                  f"{r['best_loss']:8.4f} {f(r['prediction_error'], '+8.2%')} {f(r['flops_at_stop'], '10.3e')} "
-                  f"{f(r['compute_saved'], '6.1%')}")
-    return 1 if skipped else 0
 
 
 def _emit(data: dict, as_json: bool) -> None:
@@ -216,60 +51,463 @@ def _emit(data: dict, as_json: bool) -> None:
         print(f"{key:18} {value:.6g}" if isinstance(value, float) else f"{key:18} {value}")
 
 
-# ------------------------------------------------------------------------------------------ parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightning-scaling", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    raw = argparse.RawDescriptionHelpFormatter
+def _skip(err: Exception) -> None:
+    print(f"skipped {err}", file=sys.stderr)
 
-    p = sub.add_parser("allocate", formatter_class=raw, help="compute-optimal N and D for a budget",
-                       epilog="example:\n  lightning-scaling allocate 1.21e20 --law besiroglu2024\n"
-                              "  lightning-scaling allocate 1 --pf-days --law kaplan2020_lc")
+
+def _each_run(paths: list[str], work) -> tuple[list[Any], int]:
+    """``work(run)`` for every run found at ``paths``; a run that fails is one line on stderr and is counted."""
+    runs, errors = read_runs(paths)
+    for err in errors:
+        _skip(err)
+    results, skipped = [], len(errors)
+    for run in runs:
+        try:
+            results.append(work(run))
+        except (RunError, FitError) as err:
+            skipped += 1
+            _skip(err if isinstance(err, RunError) else RunError(run.name, str(err)))
+    return results, skipped
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ------------------------------------------------------------------------------------------ allocate
+def cmd_allocate(args: argparse.Namespace) -> int:
+    law = _law_arg(args.law)
+    flop = args.compute * planning.PF_DAY if args.pf_days else args.compute
+    if isinstance(law, ChinchillaLaw):
+        a = planning.chinchilla_optimal(law, flop)
+    elif args.law == "kaplan2020_lc":
+        a = planning.kaplan_optimal(flop / planning.PF_DAY)
+    else:
+        raise ValueError("allocate needs a Chinchilla law (e.g. hoffmann2022, besiroglu2024, a fitted L(N, D) JSON) "
+                         "or kaplan2020_lc (Kaplan 2020 Table 6)")
+    _emit({"compute_flop": a.compute_flop, "pf_days": a.compute_flop / planning.PF_DAY, "n_params": a.n_params,
+           "n_tokens": a.n_tokens, "tokens_per_param": a.tokens_per_param, "loss": a.loss, "source": a.source},
+          args.json)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ crossover
+def cmd_crossover(args: argparse.Namespace) -> int:
+    c = planning.crossover(_law_arg(args.lc), _law_arg(args.ld), data_coefficient=args.data_coefficient,
+                           data_exponent=args.data_exponent, params_coefficient=args.params_coefficient,
+                           params_exponent=args.params_exponent)
+    _emit({"compute_pf_days": c.compute_pf_days, "compute_flop": c.compute_pf_days * planning.PF_DAY,
+           "n_params": c.n_params, "n_tokens": c.n_tokens, "loss": c.loss}, args.json)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ fit
+_NEEDS = {"ld": ("data",), "ln": ("n_params",), "lc": ("flops",), "nd": ("n_params", "data")}
+_HOW = {"data": "log scaling/distinct_seen (EffectiveEpochs) or the hyperparameters train_tokens and "
+                "tokens_per_step",
+        "n_params": "log the hyperparameter named by --params-key",
+        "flops": "log scaling/flops (FlopCounter), or N and tokens seen for 6N"}
+
+
+def _is_table(path: str) -> bool:
+    """A CSV with one row per run (not a CSVLogger metrics.csv, which has a 'step' column)."""
+    p = Path(path)
+    if not (p.is_file() and p.suffix == ".csv"):
+        return False
+    with p.open(newline="") as fh:
+        header = next(csv.reader(fh), [])
+    return "step" not in header
+
+
+def _points_from_table(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    with open(args.sources[0], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{args.sources[0]} has no rows")
+
+    def column(name: str) -> np.ndarray:
+        if name not in rows[0]:
+            raise ValueError(f"column {name!r} not in {args.sources[0]} (columns: {', '.join(rows[0])})")
+        return np.array([float(r[name]) for r in rows])
+
+    out = {"loss": column(args.loss), "name": np.array([f"row {i + 1}" for i in range(len(rows))])}
+    if args.law in ("ln", "nd"):
+        out["n_params"] = column(args.params)
+    if args.law == "lc":
+        out["flops"] = column(args.flop)
+    if args.law == "ld":
+        out["data"] = column(args.tokens)
+    if args.law == "nd":
+        out["data"] = column(args.tokens) if args.tokens in rows[0] else column(args.flop) / (6 * out["n_params"])
+    return out
+
+
+def _points_from_runs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], int, str]:
+    def point(run: Run):
+        p = run_point(run, monitor=args.monitor, reduce=args.reduce, params_key=args.params_key)
+        missing = [k for k in _NEEDS[args.law] if getattr(p, k) is None]
+        if missing:
+            raise RunError(run.name, "; ".join(f"no {k} ({_HOW[k]})" for k in missing))
+        return p
+
+    rows, skipped = _each_run(args.sources, point)
+    units = {p.unit for p in rows}
+    if args.law in ("ld", "nd") and len(units) > 1:
+        raise ValueError("the runs count data in different units (some tokens, some examples); fit them apart")
+    unit = units.pop() if units else args.unit
+    if args.law == "nd" and unit != "tokens":
+        raise ValueError("L(N, D) needs data in tokens: give EffectiveEpochs tokens_per_example or count_tokens")
+    columns = {"name": np.array([p.name for p in rows]), "loss": np.array([p.loss for p in rows])}
+    for key in _NEEDS[args.law]:
+        columns[key] = np.array([getattr(p, key) for p in rows], dtype=float)
+    return columns, skipped, unit
+
+
+def _bootstrap_note(n: int):
+    """One line on stderr before a bootstrap and one after with the time taken.
+
+    The fitters run their resamples inside one call and offer no per-resample hook yet, so this is an
+    elapsed-time notice rather than a bar.
+    """
+    if n:
+        print(f"bootstrap: fitting {n} resamples ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+
+    def done() -> None:
+        if n:
+            print(f"bootstrap: {n} resamples in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return done
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .fitting import fit_chinchilla, fit_power_law
+
+    if len(args.sources) == 1 and _is_table(args.sources[0]):
+        pts, skipped, unit = _points_from_table(args), 0, args.unit
+    else:
+        pts, skipped, unit = _points_from_runs(args)
+    if pts["loss"].size == 0:
+        raise ValueError("no usable runs to fit")
+    done = _bootstrap_note(args.bootstrap)
+    if args.law == "nd":
+        fit = fit_chinchilla(pts["n_params"], pts["data"], pts["loss"], bootstrap=args.bootstrap, seed=args.seed)
+    else:
+        key = _NEEDS[args.law][0]
+        law_unit = {"ld": unit, "ln": "params", "lc": "flop"}[args.law]
+        fit = fit_power_law(pts[key], pts["loss"], unit=law_unit, irreducible=args.irreducible,
+                            bootstrap=args.bootstrap, seed=args.seed)
+    done()
+    if not fit.success:
+        print(f"fit failed: {fit.message}", file=sys.stderr)
+        return 1
+    if args.out:
+        fit.law.to_json(args.out)
+    if args.plot:
+        _fit_figure(args.law, pts, fit.law, args.plot)
+    points = [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in pts.items()}
+              for i in range(pts["loss"].size)]
+    out = {"law": fit.law.to_dict(), "objective": fit.objective, "intervals": fit.intervals, "points": points,
+           "skipped": skipped}
+    if args.json:
+        print(json.dumps(out, indent=2, default=float))
+    else:
+        print(f"{fit.law!r}")
+        if fit.intervals:
+            for name, (lo, hi) in fit.intervals.items():
+                print(f"  {name:12} [{lo:.6g}, {hi:.6g}]")
+        print(f"{len(points)} points, {skipped} skipped" + (f"; law written to {args.out}" if args.out else ""))
+    return 1 if skipped else 0
+
+
+def _fit_figure(kind: str, pts: dict[str, np.ndarray], law, path: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if kind == "nd":
+        x = pts["data"]
+        sizes = np.unique(pts["n_params"])
+        shown = sizes[np.unique(np.linspace(0, sizes.size - 1, min(6, sizes.size)).round().astype(int))]
+        sc = ax.scatter(x, pts["loss"], c=np.log10(pts["n_params"]), s=10, cmap="viridis", label="runs")
+        grid = np.geomspace(x.min(), x.max(), 200)
+        for n in shown:
+            ax.plot(grid, law(n, grid), "-", lw=1, color=sc.cmap(sc.norm(np.log10(n))), label=f"fit, N={n:.3g}")
+        fig.colorbar(sc, ax=ax, label="log10 N")
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_xlabel("tokens")
+    else:
+        x = pts[_NEEDS[kind][0]]
+        ax.loglog(x, pts["loss"], "o", label="runs")
+        grid = np.geomspace(x.min(), x.max(), 200)
+        ax.loglog(grid, law(grid), "-", label=f"fit: {law.irreducible:.3g} + ({law.scale:.3g}/x)^{law.exponent:.3g}")
+        ax.set_xlabel(law.unit)
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ replay
+def _rule_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"warmup_steps": args.warmup_steps, "irreducible": args.irreducible, "min_points": args.min_points,
+            "stop_when_data_limited": args.stop_when_data_limited}
+
+
+def _replay_inputs(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The points the live rule saw: ``scaling/monitored_loss`` (logged by the callback) or ``--monitor``,
+    and the time axis: ``scaling/lr_sum`` or the per-step learning rate ``--lr-tag``."""
+    s = run.get(P + "monitored_loss") or run.evaluations(args.monitor)
+    time_axis: dict[str, Any] = {}
+    if args.time_axis == "lr_sum":
+        lr_sum = run.get(P + "lr_sum")
+        if lr_sum is not None:
+            lookup = dict(zip(lr_sum.steps.tolist(), lr_sum.values.tolist()))
+            if all(int(st) in lookup for st in s.steps):
+                time_axis["lr_sum"] = [lookup[int(st)] for st in s.steps]
+        if not time_axis:
+            lr = run.lr_per_step(args.lr_tag)
+            if lr is None:
+                raise RunError(run.name, f"--time-axis lr_sum needs 'scaling/lr_sum' at every evaluation or "
+                                         f"{args.lr_tag!r} logged every step")
+            time_axis["lr"] = lr
+    return s.steps, s.values, time_axis
+
+
+def replay_run(run: Run, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Replay the rule over one run at each threshold; one result row per threshold."""
+    from .stopping import replay
+
+    steps, values, time_axis = _replay_inputs(run, args)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise RunError(run.name, "no finite loss")
+    best = float(finite.min())
+    n = run.hparams.get(args.params_key)
+    n = float(n) if isinstance(n, (int, float)) else None
+    end_flops, _ = flops_at(run, int(steps[-1]), n)
+    rows = []
+    for threshold in args.threshold:
+        r = replay(steps, values, threshold=threshold, **time_axis, **_rule_options(args))
+        stop_flops = flops_at(run, r.stop_step, n)[0] if r.stop_step is not None else None
+        rows.append({
+            "run": run.name, "threshold": threshold, "stop_step": r.stop_step,
+            "flops_at_stop": stop_flops,
+            "loss_at_stop": None if r.stop_index is None else float(values[r.stop_index]),
+            "best_loss": best, "predicted_converged": r.converged_loss,
+            "prediction_error": None if r.converged_loss is None else (r.converged_loss - best) / best,
+            "compute_saved": None if stop_flops is None or not end_flops else 1 - stop_flops / end_flops,
+            "last_step": int(steps[-1]), "flops_at_end": end_flops})
+    return rows
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    per_run, skipped = _each_run(args.runs, lambda run: replay_run(run, args))
+    results = [row for rows in per_run for row in rows]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 1 if skipped else 0
+
+    def f(v, spec, width):
+        return f"{'-' if v is None else format(v, spec):>{width}}"
+    print(f"{'run':32} {'thr':>5} {'stop':>7} {'FLOP@stop':>10} {'loss@stop':>9} {'best':>8} {'pred err':>8} "
+          f"{'saved':>6}")
+    for r in results:
+        print(f"{_short(r['run'])[-32:]:32} {r['threshold']:5.3f} {f(r['stop_step'], 'd', 7)} "
+              f"{f(r['flops_at_stop'], '.3e', 10)} {f(r['loss_at_stop'], '.4f', 9)} {r['best_loss']:8.4f} "
+              f"{f(r['prediction_error'], '+.2%', 8)} {f(r['compute_saved'], '.1%', 6)}")
+    return 1 if skipped else 0
+
+
+# ------------------------------------------------------------------------------------------ report
+def _short(name: str) -> str:
+    """The last two parts of a run's path (e.g. ``demo/version_0``)."""
+    return "/".join([p for p in Path(name).parts if p not in ("/", ".")][-2:])
+
+
+def _slug(run: Run, taken: set[str]) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", _short(run.name)) or "run"
+    slug, i = base, 1
+    while slug in taken:
+        i += 1
+        slug = f"{base}_{i}"
+    taken.add(slug)
+    return slug
+
+
+def report_run(run: Run, args: argparse.Namespace, out: Path, ld_law: PowerLaw | None) -> dict[str, Any]:
+    """Summary and figures of one run; figures whose data the run did not log are left out (and listed)."""
+    from .dashboard import data_limit_figure, learning_curve_figure
+    from .fitting import fit_learning_curve
+
+    steps, values, _ = _replay_inputs(run, argparse.Namespace(**{**vars(args), "time_axis": "steps"}))
+    (row,) = replay_run(run, argparse.Namespace(**{**vars(args), "threshold": [args.threshold]}))
+    out.mkdir(parents=True, exist_ok=True)
+    figures, missing = [], []
+    plt = _pyplot()
+
+    # learning curve, the rule's fit on the points it had at the stop (or all), the converged and stop lines
+    keep = (steps > args.warmup_steps) & np.isfinite(values) & (steps > 0)
+    if row["stop_step"] is not None:
+        keep &= steps <= row["stop_step"]
+    law = converged = stop_loss = None
+    try:
+        lc = fit_learning_curve(steps[keep], values[keep], irreducible=args.irreducible)
+        if lc.success:
+            law, converged = lc.law, lc.converged_loss
+            stop_loss = args.irreducible + args.threshold * (converged - args.irreducible)
+    except FitError as err:
+        missing.append(f"learning-curve fit: {err}")
+    fig = learning_curve_figure(steps[steps > 0], values[steps > 0], law, converged, stop_loss,
+                                title=f"{Path(run.name).name}: learning curve")
+    if row["stop_step"] is not None:
+        fig.axes[0].axvline(row["stop_step"], c="red", lw=1, label=f"stop at step {row['stop_step']}")
+        fig.axes[0].legend(fontsize=8)
+    figures.append(_save(plt, fig, out / "learning_curve.png"))
+
+    # loss against FLOPs
+    n = run.hparams.get(args.params_key)
+    flops = [flops_at(run, int(s), n if isinstance(n, (int, float)) else None)[0] for s in steps]
+    if all(v is not None and v > 0 for v in flops):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.loglog(flops, values, "o-", ms=3, label="monitored loss")
+        if row["flops_at_stop"]:
+            ax.axvline(row["flops_at_stop"], c="red", lw=1, label="stop")
+        ax.set_xlabel("FLOP"), ax.set_ylabel("loss"), ax.set_title("loss against compute"), ax.legend(fontsize=8)
+        fig.tight_layout()
+        figures.append(_save(plt, fig, out / "loss_vs_flops.png"))
+    else:
+        missing.append("loss_vs_flops: no scaling/flops (FlopCounter) and no N with tokens seen")
+
+    # loss against data seen, with L(D)
+    seen = [tokens_seen(run, int(s)) for s in steps]
+    if ld_law is None:
+        missing.append("loss_vs_data: no --law (a fitted L(D) JSON or preset)")
+    elif not all(v is not None and v > 0 for v in seen):
+        missing.append("loss_vs_data: no scaling/examples_seen or tokens_seen (EffectiveEpochs)")
+    elif ld_law.unit != run.unit:
+        missing.append(f"loss_vs_data: the law counts {ld_law.unit}, the run {run.unit}")
+    else:
+        fig = data_limit_figure(np.array(seen), values, ld_law, unit=run.unit)
+        figures.append(_save(plt, fig, out / "loss_vs_data.png"))
+    return {**row, "points": int(steps.size), "fit_converged_loss": converged, "figures": figures,
+            "not_drawn": missing}
+
+
+def _save(plt, fig, path: Path) -> str:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    ld_law = _law_arg(args.law) if args.law else None
+    if ld_law is not None and not isinstance(ld_law, PowerLaw):
+        ld_law = ld_law.data_law()
+    taken: set[str] = set()
+    reports, skipped = _each_run(args.runs, lambda run: report_run(run, args, Path(args.out) / _slug(run, taken),
+                                                                   ld_law))
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 1 if skipped else 0
+    for r in reports:
+        def f(v, spec):
+            return "-" if v is None else format(v, spec)
+        print(f"{r['run']}\n  points {r['points']}, best loss {r['best_loss']:.4f}, stop at x{r['threshold']:.3g}: "
+              f"step {f(r['stop_step'], 'd')} (loss {f(r['loss_at_stop'], '.4f')}, FLOP {f(r['flops_at_stop'], '.3e')}, "
+              f"saved {f(r['compute_saved'], '.1%')}), predicted converged {f(r['predicted_converged'], '.4f')}")
+        for path in r["figures"]:
+            print(f"  wrote {path}")
+        for note in r["not_drawn"]:
+            print(f"  not drawn: {note}")
+    return 1 if skipped else 0
+
+
+# ------------------------------------------------------------------------------------------ parser
+def _add_rule_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--monitor", default="val_loss", help="metric used when the run has no scaling/monitored_loss")
+    p.add_argument("--time-axis", choices=["steps", "lr_sum"], default="steps",
+                   help="what the live callback used (time_axis); lr_sum reads scaling/lr_sum or --lr-tag")
+    p.add_argument("--lr-tag", default="lr", help="per-step learning rate series for --time-axis lr_sum")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--min-points", type=int, default=6)
+    p.add_argument("--irreducible", type=float, default=0.0)
+    p.add_argument("--stop-when-data-limited", action="store_true")
+    p.add_argument("--params-key", default="n_params", help="hyperparameter holding N (for 6N FLOPs)")
+    p.add_argument("--json", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lightning-scaling", description=__doc__, formatter_class=RAW)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("allocate", formatter_class=RAW, help="compute-optimal N and D for a budget",
+                       epilog="examples:\n  lightning-scaling allocate 1.21e20 --law besiroglu2024\n"
+                              "  lightning-scaling allocate 1 --pf-days --law kaplan2020_lc\n"
+                              "  lightning-scaling allocate 1e21 --law fits/nd.json --json")
     p.add_argument("compute", type=float, help="the budget, in FLOP (or PF-days with --pf-days)")
     p.add_argument("--pf-days", action="store_true")
-    p.add_argument("--law", default="besiroglu2024", help="a preset name or a fitted JSON")
+    p.add_argument("--law", default="besiroglu2024", help="a preset name or a fitted L(N, D) JSON")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_allocate)
 
-    p = sub.add_parser("crossover", formatter_class=raw, help="where L(C) meets L(D(C))",
-                       epilog="example:\n  lightning-scaling crossover   # Kaplan 2020: C* ~ 1.1e4 PF-days, L* ~ 1.67")
-    p.add_argument("--lc", default="kaplan2020_lc")
-    p.add_argument("--ld", default="kaplan2020_ld")
-    p.add_argument("--data-coefficient", type=float, default=2.0e10)
+    p = sub.add_parser("crossover", formatter_class=RAW, help="where L(C) meets L(D(C))",
+                       epilog="examples:\n  lightning-scaling crossover   # Kaplan 2020: C* ~ 1.1e4 PF-days, L* ~ 1.67\n"
+                              "  lightning-scaling crossover --data-coefficient 4e10 --data-exponent 0.26")
+    p.add_argument("--lc", default="kaplan2020_lc", help="L(C) in PF-days: preset or JSON")
+    p.add_argument("--ld", default="kaplan2020_ld", help="L(D) in tokens: preset or JSON")
+    p.add_argument("--data-coefficient", type=float, default=2.0e10, help="D(C) = coefficient x C^exponent")
     p.add_argument("--data-exponent", type=float, default=0.27)
+    p.add_argument("--params-coefficient", type=float, default=1.3e9, help="N(C), for N*")
+    p.add_argument("--params-exponent", type=float, default=0.73)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_crossover)
 
-    p = sub.add_parser("fit", formatter_class=raw, help="fit a law to a CSV table of runs",
-                       epilog="examples:\n  lightning-scaling fit runs.csv --law ld --tokens tokens --loss loss "
-                              "--irreducible --out ld.json --plot ld.png\n"
+    p = sub.add_parser("fit", formatter_class=RAW, help="fit a law to runs or to a CSV table of runs",
+                       epilog="examples:\n"
+                              "  lightning-scaling fit runs/ --law ld --irreducible --out ld.json --plot ld.png\n"
+                              "  lightning-scaling fit runs/ --law nd --reduce final --bootstrap 200\n"
                               "  lightning-scaling fit chinchilla_fig4_points.csv --law nd --params n_params "
                               "--flop training_flop --loss loss")
-    p.add_argument("table", help="a CSV file with one row per run")
+    p.add_argument("sources", nargs="+", help="log directories / metrics.csv files (one point per run), or one "
+                                              "CSV table with one row per run")
     p.add_argument("--law", choices=["ld", "ln", "lc", "nd"], default="ld")
-    p.add_argument("--loss", default="loss")
-    p.add_argument("--tokens", default="tokens", help="column of distinct data seen (L(D), L(N, D))")
-    p.add_argument("--unit", default="tokens", choices=["tokens", "examples"], help="unit of --tokens for L(D)")
-    p.add_argument("--params", default="n_params")
-    p.add_argument("--flop", default="training_flop", help="column of FLOPs (L(C); L(N, D) tokens = flop / 6N)")
-    p.add_argument("--irreducible", action="store_true", help="fit an irreducible loss too")
-    p.add_argument("--bootstrap", type=int, default=0)
+    p.add_argument("--monitor", default="val_loss", help="runs: the loss metric")
+    p.add_argument("--reduce", choices=["best", "final"], default="best", help="runs: best or final loss")
+    p.add_argument("--params-key", default="n_params", help="runs: hyperparameter holding N")
+    p.add_argument("--loss", default="loss", help="table: loss column")
+    p.add_argument("--tokens", default="tokens", help="table: data column (L(D); L(N, D))")
+    p.add_argument("--unit", default="tokens", choices=["tokens", "examples"], help="table: unit of --tokens")
+    p.add_argument("--params", default="n_params", help="table: parameters column")
+    p.add_argument("--flop", default="training_flop", help="table: FLOP column (L(C); L(N, D) tokens = flop / 6N)")
+    p.add_argument("--irreducible", action="store_true", help="fit an irreducible loss too (L(D), L(N), L(C))")
+    p.add_argument("--bootstrap", type=int, default=0, help="resamples for percentile intervals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the law as JSON (what DataLimitGap reads)")
-    p.add_argument("--plot", help="write a log-log PNG of the data and the fit")
+    p.add_argument("--plot", help="write a log-log PNG of the points and the fit")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("replay", formatter_class=raw, help="replay the stopping rule over finished runs",
-                       epilog="example:\n  lightning-scaling replay runs/demo/version_0 --threshold 1.05 1.1 1.2")
-    p.add_argument("runs", nargs="+", help="TensorBoard log directories or CSVLogger metrics.csv files")
+    p = sub.add_parser("replay", formatter_class=RAW, help="replay the stopping rule over finished runs",
+                       epilog="examples:\n  lightning-scaling replay runs/demo/version_0 --threshold 1.05 1.1 1.2\n"
+                              "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 50 --json")
+    p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
     p.add_argument("--threshold", type=float, nargs="+", default=[planning.stopping_factor()])
-    p.add_argument("--monitor", default="val_loss", help="used when the run has no scaling/monitored_loss")
-    p.add_argument("--time-axis", choices=["steps", "lr_sum"], default="steps")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    _add_rule_options(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("report", formatter_class=RAW, help="per-run summary and PNG figures",
+                       epilog="examples:\n  lightning-scaling report runs/ --out report/\n"
+                              "  lightning-scaling report runs/demo/version_0 --law ld.json --threshold 1.1")
+    p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
+    p.add_argument("--out", default="scaling_report", help="folder for the figures (one subfolder per run)")
+    p.add_argument("--threshold", type=float, default=planning.stopping_factor())
+    p.add_argument("--law", help="L(D) for the loss-against-data figure: a fitted JSON or preset")
+    _add_rule_options(p)
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -277,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FitError) as err:
+    except (ValueError, OSError, FitError) as err:
         print(f"lightning-scaling {args.command}: {err}", file=sys.stderr)
         return 2
 

@@ -62,6 +62,7 @@ def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(tmp_path, capsy
                            max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
     trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
     assert stop.stopped_step is not None
+    capsys.readouterr()  # the callbacks' own messages
     code = main(["replay", logger.log_dir, str(tmp_path / "missing"), "--threshold", "1.1", "1.2", "--json"])
     captured = capsys.readouterr()
     assert code == 1 and "skipped" in captured.err and "missing" in captured.err
