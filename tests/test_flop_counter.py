@@ -77,3 +77,25 @@ def test_a_step_the_counter_cannot_see_warns_once(tmp_path):
             Matmulless(), loader(regression_data(60)))  # two batch shapes, two measurements
     assert sum("measured 0 FLOP" in str(w.message) for w in caught) == 1
     assert len(fc.per_shape) == 2 and fc.total_flops == 0
+
+
+def test_throughput_clock_restarts_after_a_resume_and_mfu_is_rate_over_peak(tmp_path):
+    import csv
+
+    first = FlopCounter(peak_flops=1e12)
+    trainer = make_trainer(tmp_path, [first], max_steps=4, limit_val_batches=0)
+    trainer.fit(Regressor(), loader(regression_data(64)))
+    trainer.save_checkpoint(tmp_path / "mid.ckpt")
+    resumed = FlopCounter(peak_flops=1e12)
+    logger = CSVLogger(tmp_path, name="resumed")
+    make_trainer(tmp_path, [resumed], max_steps=8, limit_val_batches=0, logger=logger).fit(
+        Regressor(), loader(regression_data(64)), ckpt_path=tmp_path / "mid.ckpt")
+    with open(tmp_path / "resumed" / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("scaling/flops")]
+    assert [int(r["step"]) for r in rows][:2] == [5, 6]
+    assert rows[0]["scaling/flops_per_sec"] == ""  # no rate across the restart
+    rates = [r for r in rows[1:] if r["scaling/flops_per_sec"]]
+    assert len(rates) == len(rows) - 1
+    for r in rates:
+        assert float(r["scaling/mfu"]) == pytest.approx(float(r["scaling/flops_per_sec"]) / 1e12)
+    assert float(rows[-1]["scaling/flops"]) == pytest.approx(2 * first.total_flops)
