@@ -1,3 +1,5 @@
+"""`lightning-scaling` end to end: published numbers, real short runs with the callbacks, the recorded corpus."""
+
 import json
 import subprocess
 import sys
@@ -5,18 +7,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from lightning_scaling import PowerLaw, fit_chinchilla, load_law
+from lightning_scaling import DataLimitGap, PowerLaw, fit_chinchilla, fit_power_law, load_law
 from lightning_scaling.cli import main
+from lightning_scaling.demo.curves import list_curves, load_curve
+from lightning_scaling.stopping import replay
+from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
 
 DATA = Path(__file__).parent / "data" / "chinchilla_fig4_points.csv"
 
 
-def run_json(capsys, argv):
-    assert main(argv + ["--json"]) == 0
+def run_json(capsys, argv, code=0):
+    assert main(argv + ["--json"]) == code
     return json.loads(capsys.readouterr().out)
 
 
+# ------------------------------------------------------------------------------------ published numbers
 def test_allocate_reproduces_the_published_allocations(capsys):
     out = run_json(capsys, ["allocate", "1.21e20", "--law", "besiroglu2024"])  # [C] Table 3: 1e9 params, 20.2e9 tokens
     assert out["n_params"] == pytest.approx(1e9, rel=0.1) and out["n_tokens"] == pytest.approx(20.2e9, rel=0.1)
@@ -25,11 +33,13 @@ def test_allocate_reproduces_the_published_allocations(capsys):
 
 
 def test_crossover_reproduces_kaplan(capsys):
-    out = run_json(capsys, ["crossover"])
+    out = run_json(capsys, ["crossover"])  # SCIENCE.md 5: C* ~ 1.1e4 PF-days, L* ~ 1.67 ([K] eq 6.8: ~1e4, ~1.7)
     assert out["compute_pf_days"] == pytest.approx(1.1e4, rel=0.05) and out["loss"] == pytest.approx(1.67, abs=0.01)
+    out = run_json(capsys, ["crossover", "--data-coefficient", "4e10", "--data-exponent", "0.26"])  # [K] eq 6.7
+    assert out["compute_pf_days"] == pytest.approx(1e5, rel=0.3) and out["loss"] == pytest.approx(1.49, abs=0.01)
 
 
-def test_fit_nd_matches_fit_chinchilla(capsys):
+def test_fit_nd_on_the_chinchilla_points_matches_fit_chinchilla(capsys):
     out = run_json(capsys, ["fit", str(DATA), "--law", "nd"])
     n, flop, loss = np.loadtxt(DATA, delimiter=",", skiprows=1).T
     ref = fit_chinchilla(n, flop / (6 * n), loss).law
@@ -38,46 +48,160 @@ def test_fit_nd_matches_fit_chinchilla(capsys):
         assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-9)
 
 
-def test_fit_ld_writes_the_json_datalimitgap_reads(tmp_path, capsys):
+def test_fit_ld_table_writes_the_json_datalimitgap_reads_with_bootstrap_intervals(tmp_path, capsys):
     law = PowerLaw(1e6, 0.3, 1.2, unit="tokens")
     d = np.logspace(4, 8, 10)
+    rng = np.random.default_rng(0)
     table = tmp_path / "runs.csv"
-    table.write_text("tokens,loss\n" + "\n".join(f"{x},{law(x)}" for x in d))
+    table.write_text("tokens,loss\n" + "\n".join(f"{x},{law(x) * (1 + 0.002 * rng.standard_normal())}" for x in d))
     out_json, png = tmp_path / "ld.json", tmp_path / "ld.png"
-    assert main(["fit", str(table), "--law", "ld", "--irreducible", "--out", str(out_json), "--plot", str(png)]) == 0
+    assert main(["fit", str(table), "--law", "ld", "--irreducible", "--out", str(out_json), "--plot", str(png),
+                 "--bootstrap", "40", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "bootstrap: 40 resamples" in captured.err
+    lo, hi = json.loads(captured.out)["intervals"]["exponent"]
     fitted = PowerLaw.from_json(out_json)
-    assert fitted.unit == "tokens" and fitted.irreducible == pytest.approx(1.2, rel=1e-3)
+    assert lo <= fitted.exponent <= hi
+    assert fitted.unit == "tokens" and fitted.irreducible == pytest.approx(1.2, rel=0.02)
+    assert DataLimitGap(law=str(out_json)).law == fitted
     assert png.stat().st_size > 1000
 
 
-def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(tmp_path, capsys):
-    from pytorch_lightning.loggers import TensorBoardLogger
+# ------------------------------------------------------------------------------------ the recorded corpus
+def corpus(model: str):
+    return [p for p in list_curves() if load_curve(p).config.get("model") == model
+            and load_curve(p).config.get("schedule") == "constant"]
 
+
+def test_fit_from_the_recorded_runs_uses_their_best_loss_data_seen_and_6n_flops(tmp_path, capsys):
+    paths = corpus("l")
+    assert len(paths) >= 3
+    curves = [load_curve(p) for p in paths]
+    best = [int(np.argmin(c.val_loss)) for c in curves]
+    loss = [c.val_loss[i] for c, i in zip(curves, best)]
+    data = [min(c.tokens[i], c.train_tokens) for c, i in zip(curves, best)]
+    out = run_json(capsys, ["fit", *map(str, paths), "--law", "ld", "--plot", str(tmp_path / "ld.png")])
+    ref = fit_power_law(data, loss, unit="tokens").law
+    got = load_law(out["law"])
+    assert got.unit == "tokens" and got.exponent == pytest.approx(ref.exponent, rel=1e-9)
+    assert got.scale == pytest.approx(ref.scale, rel=1e-9) and out["skipped"] == 0
+    flop = [6 * c.n_params * c.tokens[i] for c, i in zip(curves, best)]
+    out = run_json(capsys, ["fit", *map(str, paths), "--law", "lc"])
+    assert sorted(p["flops"] for p in out["points"]) == pytest.approx(sorted(flop))
+    assert load_law(out["law"]).unit == "flop"
+
+
+def test_replay_of_a_recorded_run_is_the_core_rule_on_its_curve(capsys):
+    path = corpus("s")[0]
+    curve = load_curve(path)
+    rows = run_json(capsys, ["replay", str(path), "--threshold", "1.05", "1.1", "--time-axis", "lr_sum",
+                             "--warmup-steps", "50"])
+    for row in rows:
+        ref = replay(curve.steps, curve.val_loss, lr=curve.lr, threshold=row["threshold"], warmup_steps=50)
+        assert row["stop_step"] == ref.stop_step and row["predicted_converged"] == ref.converged_loss
+        assert row["best_loss"] == pytest.approx(curve.val_loss.min())
+        if ref.stop_step is not None:
+            assert row["flops_at_stop"] == pytest.approx(6 * curve.n_params * ref.stop_step
+                                                         * curve.config["tokens_per_step"])
+
+
+# ------------------------------------------------------------------------------------ real short runs
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A real run stopped by ExtraEarlyStopping (CurveRegressor's known curve stops near step 1070)."""
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter
-    from models import CurveRegressor, loader, make_trainer, regression_data
 
+    root = tmp_path_factory.mktemp("stopped")
     stop = ExtraEarlyStopping(verbose=False)
-    logger = TensorBoardLogger(tmp_path, name="run")
-    trainer = make_trainer(tmp_path, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger,
+    logger = TensorBoardLogger(root, name="run")
+    trainer = make_trainer(root, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger,
                            max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
     trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
     assert stop.stopped_step is not None
-    capsys.readouterr()  # the callbacks' own messages
-    code = main(["replay", logger.log_dir, str(tmp_path / "missing"), "--threshold", "1.1", "1.2", "--json"])
+    return logger.log_dir, stop.stopped_step
+
+
+@pytest.mark.slow
+def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tmp_path, capsys):
+    log_dir, stopped_step = stopped_run
+    code = main(["replay", log_dir, str(tmp_path / "missing"), "--threshold", "1.1", "1.2", "--json"])
     captured = capsys.readouterr()
-    assert code == 1 and "skipped" in captured.err and "missing" in captured.err
+    assert code == 1 and captured.err.count("\n") == 1 and "missing: does not exist" in captured.err
     rows = json.loads(captured.out)
     at_11 = next(r for r in rows if r["threshold"] == 1.1)
     at_12 = next(r for r in rows if r["threshold"] == 1.2)
-    assert at_11["stop_step"] == stop.stopped_step
+    assert at_11["stop_step"] == stopped_step
     assert at_12["stop_step"] < at_11["stop_step"] and at_12["flops_at_stop"] < at_11["flops_at_stop"]
+    assert at_12["compute_saved"] > 0.5 and at_11["compute_saved"] == pytest.approx(0.0, abs=1e-9)
+    assert main(["replay", log_dir]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "FLOP@stop" in table[0] and f" {stopped_step} " in table[1]
 
 
+@pytest.mark.slow
+def test_report_draws_the_three_figures_and_names_what_it_cannot_draw(stopped_run, tmp_path, capsys):
+    log_dir, stopped_step = stopped_run
+    law = tmp_path / "ld.json"
+    PowerLaw(32.0, 0.5, 0.5, unit="examples").to_json(law)
+    reports = run_json(capsys, ["report", log_dir, str(corpus("s")[0]), "--out", str(tmp_path / "rep"),
+                                "--law", str(law)])
+    live, recorded = reports
+    assert live["stop_step"] == stopped_step
+    assert [Path(f).name for f in live["figures"]] == ["learning_curve.png", "loss_vs_flops.png", "loss_vs_data.png"]
+    assert all(Path(f).stat().st_size > 1000 for f in live["figures"]) and live["not_drawn"] == []
+    assert live["fit_converged_loss"] == pytest.approx(1.0, abs=0.05)  # CurveRegressor: L = 1 + (40/S)^0.7
+    assert len(recorded["figures"]) == 2 and "counts examples, the run tokens" in recorded["not_drawn"][0]
+
+
+class KnownLD(Regressor):
+    """Trains for real, reports val_loss = L(D) + (5/S)^1.5 with L(D) = 0.5 + (64/D)^0.4, N as a hyperparameter."""
+
+    def __init__(self, dataset_size: int):
+        super().__init__()
+        self.save_hyperparameters({"n_params": sum(p.numel() for p in self.parameters())})
+        self.size, self.values = dataset_size, []
+
+    def validation_step(self, batch, batch_idx):
+        value = torch.tensor(0.5 + (64 / self.size) ** 0.4 + (5 / max(self.global_step, 1)) ** 1.5)
+        self.values.append(float(value))
+        self.log("val_loss", value)
+
+
+@pytest.mark.slow
+def test_fit_from_log_directories_of_real_runs_with_one_broken(tmp_path, capsys):
+    from lightning_scaling import EffectiveEpochs, FlopCounter
+
+    sizes, best = [16, 32, 64, 128], []
+    for i, size in enumerate(sizes):
+        logger = (TensorBoardLogger if i % 2 else CSVLogger)(tmp_path / "runs", name=f"d{size}")
+        model = KnownLD(size)
+        make_trainer(tmp_path, [EffectiveEpochs(), FlopCounter()], logger=logger, max_steps=60, val_check_interval=20,
+                     check_val_every_n_epoch=None, limit_val_batches=1).fit(
+            model, loader(regression_data(size)), loader(regression_data(8, seed=1)))
+        best.append(min(model.values))
+    (tmp_path / "runs" / "broken").mkdir()
+    (tmp_path / "runs" / "broken" / "events.out.tfevents.0.host.0").write_bytes(b"\x00garbage" * 64)
+    capsys.readouterr()
+    out_json = tmp_path / "ld.json"
+    code = main(["fit", str(tmp_path / "runs"), "--law", "ld", "--irreducible", "--out", str(out_json), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken: corrupt event file" in captured.err
+    out = json.loads(captured.out)
+    assert sorted(p["data"] for p in out["points"]) == sizes  # every example seen: distinct = D
+    ref = fit_power_law(sizes, best, unit="examples", irreducible=True).law
+    got = PowerLaw.from_json(out_json)
+    assert got.unit == "examples" and DataLimitGap(law=str(out_json)).law == got
+    for name in ("scale", "exponent", "irreducible"):
+        assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-6)
+    assert got.exponent == pytest.approx(0.4, rel=0.2)
+
+
+# ------------------------------------------------------------------------------------ the command itself
 def test_help_shows_examples_and_module_entry_point():
-    for sub in ("allocate", "crossover", "fit", "replay"):
+    for sub in ("fit", "replay", "report", "allocate", "crossover"):
         out = subprocess.run([sys.executable, "-m", "lightning_scaling", sub, "--help"], capture_output=True, text=True,
                              check=True).stdout
-        assert "example" in out
+        assert "example" in out and f"lightning-scaling {sub}" in out.split("example")[-1]
     bad = subprocess.run([sys.executable, "-m", "lightning_scaling", "allocate", "1e20", "--law", "nope"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "neither a preset" in bad.stderr
