@@ -61,13 +61,24 @@ def _each_run(paths: list[str], work) -> tuple[list[Any], int]:
     for err in errors:
         _skip(err)
     results, skipped = [], len(errors)
-    for run in runs:
+    for run in _progress(runs, "runs"):
         try:
             results.append(work(run))
         except (RunError, FitError) as err:
             skipped += 1
             _skip(err if isinstance(err, RunError) else RunError(run.name, str(err)))
     return results, skipped
+
+
+def _progress(items: list, unit: str):
+    """A tqdm bar on stderr over many runs when stderr is a terminal (tqdm comes with Lightning)."""
+    if len(items) < 5 or not sys.stderr.isatty():
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, unit=unit, file=sys.stderr, leave=False)
 
 
 def _pyplot():

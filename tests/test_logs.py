@@ -89,13 +89,17 @@ def test_bad_runs_are_reported_one_line_each_and_the_others_still_read(logged_ru
     not_metrics = tmp_path / "table" / "metrics.csv"
     not_metrics.parent.mkdir()
     not_metrics.write_text("a,b\n1,2\n")
+    garbled = tmp_path / "garbled" / "metrics.csv"
+    garbled.parent.mkdir()
+    garbled.write_text("step,val_loss\n0,1.5\n1,abc\n")
     missing = tmp_path / "missing"
-    runs, errors = read_runs([logged_run["tb"], corrupt, empty, not_metrics, missing, logged_run["csv"]])
+    runs, errors = read_runs([logged_run["tb"], corrupt, empty, not_metrics, garbled, missing, logged_run["csv"]])
     assert [r.kind for r in runs] == ["tensorboard", "csv"]
     reasons = {e.path: e.reason for e in errors}
     assert "corrupt" in reasons[str(corrupt)]
     assert "no TensorBoard event files and no metrics.csv" in reasons[str(empty)]
     assert "no 'step' column" in reasons[str(not_metrics)]
+    assert "not a number" in reasons[str(garbled)]
     assert reasons[str(missing)] == "does not exist"
     assert all("\n" not in str(e) for e in errors)
 
