@@ -129,6 +129,39 @@ def record(spec: dict, out: Path = OUT, threads: int = 1, progress: bool = False
     return cfg
 
 
+README_HEAD = """# Recorded learning curves
+
+Real training runs of the demo's character-level GPT (`lightning_scaling/demo/model.py`) on CPU, on text
+that ships with Python (`pydoc_data.topics`; `stdlib`: the standard library's `.py` source), recorded by
+`python scripts/record_curves.py` (the one command that regenerates them; `--only NAME` for one run).
+
+Each folder holds `metrics.csv` as Lightning's `CSVLogger` writes it (`train_loss` and `lr` at every
+optimizer step, row `step` = the 0-based index of that step; `val_loss` with `optimizer_steps` = the
+optimizer steps completed, every `val_every` steps) and `config.json` (model, data, schedule, `n_params`,
+`train_tokens` = D, `tokens_per_step`, versions, wall time, `ended_by`: `patience` when the validation loss
+stopped improving or turned up, `max_steps` when cut before that).
+
+Load them with `lightning_scaling.demo.curves.load_curve(path)` / `load_curves()`; the converged loss of a
+run is `converged_loss(curve)`: the lowest 3-point centred moving average of its validation loss.
+The numbers depend a little on the Python version (the text) and the torch version.
+
+| run | params | source | D (tokens) | schedule | steps | ended by | converged val_loss | seconds |
+| --- | ---: | --- | ---: | --- | ---: | --- | ---: | ---: |
+"""
+
+
+def write_readme(out: Path = OUT) -> None:
+    """The README of the curves folder, with one line per recorded run."""
+    from lightning_scaling.demo.curves import converged_loss, load_curves
+
+    lines = [README_HEAD]
+    for c in load_curves(out):
+        cfg = c.config
+        lines.append(f"| {c.name} | {c.n_params:,} | {cfg['source']} | {c.train_tokens:,} | {cfg['schedule']} | "
+                     f"{cfg['steps']} | {cfg['ended_by']} | {converged_loss(c):.4f} | {cfg['seconds']:.0f} |\n")
+    (out / "README.md").write_text("".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -136,6 +169,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     parser.add_argument("--force", action="store_true", help="re-record runs that already have a config.json")
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
+    parser.add_argument("--readme", action="store_true", help="only rewrite the folder's README.md")
     args = parser.parse_args()
     runs = [r for r in RUNS if not args.only or r["name"] in args.only]
     if args.only and len(runs) != len(args.only):
@@ -143,6 +177,9 @@ def main() -> None:
     if args.list:
         for r in runs:
             print(json.dumps(r))
+        return
+    if args.readme:
+        write_readme(args.out)
         return
     todo = [r for r in runs if args.force or not (args.out / r["name"] / "config.json").exists()]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -155,6 +192,7 @@ def main() -> None:
             print(f"[{i}/{len(todo)}] {cfg['name']}: {cfg['n_params']:,} params, D={cfg['train_tokens']:,}, "
                   f"{cfg['steps']} steps ({cfg['ended_by']}) in {cfg['seconds']:.0f} s "
                   f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    write_readme(args.out)
 
 
 if __name__ == "__main__":
