@@ -146,9 +146,15 @@ class StoppingRule:
             predicted = float(fit.law.inverse(stop_loss))
         span = (self.first_smoothed - stop_loss)
         progress = 1.0 if span <= 0 else float(np.clip((self.first_smoothed - s) / span, 0.0, 1.0))
-        decision = StopDecision(step, False, fit.reason, conv, fit.interval, stop_loss, s, predicted, progress,
-                                fit.trusted, data_limited)
-        if not fit.trusted:
+        trusted, reason, note = fit.trusted, fit.reason, ""
+        if not trusted and base > self.irreducible and conv <= base * (1 + 1e-6):
+            # the curve would go below the best loss any model reaches on the data seen (L(D), [H] 6): the
+            # floor is the prediction, and a known bound is not an untrustworthy fit
+            note = f" (held at the data floor L(D_seen) = {base:.4g})"
+            trusted, reason = True, "prediction" + note
+        decision = StopDecision(step, False, reason, conv, fit.interval, stop_loss, s, predicted, progress,
+                                trusted, data_limited)
+        if not trusted:
             self.predictions.clear()
             return self._stop_if_data_limited(decision)
         self.predictions.append(conv)
@@ -160,9 +166,9 @@ class StoppingRule:
         if s <= stop_loss:
             decision.should_stop = True
             decision.reason = (f"smoothed loss {s:.4g} reached {self.threshold:.3g} x predicted converged loss "
-                               f"{conv:.4g} (stop loss {stop_loss:.4g})")
+                               f"{conv:.4g}{note} (stop loss {stop_loss:.4g})")
             return self._remember(decision)
-        decision.reason = f"stable prediction {conv:.4g}; loss {s:.4g} above stop loss {stop_loss:.4g}"
+        decision.reason = f"stable prediction {conv:.4g}{note}; loss {s:.4g} above stop loss {stop_loss:.4g}"
         return self._stop_if_data_limited(decision)
 
     def _stop_if_data_limited(self, decision: StopDecision) -> StopDecision:
