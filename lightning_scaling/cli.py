@@ -82,11 +82,12 @@ def _progress(items: list, unit: str):
 
 
 def _pyplot():
-    import matplotlib
+    """pyplot on the Agg backend (the dashboard's loader), or a clear error without matplotlib."""
+    from .dashboard import _pyplot as dashboard_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = dashboard_pyplot()
+    if plt is None:
+        raise ValueError("figures need matplotlib: pip install 'lightning-scaling[plots]'")
     return plt
 
 
