@@ -13,41 +13,20 @@ and the fraction of the steps to the converged point that were spent. [K] append
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lightning_scaling import replay
-from lightning_scaling.demo.curves import CURVES_DIR, RecordedCurve, converged_loss, converged_step, load_curves, smooth
+from lightning_scaling.demo.curves import CURVES_DIR, load_curves
+from lightning_scaling.demo.rule_quality import RunQuality, evaluate
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """One run replayed at one threshold."""
-
-    run: str
-    threshold: float
-    stop_step: int | None
-    loss_ratio: float | None  # smoothed val loss at the stop / converged loss
-    prediction_error: float | None  # predicted converged loss / converged loss - 1
-    step_fraction: float | None  # stop step / step of the converged loss
-
-
-def replay_curve(curve: RecordedCurve, threshold: float, warmup_steps: int = 100) -> Outcome:
+def replay_curve(curve, threshold: float, warmup_steps: int = 100) -> RunQuality:
     """Replay one recorded run at ``threshold`` (time axis: summed LR for decaying schedules, else steps)."""
-    axis = {} if curve.config.get("schedule", "constant") == "constant" else {"lr": curve.lr, "time_axis": "lr_sum"}
-    r = replay(curve.steps, curve.val_loss, threshold=threshold, warmup_steps=warmup_steps, **axis)
-    truth = converged_loss(curve)
-    if r.stop_step is None:
-        return Outcome(curve.name, threshold, None, None, None, None)
-    at_stop = smooth(curve.val_loss[: r.stop_index + 1])[-1]  # what was known at the stop (no look-ahead)
-    return Outcome(curve.name, threshold, r.stop_step, float(at_stop / truth),
-                   None if r.converged_loss is None else float(r.converged_loss / truth - 1),
-                   r.stop_step / converged_step(curve))
+    return evaluate(curve, threshold=threshold, warmup_steps=warmup_steps)
 
 
-def main(argv: list[str] | None = None) -> dict[float, list[Outcome]]:
+def main(argv: list[str] | None = None) -> dict[float, list[RunQuality]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--curves", type=Path, default=CURVES_DIR, help="folder of recorded runs")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[1.02, 1.05, 1.1, 1.15, 1.2, 1.3])
@@ -57,7 +36,11 @@ def main(argv: list[str] | None = None) -> dict[float, list[Outcome]]:
     curves = load_curves(args.curves)
     thresholds = args.thresholds
     if args.quick:
-        curves, thresholds = curves[:3], thresholds[:1] + [args.target]
+        # one run of each schedule, two thresholds
+        picked = {}
+        for c in curves:
+            picked.setdefault(c.config.get("schedule", "constant"), c)
+        curves, thresholds = list(picked.values())[:3], thresholds[:1] + [args.target]
     if not curves:
         raise SystemExit(f"no recorded runs under {args.curves}")
     results = {t: [replay_curve(c, t) for c in curves] for t in thresholds}
@@ -68,9 +51,9 @@ def main(argv: list[str] | None = None) -> dict[float, list[Outcome]]:
     for t, rows in results.items():
         done = [r for r in rows if r.stop_step is not None]
         med = (lambda xs: float(np.median(xs)) if xs else float("nan"))
-        ratio = med([r.loss_ratio for r in done])
-        err = med([r.prediction_error for r in done if r.prediction_error is not None])
-        frac = med([r.step_fraction for r in done])
+        ratio = med([r.stop_ratio for r in done])
+        err = med([r.stop_error for r in done if r.stop_error is not None])
+        frac = med([r.steps_fraction for r in done])
         print(f"{t:>9.2f} {len(done):>4}/{len(rows):<3} {ratio:>19.3f} {err:>+21.3f} {frac:>20.2f}")
         if done and abs(ratio - args.target) < best_gap:
             best, best_gap = t, abs(ratio - args.target)

@@ -5,11 +5,13 @@ steps stops training at ``L = (1 + alpha_N/alpha_S) L_conv``, about 1.1x the con
 model being trained. With an irreducible loss L_inf the rule applies to the reducible part:
 stop when ``L - L_inf <= threshold (L_conv - L_inf)`` (SCIENCE.md 4).
 
-The rule fits ``L(t) = L_conv + (t_c/t)^alpha`` ([K] eq 5.6 at fixed N) to the points after warm-up each
-time a new point arrives, with t the step or, when the learning rate varies, the summed learning rate
-([T] "forward area"). It stops only when the fit is trusted (see
-:func:`~lightning_scaling.fitting.fit_learning_curve`), the last ``stable_fits`` predictions agree within
-``stability``, and the smoothed loss is at or below the stop loss. Feeding the same points gives the same
+The rule predicts the converged loss each time a new point arrives
+(:func:`~lightning_scaling.curve_families.predict_converged`: ``L(t) = L_conv + (t_c/t)^alpha``, [K] eq 5.6
+at fixed N, a saturating exponential for runs that repeat their data, or their BIC-weighted average as in
+Domhan et al. 2015), fitted to the points after warm-up, optionally only the recent ones (``window``), with
+t the step or, when the learning rate varies, the summed learning rate ([T] "forward area"), and never
+below a known floor (L(D) of the data seen). It stops only when the prediction is trusted, the last
+``stable_fits`` predictions agree within ``stability``, and the smoothed loss is at or below the stop loss. Feeding the same points gives the same
 decisions: :func:`replay` runs exactly this object over a finished run.
 """
 
@@ -22,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import FitError
-from .fitting import fit_learning_curve
+from .curve_families import FAMILIES, predict_converged
 from .planning import stopping_factor
 
 
@@ -59,12 +61,16 @@ class StoppingRule:
         stop_when_data_limited: also stop when the smoothed loss has turned up by ``turn_up`` over its
             minimum before the threshold was reached (the run is data-limited: more data is the remedy).
         turn_up: relative rise of the smoothed loss above its minimum that counts as turning up.
+        family: the curve family that predicts the converged loss: "power", "exponential" or "average"
+            (see :mod:`lightning_scaling.curve_families`).
+        window: fit only the points with time >= ``window`` x the latest time (0 = every point after warm-up).
     """
 
     def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
                  irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6, smoothing: float = 0.5,
                  stable_fits: int = 2, stability: float = 0.02, max_relative_width: float = 0.1,
-                 stop_when_data_limited: bool = False, turn_up: float = 0.01) -> None:
+                 stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "power",
+                 window: float = 0.0) -> None:
         self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and self.threshold > 1.0):
             raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
@@ -78,6 +84,13 @@ class StoppingRule:
             raise ValueError("stable_fits must be >= 1, stability and max_relative_width > 0")
         if int(warmup_steps) < 0 or not (turn_up > 0):
             raise ValueError("warmup_steps must be >= 0 and turn_up > 0")
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+        if not (0.0 <= window < 1.0):
+            raise ValueError(f"window must be in [0, 1) (the fraction of the latest time before which points are "
+                             f"not fitted), got {window!r}")
+        self.family = family
+        self.window = float(window)
         self.irreducible = float(irreducible)
         self.warmup_steps = int(warmup_steps)
         self.min_points = int(min_points)
@@ -98,7 +111,7 @@ class StoppingRule:
         self.first_smoothed: float | None = None
         self.predictions: list[float] = []
         self.last: StopDecision | None = None
-        self.last_fit = None  # the latest LearningCurveFit (for figures; not part of the state)
+        self.last_fit = None  # the latest ConvergedPrediction (callable; for figures; not part of the state)
         self.stopped_step: int | None = None
 
     def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None) -> StopDecision:
@@ -129,21 +142,22 @@ class StoppingRule:
                                                smoothed_loss=s, data_limited=data_limited))
         base = max(self.irreducible, float(floor) if floor is not None and math.isfinite(floor) else 0.0)
         try:
-            fit = fit_learning_curve(self.times, self.losses, irreducible=min(base, min(self.losses) * (1 - 1e-6)),
-                                     unit="lr_sum" if lr_sum is not None else "steps",
-                                     max_relative_width=self.max_relative_width)
+            fit = predict_converged(self.times, self.losses, family=self.family, window=self.window,
+                                    irreducible=min(base, min(self.losses) * (1 - 1e-6)),
+                                    unit="lr_sum" if lr_sum is not None else "steps",
+                                    max_relative_width=self.max_relative_width, min_points=self.min_points)
         except FitError as err:
             return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
                                                            data_limited=data_limited))
         self.last_fit = fit
-        if not fit.success:
+        if not math.isfinite(fit.converged_loss):
             return self._stop_if_data_limited(StopDecision(step, False, fit.reason, smoothed_loss=s,
                                                            data_limited=data_limited))
         conv = fit.converged_loss
         stop_loss = self.irreducible + self.threshold * (conv - self.irreducible)
         predicted = None
         if lr_sum is None and stop_loss > conv:
-            predicted = float(fit.law.inverse(stop_loss))
+            predicted = fit.inverse(stop_loss)
         span = (self.first_smoothed - stop_loss)
         progress = 1.0 if span <= 0 else float(np.clip((self.first_smoothed - s) / span, 0.0, 1.0))
         trusted, reason, note = fit.trusted, fit.reason, ""

@@ -59,10 +59,10 @@ RUNS = [
     # smaller models over the same dataset sizes
     _run("m_d16k_const", "m", 16_384),
     _run("m_d64k_const", "m", 65_536),
-    _run("m_dfull_const", "m", PYDOC_FULL),
+    _run("m_dfull_const", "m", PYDOC_FULL, max_steps=6000),
     _run("s_d16k_const", "s", 16_384),
     _run("s_d64k_const", "s", 65_536),
-    _run("s_dfull_const", "s", PYDOC_FULL),
+    _run("s_dfull_const", "s", PYDOC_FULL, max_steps=6000),
     # other schedules (run to their horizon: the decay is part of the curve)
     _run("l_dfull_cosine", "l", PYDOC_FULL, "cosine", 2000, patience=0),
     _run("l_dfull_wsd", "l", PYDOC_FULL, "wsd", 2000, patience=0),

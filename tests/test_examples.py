@@ -74,4 +74,4 @@ def test_tune_threshold_on_the_recorded_runs():
         if a.stop_step is not None:
             assert b.stop_step is not None and b.stop_step <= a.stop_step  # a higher threshold stops no later
         if b.stop_step is not None:
-            assert b.loss_ratio > 0.98  # not below the converged loss (up to the smoothing)
+            assert b.stop_ratio > 0.98  # not below the converged loss (up to the smoothing)

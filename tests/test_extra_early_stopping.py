@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -172,3 +173,42 @@ def test_ddp_two_ranks_match_a_single_process_run(tmp_path):
         assert r["stop"] == r["step"] == one["stop"]
         assert r["examples"] == one["examples"]
         assert r["flops"] == pytest.approx(one["flops"], rel=1e-6)
+
+
+class _LrRecorder(pl.Callback):
+    """Records the learning rate each optimizer step actually used."""
+
+    def __init__(self):
+        self.lrs = {}
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        self.lrs[trainer.global_step] = optimizer.param_groups[0]["lr"]
+
+
+def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
+    ref = ExtraEarlyStopping(verbose=False)
+    fit_curve(tmp_path / "ref", [ref])
+    stop, lrs = ExtraEarlyStopping(cooldown_steps=40), _LrRecorder()
+    trainer = fit_curve(tmp_path / "cool", [stop, lrs])
+    start = stop.cooldown_start
+    assert start == ref.stopped_step  # the same decision, taken at the same step
+    assert stop.stopped_step == trainer.global_step == start + 40
+    base = lrs.lrs[start - 1]
+    for k in (0, 10, 20, 39):
+        assert lrs.lrs[start + k] == pytest.approx(base * (1 - k / 40))
+    out = capsys.readouterr().out
+    assert "cooling the learning rate down" in out and "cool-down of 40 steps done" in out
+    state = stop.state_dict()
+    torch.save(state, tmp_path / "state.pt")
+    again = ExtraEarlyStopping(cooldown_steps=40)
+    again.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert again.cooldown_start == start and again._cooldown_lrs == stop._cooldown_lrs
+
+
+def test_cooldown_and_family_arguments_are_checked():
+    with pytest.raises(ValueError, match="cooldown_steps"):
+        ExtraEarlyStopping(cooldown_steps=-1)
+    with pytest.raises(ValueError, match="family"):
+        ExtraEarlyStopping(family="cubic")
+    with pytest.raises(ValueError, match="window"):
+        ExtraEarlyStopping(window=1.0)

@@ -21,11 +21,17 @@ class ExtraEarlyStoppingBase:
         monitor: the loss to watch (logged by the module, e.g. ``val_loss``).
         threshold: stop multiple; default ``1 + alpha_N/alpha_S`` = 1.10.
         alpha_N, alpha_S, irreducible, warmup_steps, min_points, smoothing, stable_fits, stability,
-            max_relative_width, stop_when_data_limited: see :class:`StoppingRule`.
+            max_relative_width, stop_when_data_limited, family, window: see :class:`StoppingRule`.
         time_axis: "steps" or "lr_sum" (the summed learning rate; use it with decaying schedules).
         strict: raise when ``monitor`` is missing (like ``EarlyStopping``); otherwise warn once and skip.
         check_finite: stop the run when the monitored loss is NaN or inf (else the point is skipped).
         use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction.
+        cooldown_steps: 0 stops at the decision. N > 0 hands over to a cool-down instead: the learning rate of
+            every parameter group falls linearly from its value at the decision to 0 over N optimizer steps
+            (the decay phase of a warmup-stable-decay schedule: Hagele et al. 2024, "Scaling Laws and
+            Compute-Optimal Training Beyond Fixed Training Durations", arXiv 2405.18392), and the run stops
+            after it. The callback owns the learning rate during those steps (a scheduler's own updates are
+            overwritten); use it with constant or WSD-style schedules, not in the middle of a cosine.
         verbose: print the summary at the stop (rank zero).
         figure_interval: with a TensorBoardLogger, add the learning-curve figure when a new fit arrives, at
             most once per this many seconds (and at the stop); needs matplotlib.
@@ -36,7 +42,8 @@ class ExtraEarlyStoppingBase:
                  smoothing: float = 0.5, stable_fits: int = 2, stability: float = 0.02,
                  max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "steps",
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
-                 verbose: bool = True, figure_interval: float = 60.0) -> None:
+                 verbose: bool = True, figure_interval: float = 60.0, family: str = "power",
+                 window: float = 0.0, cooldown_steps: int = 0) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
         if time_axis not in ("steps", "lr_sum"):
@@ -50,10 +57,17 @@ class ExtraEarlyStoppingBase:
         if not figure_interval >= 0:
             raise ValueError("figure_interval must be a number of seconds >= 0")
         self.figure_interval = float(figure_interval)
+        if not (isinstance(cooldown_steps, int) and cooldown_steps >= 0):
+            raise ValueError(f"cooldown_steps must be an int >= 0 (0 = stop at the decision), got {cooldown_steps!r}")
+        self.cooldown_steps = cooldown_steps
+        self.cooldown_start: int | None = None  # the step at which the cool-down began
+        self._cooldown_lrs: list[list[float]] = []  # each optimizer's group LRs at the decision
+        self._cooldown_reason = ""
         self.rule = StoppingRule(threshold, alpha_N=alpha_N, alpha_S=alpha_S, irreducible=irreducible,
                                  warmup_steps=warmup_steps, min_points=min_points, smoothing=smoothing,
                                  stable_fits=stable_fits, stability=stability,
-                                 max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited)
+                                 max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited,
+                                 family=family, window=window)
         self.lr_sum = 0.0
         self.stopped_step: int | None = None
         self.decision: StopDecision | None = None
@@ -69,9 +83,22 @@ class ExtraEarlyStoppingBase:
 
         ensure_layout(trainer)
 
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.cooldown_start is None:
+            return
+        # during the hand-over the callback sets the LR of every group: a linear decay to 0 (WSD cool-down)
+        done = int(trainer.global_step) - self.cooldown_start
+        factor = max(0.0, 1.0 - done / self.cooldown_steps)
+        for optimizer, lrs in zip(trainer.optimizers, self._cooldown_lrs):
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group["lr"] = lr * factor
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if _common.step_boundary(trainer, self) and trainer.optimizers:
             self.lr_sum += float(trainer.optimizers[0].param_groups[0]["lr"])  # a host float: no sync
+        if self.cooldown_start is not None and self.stopped_step is None \
+                and int(trainer.global_step) - self.cooldown_start >= self.cooldown_steps:
+            self._stop(trainer, f"cool-down of {self.cooldown_steps} steps done after: {self._cooldown_reason}")
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if getattr(trainer, "sanity_checking", False) or getattr(trainer, "fast_dev_run", False):
@@ -102,17 +129,28 @@ class ExtraEarlyStoppingBase:
         self.decision = decision
         self._log(trainer, decision, loss)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
-        if self.rule.last_fit is not None and self.rule.last_fit.law is not None:
+        if self.rule.last_fit is not None and self.rule.last_fit.fits:
             self._figure(trainer, decision, force=should_stop)
-        if should_stop:
+        if should_stop and self.cooldown_steps and self.cooldown_start is None:
+            self._begin_cooldown(trainer, decision.reason)
+        elif should_stop and self.cooldown_start is None:
             self._stop(trainer, decision.reason)
+
+    def _begin_cooldown(self, trainer: Any, reason: str) -> None:
+        self.cooldown_start = int(trainer.global_step)
+        self._cooldown_lrs = [[float(g["lr"]) for g in opt.param_groups] for opt in trainer.optimizers]
+        self._cooldown_reason = reason
+        if self.verbose:
+            _common.rank_zero_info(trainer, f"ExtraEarlyStopping: decision at step {self.cooldown_start} ({reason}); "
+                                            f"cooling the learning rate down to 0 over {self.cooldown_steps} steps "
+                                            "before stopping")
 
     def _figure(self, trainer: Any, d: StopDecision, force: bool) -> None:
         from ..dashboard import add_figure, learning_curve_figure
 
         rule = self.rule
         add_figure(trainer, self, f"{_common.PREFIX}learning_curve",
-                   lambda: learning_curve_figure(rule.times, rule.losses, rule.last_fit.law, d.converged_loss,
+                   lambda: learning_curve_figure(rule.times, rule.losses, rule.last_fit, d.converged_loss,
                                                  d.stop_loss, xlabel=self.time_axis.replace("_", " ")),
                    d.step, self.figure_interval, force)
 
@@ -162,10 +200,14 @@ class ExtraEarlyStoppingBase:
 
     def state_dict(self) -> dict[str, Any]:
         return {"rule": self.rule.state_dict(), "lr_sum": self.lr_sum, "stopped_step": self.stopped_step,
-                "last_eval_step": self._last_eval_step}
+                "last_eval_step": self._last_eval_step, "cooldown_start": self.cooldown_start,
+                "cooldown_lrs": [list(v) for v in self._cooldown_lrs], "cooldown_reason": self._cooldown_reason}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rule.load_state_dict(state["rule"])
         self.lr_sum = float(state["lr_sum"])
         self.stopped_step = state["stopped_step"]
         self._last_eval_step = state["last_eval_step"]
+        self.cooldown_start = state.get("cooldown_start")
+        self._cooldown_lrs = [[float(v) for v in lrs] for lrs in state.get("cooldown_lrs", [])]
+        self._cooldown_reason = state.get("cooldown_reason", "")

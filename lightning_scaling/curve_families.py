@@ -1,0 +1,228 @@
+"""Learning-curve families and the model-averaged prediction of a run's converged loss.
+
+The stopping rule needs ``L_conv``, the loss a run would reach if trained on. Two families are fitted to
+the points seen so far (time ``t``: optimizer steps, or the summed learning rate of [T]):
+
+* ``power``: ``L(t) = L_conv + (t_c/t)^alpha`` ([K] eq 5.6 at fixed N), fitted by
+  :func:`~lightning_scaling.fitting.fit_learning_curve`;
+* ``exponential``: ``L(t) = L_conv + a exp(-b t / t_last)``, the saturating form of a run that repeats its
+  data: the value of repeated tokens decays exponentially with the number of repetitions ([M] eq 5,
+  SCIENCE.md 6), so a data-limited curve approaches its floor exponentially rather than as a power law
+  (the ``exp3`` family of Domhan et al. 2015).
+
+``average`` weighs the two by their Bayesian information criterion (equal parameter counts, so the weights
+are ``exp(-n/2 log RSS)`` normalised: the family that describes the points better dominates), the model
+averaging of Domhan, Springenberg & Hutter 2015 ("Speeding up automatic hyperparameter optimization of deep
+neural networks by extrapolation of learning curves", IJCAI) in its simplest form. ``window`` fits only the
+points with ``t >= window * t_last`` (recent points; the early transient of a run is not a power law).
+Pure: numpy and scipy only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import brentq, least_squares
+from scipy.stats import norm
+
+from .errors import FitError
+from .fitting import fit_learning_curve
+
+#: The curve families :func:`predict_converged` knows, and ``average`` (both, weighted).
+FAMILIES = ("power", "exponential", "average")
+
+
+@dataclass(frozen=True)
+class ExponentialCurve:
+    """``L(t) = converged_loss + amplitude * exp(-rate * t / t_ref)``."""
+
+    converged_loss: float
+    amplitude: float
+    rate: float
+    t_ref: float
+
+    def __call__(self, t):
+        t = np.asarray(t, dtype=float)
+        out = self.converged_loss + self.amplitude * np.exp(-self.rate * t / self.t_ref)
+        return float(out) if out.ndim == 0 else out
+
+
+@dataclass
+class FamilyFit:
+    """One family fitted to the points: its curve (a callable of t), converged loss and its interval."""
+
+    family: str
+    curve: object | None
+    converged_loss: float
+    interval: tuple[float, float]
+    trusted: bool
+    reason: str
+    rss: float  # sum of squared log residuals
+    n_points: int
+
+
+@dataclass
+class ConvergedPrediction:
+    """The predicted converged loss of a run, from one family or their average (see module docstring).
+
+    Like scipy's ``OptimizeResult``: ``trusted`` says whether the numbers may drive a decision and
+    ``reason`` why not. Callable: ``prediction(t)`` is the (weighted) fitted curve, ``inverse(loss)``
+    the time at which it reaches ``loss`` (None when it never does).
+    """
+
+    converged_loss: float
+    interval: tuple[float, float]
+    trusted: bool
+    reason: str
+    family: str
+    weights: dict[str, float]
+    fits: list[FamilyFit] = field(repr=False, default_factory=list)
+    n_points: int = 0
+
+    def __call__(self, t):
+        t = np.asarray(t, dtype=float)
+        out = sum(self.weights[f.family] * np.asarray(f.curve(t), dtype=float) for f in self.fits
+                  if f.curve is not None and self.weights.get(f.family, 0) > 0)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def inverse(self, loss: float, t_max: float = 1e12) -> float | None:
+        """The time at which the fitted curve falls to ``loss``; None if it never does."""
+        if not (loss > self.converged_loss):
+            return None
+        lo, hi = 1e-12, 1.0
+        while self(hi) > loss:
+            hi *= 4
+            if hi > t_max:
+                return None
+        if self(lo) <= loss:
+            return lo
+        return float(brentq(lambda x: self(x) - loss, lo, hi, xtol=1e-9 * hi))
+
+
+def _exp_residuals(theta, tau, logy):
+    c, a, b = theta
+    return np.log(c + a * np.exp(-b * tau)) - logy
+
+
+def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: float = 0.9,
+                          max_relative_width: float = 0.1) -> FamilyFit:
+    """Fit ``L(t) = L_conv + a exp(-b t/t_last)`` by least squares on log loss (bounded, several starts).
+
+    ``L_conv`` is bounded to ``[irreducible, min(loss))``; its interval comes from the Gauss-Newton
+    covariance, as in :func:`~lightning_scaling.fitting.fit_learning_curve`, and the fit is untrusted when
+    ``L_conv`` sits on a bound or the interval is wider than ``max_relative_width`` of it.
+    """
+    ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
+    if ta.size < 4 or ta.size != la.size or not (np.all(np.isfinite(ta)) and np.all(np.isfinite(la))):
+        raise FitError("an exponential learning curve needs >= 4 finite points")
+    if np.any(ta <= 0) or np.any(la <= 0):
+        raise FitError("times and losses must be > 0")
+    floor = float(irreducible)
+    hi = float(la.min()) * (1 - 1e-6)
+    if floor >= hi:
+        raise FitError(f"the floor {floor:g} is not below every loss (min {la.min():g})")
+    t_ref = float(ta.max())
+    tau, logy = ta / t_ref, np.log(la)
+    span = float(la.max() - la.min())
+    best = None
+    for b0 in (0.5, 2.0, 8.0):
+        for frac in (0.3, 0.9):
+            c0 = floor + frac * (hi - floor)
+            a0 = max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6)
+            theta0 = np.clip([c0, a0, b0], [floor, 1e-9, 1e-3], [hi, 1e3 * max(span, 1e-3) + 10, 200.0])
+            try:
+                res = least_squares(_exp_residuals, theta0, args=(tau, logy), method="trf", x_scale="jac",
+                                    bounds=([floor, 0.0, 1e-3], [hi, 1e3 * max(span, 1e-3) + 10, 200.0]),
+                                    xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+            except (ValueError, FloatingPointError):  # pragma: no cover - defensive
+                continue
+            if best is None or res.cost < best.cost:
+                best = res
+    nan = float("nan")
+    if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
+        return FamilyFit("exponential", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)
+    c, a, b = (float(v) for v in best.x)
+    rss = float(2 * best.cost)
+    try:
+        cov = np.linalg.pinv(best.jac.T @ best.jac) * (rss / max(ta.size - 3, 1))
+        sd = math.sqrt(max(cov[0, 0], 0.0))
+    except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - defensive
+        sd = math.inf
+    z = norm.ppf(0.5 + confidence / 2)
+    interval = (float(max(c - z * sd, floor)), float(min(c + z * sd, hi)))
+    trusted, reason = True, "ok"
+    width = max(hi - floor, 1e-12)
+    if c <= floor + 1e-6 * width:
+        trusted, reason = False, "converged loss at its lower bound: the curve has not bent yet"
+    elif c >= hi - 1e-6 * width:
+        trusted, reason = False, "converged loss at the lowest loss seen: the curve has flattened (or turned up)"
+    elif not math.isfinite(sd) or 2 * z * sd > max_relative_width * c:
+        trusted, reason = False, f"converged-loss interval too wide (+-{z * sd:.3g} around {c:.4g})"
+    return FamilyFit("exponential", ExponentialCurve(c, a, b, t_ref), c, interval, trusted, reason, rss, ta.size)
+
+
+def _power_family(t, loss, irreducible, unit, confidence, max_relative_width) -> FamilyFit:
+    fit = fit_learning_curve(t, loss, irreducible=irreducible, unit=unit, confidence=confidence,
+                             max_relative_width=max_relative_width)
+    rss = fit.rmse ** 2 * fit.n_points if fit.success else math.inf
+    return FamilyFit("power", fit.law, fit.converged_loss, fit.interval, fit.trusted, fit.reason, rss, fit.n_points)
+
+
+def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, irreducible: float = 0.0,
+                      unit: str = "steps", confidence: float = 0.9, max_relative_width: float = 0.1,
+                      min_points: int = 4) -> ConvergedPrediction:
+    """Predict a run's converged loss from its learning curve so far (see the module docstring).
+
+    Args:
+        t, loss: the points (time > 0 increasing: steps or summed learning rate).
+        family: "power", "exponential" or "average" (BIC-weighted, Domhan et al. 2015).
+        window: fit only the points with ``t >= window * t_last`` (0 = all; at least ``min_points`` kept).
+        irreducible: the lower bound of the converged loss (e.g. L(D) of the data seen).
+        unit, confidence, max_relative_width: as in :func:`~lightning_scaling.fitting.fit_learning_curve`.
+        min_points: the fewest points a fit may use.
+
+    Raises FitError when there are too few points or the floor is not below them.
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if not (0.0 <= window < 1.0):
+        raise ValueError(f"window must be in [0, 1), got {window!r}")
+    ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
+    keep = ta >= window * ta.max() if ta.size else ta.astype(bool)
+    if np.count_nonzero(keep) < min_points:
+        keep = np.zeros(ta.size, dtype=bool)
+        keep[-min_points:] = True
+    ta, la = ta[keep], la[keep]
+    names = ("power", "exponential") if family == "average" else (family,)
+    fits, errors = [], []
+    for name in names:
+        try:
+            if name == "power":
+                fits.append(_power_family(ta, la, irreducible, unit, confidence, max_relative_width))
+            else:
+                fits.append(fit_exponential_curve(ta, la, irreducible=irreducible, confidence=confidence,
+                                                  max_relative_width=max_relative_width))
+        except FitError as err:
+            errors.append(f"{name}: {err}")
+    if not fits:
+        raise FitError("; ".join(errors))
+    usable = [f for f in fits if f.curve is not None and math.isfinite(f.rss)]
+    nan = float("nan")
+    if not usable:
+        return ConvergedPrediction(nan, (nan, nan), False, "; ".join(f"{f.family}: {f.reason}" for f in fits),
+                                   family, {}, fits, int(ta.size))
+    n = ta.size
+    bic = np.array([n * math.log(max(f.rss, 1e-300) / n) for f in usable])  # same parameter count: k log n cancels
+    w = np.exp(-(bic - bic.min()) / 2)
+    w /= w.sum()
+    weights = {f.family: float(wi) for f, wi in zip(usable, w)}
+    conv = float(sum(wi * f.converged_loss for f, wi in zip(usable, w)))
+    lo = float(sum(wi * f.interval[0] for f, wi in zip(usable, w)))
+    hi = float(sum(wi * f.interval[1] for f, wi in zip(usable, w)))
+    doubtful = [f for f, wi in zip(usable, w) if wi >= 0.1 and not f.trusted]
+    trusted = not doubtful and not errors and len(usable) == len(fits)
+    reason = "ok" if trusted else "; ".join(errors + [f"{f.family}: {f.reason}" for f in fits if not f.trusted])
+    return ConvergedPrediction(conv, (lo, hi), trusted, reason or "a family did not converge", family, weights,
+                               usable, int(ta.size))

@@ -1,0 +1,59 @@
+"""The demo's L(D), fitted from the project's own recorded runs ([K] eq 1.2 with [H] eq 1.1's constant).
+
+For each dataset size D (distinct training tokens) of the constant-LR pydoc runs, the lowest converged loss
+over the model sizes (:func:`~lightning_scaling.demo.curves.converged_loss`; L(D) is the best loss any model
+reaches on D distinct tokens), among the runs that converged (ended by patience: a run cut at max_steps only
+bounds L(D) from above), fitted with :func:`lightning_scaling.fit_power_law`. ``scripts/fit_demo_ld.py``
+writes it to ``lightning_scaling/data/demo_ld.json``; the stopping benchmark refits it without the dataset
+size of the run it scores (held out), so that the floor never knows the answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from ..errors import FitError
+from ..fitting import fit_power_law
+from ..laws import PowerLaw
+from .curves import RecordedCurve, converged_loss
+
+
+@dataclass(frozen=True)
+class LDPoints:
+    """The (D, converged loss) points, with the runs they come from and the runs left out."""
+
+    tokens: list[int]
+    losses: list[float]
+    runs: list[str]
+    n_params: list[int]
+    cut: list[str]  # runs left out: cut at max_steps before converging
+
+
+def ld_points(curves: Iterable[RecordedCurve], model: str | None = None,
+              exclude_tokens: Iterable[int] = ()) -> LDPoints:
+    """Best converged loss per dataset size over the (named) model sizes of constant-LR pydoc runs."""
+    skip = set(exclude_tokens)
+    chosen = [c for c in curves if c.config.get("schedule") == "constant" and c.config.get("source") == "pydoc"
+              and (model is None or c.config["model"] == model) and c.train_tokens not in skip]
+    cut = [c.name for c in chosen if c.config.get("ended_by") != "patience"]
+    best: dict[int, tuple[float, str, int]] = {}
+    for c in chosen:
+        if c.name in cut:
+            continue
+        loss = converged_loss(c)
+        if c.train_tokens not in best or loss < best[c.train_tokens][0]:
+            best[c.train_tokens] = (loss, c.name, c.n_params)
+    tokens = sorted(best)
+    return LDPoints(tokens, [best[d][0] for d in tokens], [best[d][1] for d in tokens],
+                    [best[d][2] for d in tokens], cut)
+
+
+def fit_ld(points: LDPoints, source: str = "") -> PowerLaw:
+    """Fit ``L(D) = L_inf + (D_c/D)^alpha_D`` to the points; FitError when it cannot be trusted."""
+    result = fit_power_law(points.tokens, points.losses, unit="tokens", irreducible=True)
+    if not result.success or result.law is None:
+        raise FitError(f"the L(D) fit cannot be trusted: {result.message}")
+    law = result.law
+    return PowerLaw(scale=law.scale, exponent=law.exponent, irreducible=law.irreducible, unit="tokens",
+                    source=source or law.source)

@@ -1,0 +1,128 @@
+"""How good is the stopping rule on a recorded run? (issue: a stopping rule measured on real learning curves)
+
+For one recorded curve (:mod:`lightning_scaling.demo.curves`) and one set of :class:`StoppingRule` options,
+:func:`evaluate` replays the run through :func:`lightning_scaling.replay` -- exactly the live callback's
+decisions -- and measures:
+
+* the relative error of the predicted converged loss at 10, 20, 30 and 50% of the steps to the run's
+  converged point (:func:`~lightning_scaling.demo.curves.converged_step`) and at the stop;
+* the stop quality: the smoothed loss known at the stop (the mean of the last two evaluations: no
+  look-ahead) over the converged loss (target: the threshold, 1.1);
+* the compute used: the stop step against the run's full length and against Lightning's own
+  ``EarlyStopping`` (patience-based) replayed on the same points.
+
+:func:`naive_errors` gives the baseline: a plain three-parameter power law in steps fitted to the points
+after warm-up (no floor, no window, no stability test). Pure: no Lightning import except in
+:func:`early_stopping_step`, which runs Lightning's own ``EarlyStopping`` logic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import FitError
+from ..fitting import fit_learning_curve
+from ..laws import PowerLaw
+from ..stopping import replay
+from .curves import RecordedCurve, converged_loss, converged_step
+
+#: Fractions of the steps to the converged point at which predictions are scored.
+FRACTIONS = (0.1, 0.2, 0.3, 0.5)
+
+
+@dataclass
+class RunQuality:
+    """The rule on one recorded run."""
+
+    run: str
+    schedule: str
+    converged_loss: float
+    converged_step: int
+    full_steps: int
+    errors: dict[float, float | None]  # fraction -> predicted / converged - 1 (None: no prediction yet)
+    stop_step: int | None
+    stop_error: float | None  # prediction at the stop / converged - 1
+    stop_ratio: float | None  # smoothed loss at the stop / converged
+    data_limited: bool  # the rule reported the run data-limited before it could stop
+    options: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def steps_fraction(self) -> float | None:
+        """Steps used at the stop over the steps to the converged point."""
+        return None if self.stop_step is None else self.stop_step / self.converged_step
+
+
+def time_axis(curve: RecordedCurve) -> dict[str, Any]:
+    """The replay arguments for the run's time axis: steps at a constant LR, else the summed LR ([T])."""
+    return {} if curve.config.get("schedule", "constant") == "constant" else {"lr": curve.lr}
+
+
+def data_floor(curve: RecordedCurve, law: PowerLaw) -> list[float]:
+    """L(D) at the distinct tokens seen by each evaluation (the floor DataLimitGap hands the rule)."""
+    seen = np.minimum(curve.tokens, curve.train_tokens)
+    return [float(law(max(float(s), 1.0))) for s in seen]
+
+
+def evaluate(curve: RecordedCurve, *, floor_law: PowerLaw | None = None, **rule_options: Any) -> RunQuality:
+    """Replay ``curve`` through the rule with ``rule_options`` and score it (see the module docstring)."""
+    conv, cstep = converged_loss(curve), converged_step(curve)
+    floor = data_floor(curve, floor_law) if floor_law is not None else None
+    result = replay(curve.steps, curve.val_loss, floor=floor, **time_axis(curve), **rule_options)
+    errors: dict[float, float | None] = {}
+    for frac in FRACTIONS:
+        upto = [d for d in result.decisions if d.step <= frac * cstep]
+        pred = next((d.converged_loss for d in reversed(upto) if d.converged_loss is not None), None)
+        errors[frac] = None if pred is None else pred / conv - 1
+    stop_error = stop_ratio = None
+    if result.stop_step is not None:
+        stop_error = None if result.converged_loss is None else result.converged_loss / conv - 1
+        known = curve.val_loss[: result.stop_index + 1]
+        stop_ratio = float(np.mean(known[-2:]) / conv)
+    limited = any(d.data_limited for d in result.decisions) and result.stop_step is None
+    return RunQuality(curve.name, curve.config.get("schedule", "constant"), conv, cstep, int(curve.config["steps"]),
+                      errors, result.stop_step, stop_error, stop_ratio, limited, dict(rule_options))
+
+
+def naive_errors(curve: RecordedCurve, warmup_steps: int = 100) -> dict[float, float | None]:
+    """The baseline: ``L = L_conv + (S_c/S)^alpha`` in steps on every point after warm-up, at each fraction."""
+    conv, cstep = converged_loss(curve), converged_step(curve)
+    out: dict[float, float | None] = {}
+    for frac in FRACTIONS:
+        keep = (curve.steps > warmup_steps) & (curve.steps <= frac * cstep)
+        try:
+            fit = fit_learning_curve(curve.steps[keep], curve.val_loss[keep])
+            out[frac] = fit.converged_loss / conv - 1 if math.isfinite(fit.converged_loss) else None
+        except (FitError, ValueError):
+            out[frac] = None
+    return out
+
+
+def early_stopping_step(curve: RecordedCurve, patience: int = 10, min_delta: float = 0.002) -> int:
+    """The step at which Lightning's ``EarlyStopping(patience, min_delta)`` stops on the run's ``val_loss``.
+
+    Runs Lightning's own criterion (``EarlyStopping._evaluate_stopping_criteria``) on each point; the run's
+    last step when it never stops.
+    """
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    es = EarlyStopping(monitor="val_loss", patience=patience, min_delta=min_delta, mode="min")
+    for step, value in zip(curve.steps, curve.val_loss):
+        stop, _ = es._evaluate_stopping_criteria(torch.tensor(float(value)))
+        if stop:
+            return int(step)
+    return int(curve.config["steps"])
+
+
+def loss_at(curve: RecordedCurve, step: int) -> float:
+    """The smoothed validation loss known at ``step`` (mean of the last two evaluations up to it)."""
+    known = curve.val_loss[curve.steps <= step]
+    return float(np.mean(known[-2:])) if known.size else float("nan")
+
+
+__all__ = ["FRACTIONS", "RunQuality", "evaluate", "naive_errors", "early_stopping_step", "loss_at", "time_axis",
+           "data_floor"]

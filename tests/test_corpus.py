@@ -1,0 +1,102 @@
+"""The recorded corpus of learning curves (lightning_scaling/data/curves) and the demo's L(D) fitted on it."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lightning_scaling import PowerLaw, replay
+from lightning_scaling.demo.curves import (CURVES_DIR, converged_loss, converged_step, list_curves, load_curve,
+                                           load_curves, smooth)
+from lightning_scaling.demo.ld import fit_ld, ld_points
+from lightning_scaling.demo.model import schedule
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def curves():
+    start = time.perf_counter()
+    loaded = load_curves()
+    return loaded, time.perf_counter() - start
+
+
+def test_every_run_has_its_config_beside_it_and_loads(curves):
+    loaded, seconds = curves
+    folders = sorted(p for p in CURVES_DIR.iterdir() if p.is_dir())
+    assert folders and [c.path for c in loaded] == folders == list_curves()
+    assert seconds < 5.0  # the whole corpus replays in well under a second on an idle machine
+    for c in loaded:
+        for key in ("n_params", "train_tokens", "schedule", "tokens_per_step", "steps_per_epoch", "max_steps"):
+            assert key in c.config, (c.name, key)
+        assert c.config["name"] == c.name and c.steps.size >= 4
+        assert np.all(np.diff(c.steps) > 0) and c.steps[-1] <= c.config["steps"] == c.lr.size
+        assert np.all(np.isfinite(c.val_loss)) and np.all(np.isfinite(c.train_loss)) and np.all(c.lr > 0)
+        assert np.array_equal(c.steps % c.config["val_every"], np.zeros_like(c.steps))
+
+
+def test_logged_lr_is_the_schedule_in_the_config(curves):
+    for c in curves[0]:
+        cfg = c.config
+        factor = schedule(cfg["schedule"], cfg["warmup"], cfg["max_steps"], cfg["decay_fraction"], cfg["min_ratio"])
+        expected = np.array([cfg["lr"] * factor(i) for i in range(c.lr.size)])
+        np.testing.assert_allclose(c.lr, expected, rtol=1e-6)
+        np.testing.assert_allclose(c.lr_sum, np.cumsum(expected)[c.steps - 1], rtol=1e-6)
+
+
+def test_grid_covers_sizes_data_and_schedules(curves):
+    loaded = curves[0]
+    assert len({c.n_params for c in loaded}) >= 3
+    assert len({c.train_tokens for c in loaded if c.config["source"] == "pydoc"}) >= 4
+    assert {"constant", "cosine", "wsd"} <= {c.config["schedule"] for c in loaded}
+    turned_up = [c for c in loaded if c.val_loss[-1] > 1.05 * converged_loss(c)]
+    assert turned_up, "no data-limited run whose validation loss turns up"
+    assert max(c.train_tokens for c in loaded) >= 1_000_000  # many unique tokens (the stdlib source)
+
+
+def test_converged_loss_lies_below_the_first_and_last_losses(curves):
+    for c in curves[0]:
+        conv = converged_loss(c)
+        assert c.val_loss.min() <= conv < c.val_loss[0]
+        assert conv <= smooth(c.val_loss)[-1]
+        assert conv == pytest.approx(smooth(c.val_loss)[list(c.steps).index(converged_step(c))])
+
+
+def test_smoothing_is_a_centred_moving_average():
+    np.testing.assert_allclose(smooth(np.array([3.0, 1.0, 2.0, 6.0])), [2.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match="odd"):
+        smooth(np.ones(3), 2)
+
+
+def test_a_recorded_curve_replays_through_the_stopping_rule(curves):
+    c = next(c for c in curves[0] if c.config["schedule"] == "cosine")
+    r = replay(c.steps, c.val_loss, lr=c.lr, warmup_steps=100)
+    assert len(r.decisions) == (r.stop_index + 1 if r.stop_step is not None else c.steps.size)
+
+
+def test_load_curve_reads_a_csvlogger_folder(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_text(
+        "epoch,lr,optimizer_steps,step,train_loss,val_loss\n0,0.1,,0,5.0,\n0,0.2,,1,4.0,\n0,,2.0,1,,4.5\n")
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"n_params": 10}))
+    c = load_curve(tmp_path / "run" / "metrics.csv")
+    assert c.steps.tolist() == [2] and c.val_loss.tolist() == [4.5] and c.lr.tolist() == [0.1, 0.2]
+    assert c.lr_sum.tolist() == [pytest.approx(0.3)]
+    (tmp_path / "run" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_curve(tmp_path / "run")
+
+
+def test_demo_ld_json_is_the_fit_of_the_corpus():
+    path = ROOT / "lightning_scaling" / "data" / "demo_ld.json"
+    law = PowerLaw.from_json(path)
+    assert law.unit == "tokens" and law.exponent > 0 and "fit_demo_ld.py" in law.source
+    points = ld_points(load_curves())
+    refit = fit_ld(points)
+    assert refit.scale == pytest.approx(law.scale, rel=1e-6) and refit.exponent == pytest.approx(law.exponent, rel=1e-6)
+    assert json.loads(path.read_text())["points"]["tokens"] == points.tokens
+    losses = np.array(points.losses)
+    assert np.all(np.abs(law(np.array(points.tokens)) / losses - 1) < 0.05)  # describes its own points
+    assert np.all(np.diff(law(np.array(points.tokens))) < 0)
