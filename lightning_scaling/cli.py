@@ -21,7 +21,6 @@ import csv
 import json
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -180,20 +179,31 @@ def _points_from_runs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], 
     return columns, skipped, unit
 
 
-def _bootstrap_note(n: int):
-    """One line on stderr before a bootstrap and one after with the time taken.
+class _BootstrapBar:
+    """A progress bar on stderr over the bootstrap resamples, fed by the fitters' ``progress`` callback.
 
-    The fitters run their resamples inside one call and offer no per-resample hook yet, so this is an
-    elapsed-time notice rather than a bar.
+    tqdm (the ``cli`` extra; Lightning brings it too) draws it; without tqdm, one line per tenth.
     """
-    if n:
-        print(f"bootstrap: fitting {n} resamples ...", file=sys.stderr, flush=True)
-    start = time.perf_counter()
 
-    def done() -> None:
-        if n:
-            print(f"bootstrap: {n} resamples in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return done
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.bar = total, 0, None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            print(f"bootstrap: fitting {total} resamples", file=sys.stderr, flush=True)
+        else:
+            self.bar = tqdm(total=total, desc="bootstrap", unit="resample", file=sys.stderr, leave=True)
+
+    def __call__(self, done: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.done)
+        elif done * 10 // self.total > self.done * 10 // self.total or done == self.total:
+            print(f"bootstrap: {done}/{self.total} resamples", file=sys.stderr, flush=True)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -205,15 +215,19 @@ def cmd_fit(args: argparse.Namespace) -> int:
         pts, skipped, unit = _points_from_runs(args)
     if pts["loss"].size == 0:
         raise ValueError("no usable runs to fit")
-    done = _bootstrap_note(args.bootstrap)
-    if args.law == "nd":
-        fit = fit_chinchilla(pts["n_params"], pts["data"], pts["loss"], bootstrap=args.bootstrap, seed=args.seed)
-    else:
-        key = _NEEDS[args.law][0]
-        law_unit = {"ld": unit, "ln": "params", "lc": "flop"}[args.law]
-        fit = fit_power_law(pts[key], pts["loss"], unit=law_unit, irreducible=args.irreducible,
-                            bootstrap=args.bootstrap, seed=args.seed)
-    done()
+    bar = _BootstrapBar(args.bootstrap) if args.bootstrap else None
+    try:
+        if args.law == "nd":
+            fit = fit_chinchilla(pts["n_params"], pts["data"], pts["loss"], bootstrap=args.bootstrap, seed=args.seed,
+                                 progress=bar)
+        else:
+            key = _NEEDS[args.law][0]
+            law_unit = {"ld": unit, "ln": "params", "lc": "flop"}[args.law]
+            fit = fit_power_law(pts[key], pts["loss"], unit=law_unit, irreducible=args.irreducible,
+                                bootstrap=args.bootstrap, seed=args.seed, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     if not fit.success:
         print(f"fit failed: {fit.message}", file=sys.stderr)
         return 1
@@ -264,16 +278,49 @@ def _fit_figure(kind: str, pts: dict[str, np.ndarray], law, path: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ replay
+def _rule_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--rule``: the value read as JSON (numbers, true/false) or else as a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (a StoppingRule argument), got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def _rule_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"warmup_steps": args.warmup_steps, "irreducible": args.irreducible, "min_points": args.min_points,
-            "stop_when_data_limited": args.stop_when_data_limited}
+    """The StoppingRule arguments: the named options, then every ``--rule KEY=VALUE`` passed through as is
+    (so options the rule gains need no change here)."""
+    options = {"warmup_steps": args.warmup_steps, "irreducible": args.irreducible, "min_points": args.min_points,
+               "stop_when_data_limited": args.stop_when_data_limited}
+    options.update(dict(args.rule or []))
+    return options
+
+
+def _check_rule_options(args: argparse.Namespace, thresholds: list[float]) -> None:
+    """Build the rule once per threshold before reading any run, so a bad option is a usage error."""
+    from .stopping import StoppingRule
+
+    if "threshold" in dict(args.rule or []):
+        raise ValueError("give the threshold with --threshold, not --rule")
+    for threshold in thresholds:
+        try:
+            StoppingRule(threshold, **_rule_options(args))
+        except TypeError as err:
+            raise ValueError(f"--rule: {err} (the keys are StoppingRule's arguments)") from None
 
 
 def _replay_inputs(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The points the live rule saw: ``scaling/monitored_loss`` (logged by the callback) or ``--monitor``,
-    and the time axis: ``scaling/lr_sum`` or the per-step learning rate ``--lr-tag``."""
+    and the time axis: ``scaling/lr_sum`` or the per-step learning rate ``--lr-tag``, and the L(D) floor the
+    live callback took from DataLimitGap (``scaling/ld_loss``, logged at the same steps) unless ``--no-data-floor``."""
     s = run.get(P + "monitored_loss") or run.evaluations(args.monitor)
     time_axis: dict[str, Any] = {}
+    ld_loss = run.get(P + "ld_loss")
+    if args.data_floor and ld_loss is not None:
+        lookup = dict(zip(ld_loss.steps.tolist(), ld_loss.values.tolist()))
+        time_axis["floor"] = [lookup.get(int(st)) for st in s.steps]
     if args.time_axis == "lr_sum":
         lr_sum = run.get(P + "lr_sum")
         if lr_sum is not None:
@@ -317,6 +364,7 @@ def replay_run(run: Run, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    _check_rule_options(args, args.threshold)
     per_run, skipped = _each_run(args.runs, lambda run: replay_run(run, args))
     results = [row for rows in per_run for row in rows]
     if args.json:
@@ -416,6 +464,7 @@ def _save(plt, fig, path: Path) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    _check_rule_options(args, [args.threshold])
     ld_law = _law_arg(args.law) if args.law else None
     if ld_law is not None and not isinstance(ld_law, PowerLaw):
         ld_law = ld_law.data_law()
@@ -448,6 +497,11 @@ def _add_rule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-points", type=int, default=6)
     p.add_argument("--irreducible", type=float, default=0.0)
     p.add_argument("--stop-when-data-limited", action="store_true")
+    p.add_argument("--rule", action="append", type=_rule_value, metavar="KEY=VALUE",
+                   help="any other StoppingRule argument, as the live callback had it (repeatable), "
+                        "e.g. --rule family=power --rule smoothing=0.3")
+    p.add_argument("--no-data-floor", dest="data_floor", action="store_false",
+                   help="ignore scaling/ld_loss (the live callback's use_data_floor=False)")
     p.add_argument("--params-key", default="n_params", help="hyperparameter holding N (for 6N FLOPs)")
     p.add_argument("--json", action="store_true")
 
@@ -505,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", formatter_class=RAW, help="replay the stopping rule over finished runs",
                        epilog="examples:\n  lightning-scaling replay runs/demo/version_0 --threshold 1.05 1.1 1.2\n"
-                              "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 50 --json")
+                              "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 50 --json\n"
+                              "  lightning-scaling replay runs/ --rule family=power --rule window=0.5")
     p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
     p.add_argument("--threshold", type=float, nargs="+", default=[planning.stopping_factor()])
     _add_rule_options(p)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from scipy.optimize import least_squares, minimize
@@ -153,7 +154,8 @@ def _theta_to_law(theta: np.ndarray, c_mode, unit: str, source: str) -> PowerLaw
 
 
 def fit_power_law(x, y, *, unit: str = "tokens", irreducible: bool | float = False, bootstrap: int = 0,
-                  seed: int | None = None, confidence: float = 0.95) -> PowerLawFit:
+                  seed: int | None = None, confidence: float = 0.95,
+                  progress: Callable[[int], None] | None = None) -> PowerLawFit:
     """Fit ``L(x) = irreducible + (scale/x)^exponent`` by least squares on log L ([K] eq 1.1-1.3).
 
     Args:
@@ -164,6 +166,7 @@ def fit_power_law(x, y, *, unit: str = "tokens", irreducible: bool | float = Fal
         bootstrap: number of resamples (with replacement) for percentile intervals of the parameters.
         seed: random seed of the bootstrap.
         confidence: level of the bootstrap intervals.
+        progress: called with the number of bootstrap resamples done after each one (e.g. a progress bar).
 
     Raises:
         FitError: too few points, non-finite or non-positive values, or a curve that does not decrease.
@@ -189,14 +192,16 @@ def fit_power_law(x, y, *, unit: str = "tokens", irreducible: bool | float = Fal
     if bootstrap:
         rng = np.random.default_rng(seed)
         samples = []
-        for _ in range(int(bootstrap)):
+        for done in range(1, int(bootstrap) + 1):
             counts = rng.multinomial(xa.size, np.full(xa.size, 1 / xa.size)).astype(float)
-            if np.count_nonzero(counts) < 3:
-                continue
-            th, _, ok_b, _, _ = _solve_power_law(logx, logy, irreducible, c_bounds, start=theta,
-                                                 weights=np.sqrt(counts))
-            if th is not None and ok_b:
-                samples.append([math.exp(th[0]), math.exp(th[1]), th[2] if irreducible is True else law.irreducible])
+            if np.count_nonzero(counts) >= 3:
+                th, _, ok_b, _, _ = _solve_power_law(logx, logy, irreducible, c_bounds, start=theta,
+                                                     weights=np.sqrt(counts))
+                if th is not None and ok_b:
+                    samples.append([math.exp(th[0]), math.exp(th[1]),
+                                    th[2] if irreducible is True else law.irreducible])
+            if progress is not None:
+                progress(done)
         if len(samples) < max(10, bootstrap // 2):
             return PowerLawFit(law, False, "bootstrap failed: too few resamples converged", cost, xa.size)
         s = np.asarray(samples)
@@ -366,7 +371,8 @@ def _chinchilla_single(x0, logn, logd, logl, delta, weights=None, tol=1e-12):
 
 def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: int = 0, seed: int | None = None,
                    confidence: float = 0.95, grid: np.ndarray | None = None, polish: int = 32,
-                   stacked_iterations: int = 10, screen: int = 1000) -> ChinchillaFit:
+                   stacked_iterations: int = 10, screen: int = 1000,
+                   progress: Callable[[int], None] | None = None) -> ChinchillaFit:
     """Fit ``L(N, D) = E + A/N^alpha + B/D^beta`` as in [C] appendix D.2.
 
     Minimises ``sum_i Huber_delta(LSE(a - alpha log N_i, b - beta log D_i, e) - log L_i)`` with L-BFGS from
@@ -386,6 +392,7 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         seed: seed of the bootstrap.
         grid: starting points (rows of a, b, e, alpha, beta); default the full [C] grid.
         stacked_iterations, screen, polish: the sizes of the three stages above.
+        progress: called with the number of bootstrap resamples done after each one (e.g. a progress bar).
     """
     if not (delta > 0 and math.isfinite(delta)):
         raise ValueError("delta must be a finite number > 0")
@@ -434,10 +441,12 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         rng = np.random.default_rng(seed)
         weights = rng.multinomial(n.size, np.full(n.size, 1 / n.size), size=int(bootstrap)).astype(float)
         rows = []
-        for w in weights:  # one warm-started L-BFGS-B per resample
+        for done, w in enumerate(weights, 1):  # one warm-started L-BFGS-B per resample
             res = _chinchilla_single(best.x, logn, logd, logl, delta, w[None, :], tol=1e-10)
             if np.all(np.isfinite(res.x)):
                 rows.append(res.x)
+            if progress is not None:
+                progress(done)
         p = np.asarray(rows).reshape(-1, 5)
         samples = {"E": np.exp(p[:, 2]), "A": np.exp(p[:, 0]), "B": np.exp(p[:, 1]), "alpha": p[:, 3], "beta": p[:, 4]}
         intervals = {k: _interval(v, confidence) for k, v in samples.items()}

@@ -28,6 +28,9 @@ def run_json(capsys, argv, code=0):
 def test_allocate_reproduces_the_published_allocations(capsys):
     out = run_json(capsys, ["allocate", "1.21e20", "--law", "besiroglu2024"])  # [C] Table 3: 1e9 params, 20.2e9 tokens
     assert out["n_params"] == pytest.approx(1e9, rel=0.1) and out["n_tokens"] == pytest.approx(20.2e9, rel=0.1)
+    assert out["tokens_per_param"] == pytest.approx(20.2, rel=0.15)  # [C] Table 3 ratio; the [B] refit gives 22.8
+    out = run_json(capsys, ["allocate", "1.23e22", "--law", "besiroglu2024"])  # [C] Table 3: 10e9 -> 205.1e9 tokens
+    assert out["n_params"] == pytest.approx(10e9, rel=0.1) and out["n_tokens"] == pytest.approx(205.1e9, rel=0.1)
     out = run_json(capsys, ["allocate", "1", "--pf-days", "--law", "kaplan2020_lc"])  # [K] Table 6
     assert out["n_params"] == pytest.approx(1.3e9) and out["n_tokens"] == pytest.approx(2e10)
 
@@ -35,6 +38,7 @@ def test_allocate_reproduces_the_published_allocations(capsys):
 def test_crossover_reproduces_kaplan(capsys):
     out = run_json(capsys, ["crossover"])  # SCIENCE.md 5: C* ~ 1.1e4 PF-days, L* ~ 1.67 ([K] eq 6.8: ~1e4, ~1.7)
     assert out["compute_pf_days"] == pytest.approx(1.1e4, rel=0.05) and out["loss"] == pytest.approx(1.67, abs=0.01)
+    assert out["n_params"] == pytest.approx(1e12, rel=0.3)  # [K] eq 6.8: N* ~ 1e12
     out = run_json(capsys, ["crossover", "--data-coefficient", "4e10", "--data-exponent", "0.26"])  # [K] eq 6.7
     assert out["compute_pf_days"] == pytest.approx(1e5, rel=0.3) and out["loss"] == pytest.approx(1.49, abs=0.01)
 
@@ -58,7 +62,7 @@ def test_fit_ld_table_writes_the_json_datalimitgap_reads_with_bootstrap_interval
     assert main(["fit", str(table), "--law", "ld", "--irreducible", "--out", str(out_json), "--plot", str(png),
                  "--bootstrap", "40", "--json"]) == 0
     captured = capsys.readouterr()
-    assert "bootstrap: 40 resamples" in captured.err
+    assert "bootstrap" in captured.err and "40/40" in captured.err  # the bar over the resamples (tqdm)
     lo, hi = json.loads(captured.out)["intervals"]["exponent"]
     fitted = PowerLaw.from_json(out_json)
     assert lo <= fitted.exponent <= hi
@@ -112,7 +116,7 @@ def stopped_run(tmp_path_factory):
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter
 
     root = tmp_path_factory.mktemp("stopped")
-    stop = ExtraEarlyStopping(verbose=False)
+    stop = ExtraEarlyStopping(verbose=False, family="power")  # replayed with --rule family=power
     logger = TensorBoardLogger(root, name="run")
     trainer = make_trainer(root, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger,
                            max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
@@ -124,7 +128,8 @@ def stopped_run(tmp_path_factory):
 @pytest.mark.slow
 def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tmp_path, capsys):
     log_dir, stopped_step = stopped_run
-    code = main(["replay", log_dir, str(tmp_path / "missing"), "--threshold", "1.1", "1.2", "--json"])
+    code = main(["replay", log_dir, str(tmp_path / "missing"), "--threshold", "1.1", "1.2", "--rule", "family=power",
+                 "--json"])
     captured = capsys.readouterr()
     assert code == 1 and captured.err.count("\n") == 1 and "missing: does not exist" in captured.err
     rows = json.loads(captured.out)
@@ -133,7 +138,7 @@ def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tm
     assert at_11["stop_step"] == stopped_step
     assert at_12["stop_step"] < at_11["stop_step"] and at_12["flops_at_stop"] < at_11["flops_at_stop"]
     assert at_12["compute_saved"] > 0.5 and at_11["compute_saved"] == pytest.approx(0.0, abs=1e-9)
-    assert main(["replay", log_dir]) == 0
+    assert main(["replay", log_dir, "--rule", "family=power"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert "FLOP@stop" in table[0] and f" {stopped_step} " in table[1]
 
@@ -144,7 +149,7 @@ def test_report_draws_the_three_figures_and_names_what_it_cannot_draw(stopped_ru
     law = tmp_path / "ld.json"
     PowerLaw(32.0, 0.5, 0.5, unit="examples").to_json(law)
     reports = run_json(capsys, ["report", log_dir, str(corpus("s")[0]), "--out", str(tmp_path / "rep"),
-                                "--law", str(law)])
+                                "--law", str(law), "--rule", "family=power"])
     live, recorded = reports
     assert live["stop_step"] == stopped_step
     assert [Path(f).name for f in live["figures"]] == ["learning_curve.png", "loss_vs_flops.png", "loss_vs_data.png"]
@@ -205,3 +210,49 @@ def test_help_shows_examples_and_module_entry_point():
     bad = subprocess.run([sys.executable, "-m", "lightning_scaling", "allocate", "1e20", "--law", "nope"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "neither a preset" in bad.stderr
+
+
+def test_console_script_is_declared_and_installed():
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["lightning-scaling"] == "lightning_scaling.cli:main"
+    exe = Path(sys.executable).parent / "lightning-scaling"  # written by the (editable) install
+    out = subprocess.run([str(exe), "crossover", "--json"], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["loss"] == pytest.approx(1.67, abs=0.01)
+
+
+def test_rule_options_pass_through_to_the_core_rule(capsys):
+    path = corpus("s")[0]
+    curve = load_curve(path)
+    options = {"family": "power", "smoothing": 0.3, "window": 0.2}
+    rows = run_json(capsys, ["replay", str(path), "--warmup-steps", "50", "--rule", "family=power",
+                             "--rule", "smoothing=0.3", "--rule", "window=0.2"])
+    ref = replay(curve.steps, curve.val_loss, threshold=rows[0]["threshold"], warmup_steps=50, **options)
+    assert rows[0]["stop_step"] == ref.stop_step and rows[0]["predicted_converged"] == ref.converged_loss
+    assert main(["replay", str(path), "--rule", "no_such_option=1"]) == 2
+    assert "no_such_option" in capsys.readouterr().err
+    assert main(["replay", str(path), "--rule", "family=nope"]) == 2  # the rule's own ValueError, one line
+    assert "family must be one of" in capsys.readouterr().err
+
+
+def test_a_missing_dir_a_run_without_the_tags_and_a_corrupt_file_are_each_one_line_and_skipped(tmp_path, capsys):
+    good = [str(p) for p in corpus("l")[:3]]  # three, so that fit has enough points
+    untagged = tmp_path / "untagged"
+    untagged.mkdir()
+    (untagged / "metrics.csv").write_text("step,train_loss\n0,2.0\n1,1.9\n")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "events.out.tfevents.1.host.1").write_bytes(bytes(range(256)) * 4)
+    missing = tmp_path / "missing"
+    for argv in (["replay"], ["fit", "--law", "ld"], ["report", "--out", str(tmp_path / "rep")]):
+        code = main(argv[:1] + [str(missing), str(untagged), *good, str(corrupt)] + argv[1:] + ["--json"])
+        captured = capsys.readouterr()
+        lines = captured.err.splitlines()
+        assert code == 1 and len(lines) == 3, (argv, lines)
+        assert any(str(missing) in ln and "does not exist" in ln for ln in lines)
+        assert any(str(untagged) in ln and "'val_loss'" in ln for ln in lines)
+        assert any(str(corrupt) in ln and "corrupt event file" in ln for ln in lines)
+        out = json.loads(captured.out)
+        runs = [p["name"] for p in out["points"]] if argv[0] == "fit" else [r["run"] for r in out]
+        assert sorted(runs) == sorted(good)
