@@ -44,12 +44,17 @@ def test_crossover_reproduces_kaplan(capsys):
 
 
 def test_fit_nd_on_the_chinchilla_points_matches_fit_chinchilla(capsys):
-    out = run_json(capsys, ["fit", str(DATA), "--law", "nd"])
+    assert main(["fit", str(DATA), "--law", "nd", "--bootstrap", "20", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "bootstrap" in captured.err and "20/20" in captured.err  # the bar over fit_chinchilla's resamples
+    out = json.loads(captured.out)
     n, flop, loss = np.loadtxt(DATA, delimiter=",", skiprows=1).T
     ref = fit_chinchilla(n, flop / (6 * n), loss).law
     got = load_law(out["law"])
     for name in ("E", "A", "B", "alpha", "beta"):
         assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-9)
+        lo, hi = out["intervals"][name]
+        assert lo <= getattr(got, name) <= hi
 
 
 def test_fit_ld_table_writes_the_json_datalimitgap_reads_with_bootstrap_intervals(tmp_path, capsys):
@@ -93,6 +98,26 @@ def test_fit_from_the_recorded_runs_uses_their_best_loss_data_seen_and_6n_flops(
     out = run_json(capsys, ["fit", *map(str, paths), "--law", "lc"])
     assert sorted(p["flops"] for p in out["points"]) == pytest.approx(sorted(flop))
     assert load_law(out["law"]).unit == "flop"
+
+
+def test_fit_ln_and_nd_from_the_recorded_runs_are_the_core_fitters_on_their_points(capsys):
+    full = [p for p in list_curves() if p.name.endswith("_dfull_const")]  # s, m, l on all the data: L(N)
+    curves = [load_curve(p) for p in full]
+    out = run_json(capsys, ["fit", *map(str, full), "--law", "ln"])
+    ref = fit_power_law([c.n_params for c in curves], [c.val_loss.min() for c in curves], unit="params").law
+    got = load_law(out["law"])
+    assert got.unit == "params" and got.exponent == pytest.approx(ref.exponent, rel=1e-9)
+    assert got.scale == pytest.approx(ref.scale, rel=1e-9)
+    paths = corpus("s") + corpus("m") + corpus("l")  # every constant-schedule run on the same text: L(N, D)
+    paths = [p for p in paths if "stdlib" not in p.name]
+    curves = [load_curve(p) for p in paths]
+    best = [int(np.argmin(c.val_loss)) for c in curves]
+    out = run_json(capsys, ["fit", *map(str, paths), "--law", "nd"])
+    ref = fit_chinchilla([c.n_params for c in curves], [min(c.tokens[i], c.train_tokens) for c, i in zip(curves, best)],
+                         [c.val_loss[i] for c, i in zip(curves, best)]).law
+    got = load_law(out["law"])
+    for name in ("E", "A", "B", "alpha", "beta"):
+        assert getattr(got, name) == pytest.approx(getattr(ref, name), rel=1e-9)
 
 
 def test_replay_of_a_recorded_run_is_the_core_rule_on_its_curve(capsys):
@@ -141,6 +166,25 @@ def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tm
     assert main(["replay", log_dir, "--rule", "family=power"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert "FLOP@stop" in table[0] and f" {stopped_step} " in table[1]
+
+
+@pytest.mark.slow
+def test_replay_takes_the_data_floor_the_live_callback_had_from_datalimitgap(tmp_path, capsys):
+    """With DataLimitGap the live rule holds its prediction at L(D_seen) = 1.05 (above the curve's own
+    limit 1.0), so it stops early (near step 570); replay reads that floor from scaling/ld_loss."""
+    from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping
+
+    stop = ExtraEarlyStopping(verbose=False, family="power")
+    gap = DataLimitGap(law=PowerLaw(0.16, 0.5, 1.0, unit="examples"))  # L(64 examples) = 1.05
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = make_trainer(tmp_path, [EffectiveEpochs(), gap, stop], logger=logger, max_steps=1500,
+                           val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
+    trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    assert stop.stopped_step is not None and stop.stopped_step < 1000
+    (row,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "family=power"])
+    assert row["stop_step"] == stop.stopped_step
+    (no_floor,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "family=power", "--no-data-floor"])
+    assert no_floor["stop_step"] is None or no_floor["stop_step"] > stop.stopped_step
 
 
 @pytest.mark.slow
