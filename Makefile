@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean screenshot
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ demo: $(VENV)/.installed-plots
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# docs/dashboard.png: the TensorBoard UI on a demo run, with headless Chromium (apt-get install -y chromium);
+# `make screenshot LOGDIR=runs` reuses a finished demo run instead of running a new one.
+screenshot: $(VENV)/.installed-plots
+	$(PY) scripts/screenshot_dashboard.py $(if $(LOGDIR),--logdir $(LOGDIR))
 
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_fit.py
