@@ -76,6 +76,18 @@ def test_fit_ld_table_writes_the_json_datalimitgap_reads_with_bootstrap_interval
     assert png.stat().st_size > 1000
 
 
+def test_bootstrap_progress_without_tqdm_is_a_plain_line_per_tenth(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
+    law = PowerLaw(1e6, 0.3, unit="tokens")
+    table = tmp_path / "runs.csv"
+    table.write_text("tokens,loss\n" + "\n".join(f"{x},{law(x) * (1 + 0.01 * (-1) ** i)}"
+                                                 for i, x in enumerate(np.logspace(4, 8, 8))))
+    assert main(["fit", str(table), "--bootstrap", "30"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "bootstrap: fitting 30 resamples" and lines[-1] == "bootstrap: 30/30 resamples"
+    assert len(lines) == 11  # the announcement and one line per tenth
+
+
 # ------------------------------------------------------------------------------------ the recorded corpus
 def corpus(model: str):
     return [p for p in list_curves() if load_curve(p).config.get("model") == model
