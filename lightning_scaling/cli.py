@@ -352,11 +352,12 @@ def replay_run(run: Run, args: argparse.Namespace) -> list[dict[str, Any]]:
     for threshold in args.threshold:
         r = replay(steps, values, threshold=threshold, **time_axis, **_rule_options(args))
         stop_flops = flops_at(run, r.stop_step, n)[0] if r.stop_step is not None else None
+        target = next((d.stop_loss for d in reversed(r.decisions) if d.stop_loss is not None), None)
         rows.append({
             "run": run.name, "threshold": threshold, "stop_step": r.stop_step,
             "flops_at_stop": stop_flops,
             "loss_at_stop": None if r.stop_index is None else float(values[r.stop_index]),
-            "best_loss": best, "predicted_converged": r.converged_loss,
+            "best_loss": best, "predicted_converged": r.converged_loss, "stop_loss": target,
             "prediction_error": None if r.converged_loss is None else (r.converged_loss - best) / best,
             "compute_saved": None if stop_flops is None or not end_flops else 1 - stop_flops / end_flops,
             "last_step": int(steps[-1]), "flops_at_end": end_flops})
@@ -413,16 +414,17 @@ def report_run(run: Run, args: argparse.Namespace, out: Path, ld_law: PowerLaw |
     keep = (steps > args.warmup_steps) & np.isfinite(values) & (steps > 0)
     if row["stop_step"] is not None:
         keep &= steps <= row["stop_step"]
-    law = converged = stop_loss = None
+    # the curve is a power law L(S) ([K] eq 5.6) fitted to those points; the horizontal lines are the rule's
+    # own (its predicted converged loss and the loss it stops at), whatever family it predicts with
+    law = converged = None
     try:
         lc = fit_learning_curve(steps[keep], values[keep], irreducible=args.irreducible)
         if lc.success:
             law, converged = lc.law, lc.converged_loss
-            stop_loss = args.irreducible + args.threshold * (converged - args.irreducible)
     except FitError as err:
         missing.append(f"learning-curve fit: {err}")
-    fig = learning_curve_figure(steps[steps > 0], values[steps > 0], law, converged, stop_loss,
-                                title=f"{Path(run.name).name}: learning curve")
+    fig = learning_curve_figure(steps[steps > 0], values[steps > 0], law, row["predicted_converged"],
+                                row["stop_loss"], title=f"{Path(run.name).name}: learning curve")
     if row["stop_step"] is not None:
         fig.axes[0].axvline(row["stop_step"], c="red", lw=1, label=f"stop at step {row['stop_step']}")
         fig.axes[0].legend(fontsize=8)

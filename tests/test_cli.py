@@ -211,6 +211,7 @@ def test_report_draws_the_three_figures_and_names_what_it_cannot_draw(stopped_ru
     assert [Path(f).name for f in live["figures"]] == ["learning_curve.png", "loss_vs_flops.png", "loss_vs_data.png"]
     assert all(Path(f).stat().st_size > 1000 for f in live["figures"]) and live["not_drawn"] == []
     assert live["fit_converged_loss"] == pytest.approx(1.0, abs=0.05)  # CurveRegressor: L = 1 + (40/S)^0.7
+    assert live["stop_loss"] == pytest.approx(live["threshold"] * live["predicted_converged"])  # the rule's lines
     assert len(recorded["figures"]) == 2 and "counts examples, the run tokens" in recorded["not_drawn"][0]
 
 
