@@ -9,9 +9,11 @@ Subcommands (``lightning-scaling SUBCOMMAND --help`` shows an example for each):
 
 Runs are TensorBoard log directories (read with tensorboard's own event reader) or CSVLogger
 ``metrics.csv`` files, or directories holding several of them; see :mod:`lightning_scaling.logs` for
-where each number comes from. A run that cannot be used is reported in one line naming it and the
-reason, the other runs are still processed, and the exit code is 1 when anything was skipped
-(2 on bad arguments, 0 otherwise).
+where each number comes from. replay and report run the core StoppingRule (stopping.replay) on the
+callback's logged inputs (scaling/monitored_loss, scaling/lr_sum, the L(D) floor scaling/ld_loss) with
+the live callback's options: the common ones by name, any other as --rule KEY=VALUE. A run that cannot
+be used is reported in one line naming it and the reason, the other runs are still processed, and the
+exit code is 1 when anything was skipped (2 on bad arguments, 0 otherwise).
 """
 
 from __future__ import annotations

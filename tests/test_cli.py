@@ -181,6 +181,21 @@ def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tm
 
 
 @pytest.mark.slow
+def test_replay_of_a_csvlogger_run_on_the_lr_sum_axis_agrees_with_the_live_callback(tmp_path, capsys):
+    from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping
+
+    stop = ExtraEarlyStopping(verbose=False, family="power", time_axis="lr_sum", warmup_steps=30)
+    logger = CSVLogger(tmp_path, name="run")
+    make_trainer(tmp_path, [EffectiveEpochs(), stop], logger=logger, max_steps=3000, val_check_interval=16,
+                 check_val_every_n_epoch=None, limit_val_batches=1).fit(
+        CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    assert stop.stopped_step is not None
+    (row,) = run_json(capsys, ["replay", logger.log_dir, "--time-axis", "lr_sum", "--warmup-steps", "30",
+                               "--rule", "family=power"])
+    assert row["stop_step"] == stop.stopped_step
+
+
+@pytest.mark.slow
 def test_replay_takes_the_data_floor_the_live_callback_had_from_datalimitgap(tmp_path, capsys):
     """With DataLimitGap the live rule holds its prediction at L(D_seen) = 1.05 (above the curve's own
     limit 1.0), so it stops early (near step 570); replay reads that floor from scaling/ld_loss."""
