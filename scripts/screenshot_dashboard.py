@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import re
 import shutil
 import subprocess
@@ -54,19 +55,21 @@ def start_tensorboard(logdir: Path, timeout: float = 60.0) -> tuple[subprocess.P
     process = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0",
          "--load_fast", "false"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()  # stderr read by a thread (never blocks on a full pipe; bounded wait)
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
     deadline = time.monotonic() + timeout
     port, seen = None, []
-    while port is None and time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line and process.poll() is not None:
-            break
+    while port is None and time.monotonic() < deadline and process.poll() is None:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
         seen.append(line)
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         port = int(match.group(1)) if match else None
     if port is None:
         process.kill()
         sys.exit(f"tensorboard did not start: {''.join(seen)[-2000:]}")
-    threading.Thread(target=process.stderr.read, daemon=True).start()  # never block on a full pipe
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/data/plugin/custom_scalars/layout", timeout=5) as r:

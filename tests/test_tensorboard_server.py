@@ -11,9 +11,11 @@ so the test breaks when the callbacks' tags and the dashboard drift apart.
 from __future__ import annotations
 
 import json
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -65,22 +67,23 @@ def server(log_dir):
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", "127.0.0.1", "--port", "0",
          "--load_fast", "false", "--reload_interval", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()  # stderr read by a thread: the wait below stays bounded
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
     try:
         port, seen = None, []
         deadline = time.monotonic() + SERVER_START_S
         while port is None and time.monotonic() < deadline:
-            line = process.stderr.readline()  # tensorboard prints "TensorBoard 2.x at http://127.0.0.1:PORT/"
-            if not line and process.poll() is not None:
-                pytest.fail(f"tensorboard exited with {process.returncode}: {''.join(seen)[-2000:]}")
+            try:  # tensorboard prints "TensorBoard 2.x at http://127.0.0.1:PORT/ (Press CTRL+C to quit)"
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                if process.poll() is not None:
+                    pytest.fail(f"tensorboard exited with {process.returncode}: {''.join(seen)[-2000:]}")
+                continue
             seen.append(line)
             match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
             if match:
                 port = int(match.group(1))
         assert port is not None, f"tensorboard printed no URL within {SERVER_START_S} s: {''.join(seen)[-2000:]}"
-        # drain stderr so the server never blocks on a full pipe
-        import threading
-
-        threading.Thread(target=lambda: process.stderr.read(), daemon=True).start()
         while time.monotonic() < deadline:  # answers, and has loaded the run's scalars
             try:
                 if any(_get(port, "/data/plugin/scalars/tags").values()):
