@@ -1,0 +1,96 @@
+"""Off the hot path: the callbacks' per-step hooks make no host-device sync and no collective, except on
+the steps where they log (``log_every_n_steps``).
+
+Every per-step hook of every callback is wrapped; while one runs, the calls that copy a tensor's value to
+the host (``Tensor.item``, ``float()``/``int()``/``bool()`` of a tensor, ``tolist``, ``numpy``) and the
+cross-rank entry points (``_common.reduce_sum``, which every callback uses for its all-reduce even on one
+process, the strategy's ``reduce``/``barrier``/``broadcast`` and ``torch.distributed.all_reduce``) are
+recorded with the optimizer step. A callback that syncs every step shows up (the control).
+"""
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed
+
+from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw
+from lightning_scaling.callbacks import _common
+from models import TinyLM, TokenData, loader, make_trainer
+
+PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
+                  "on_before_zero_grad", "on_train_batch_end")
+SYNCS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy")
+LOG_EVERY = 5
+
+
+class SyncPerStep(pl.Callback):
+    """The control: a callback that reads the loss to the host every step (what the others must not do)."""
+
+    state_key = "SyncPerStep"
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.last = outputs["loss"].item()
+
+
+def record_syncs(monkeypatch, callbacks):
+    """Wrap the callbacks' per-step hooks; return the (callback, hook, global_step, call) events recorded
+    while one runs, and the wrapper that records a call (for the strategy's collectives, once it exists)."""
+    events, current = [], []
+
+    def counting(name, original):
+        def wrapper(*args, **kwargs):
+            if current:
+                events.append((*current[-1], name))
+            return original(*args, **kwargs)
+        return wrapper
+
+    for name in SYNCS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    monkeypatch.setattr(torch.distributed, "all_reduce", counting("all_reduce", torch.distributed.all_reduce))
+    monkeypatch.setattr(_common, "reduce_sum", counting("reduce_sum", _common.reduce_sum))
+
+    for cb in callbacks:
+        for hook in PER_STEP_HOOKS:
+            original = getattr(cb, hook, None)
+            if original is None:
+                continue
+
+            def wrapped(trainer, *args, _original=original, _hook=hook, _cb=cb, **kwargs):
+                current.append((type(_cb).__name__, _hook, int(trainer.global_step)))
+                try:
+                    return _original(trainer, *args, **kwargs)
+                finally:
+                    current.pop()
+            setattr(cb, hook, wrapped)  # an instance attribute: Lightning calls getattr(callback, hook)
+    return events, counting
+
+
+def train(tmp_path, monkeypatch, callbacks):
+    events, counting = record_syncs(monkeypatch, callbacks)
+    trainer = make_trainer(tmp_path, callbacks, max_steps=20, log_every_n_steps=LOG_EVERY, val_check_interval=10,
+                           check_val_every_n_epoch=None, limit_val_batches=1, accumulate_grad_batches=2)
+    for name in ("reduce", "barrier", "broadcast", "reduce_boolean_decision"):
+        monkeypatch.setattr(trainer.strategy, name, counting(name, getattr(trainer.strategy, name)))
+    trainer.fit(TinyLM(), loader(TokenData(64)), loader(TokenData(16, seed=1)))
+    assert trainer.global_step == 20
+    return events
+
+
+def test_per_step_hooks_neither_sync_nor_reduce_between_log_steps(tmp_path, monkeypatch):
+    callbacks = [EffectiveEpochs(count_tokens=lambda batch: (batch[0] >= 0).sum()),  # a device tensor per step
+                 FlopCounter(peak_flops=1e12), DataLimitGap(PowerLaw(2.0, 0.5, 0.1, unit="tokens")),
+                 ExtraEarlyStopping(verbose=False, threshold=1.0001)]
+    events = train(tmp_path, monkeypatch, callbacks)
+    off_log_steps = [e for e in events if e[2] % LOG_EVERY != 0]
+    assert off_log_steps == []
+    # the counters do reduce (and sync the token tensor) when they log: the instrument sees them
+    assert {(e[0], e[3]) for e in events} >= {("EffectiveEpochs", "reduce_sum"), ("EffectiveEpochs", "__float__"),
+                                             ("FlopCounter", "reduce_sum")}
+    logged_steps = {e[2] for e in events}
+    assert logged_steps <= {0, 5, 10, 15, 20} and len(logged_steps) >= 4  # 0: the first micro-batch
+    assert callbacks[0]._cache.tokens_seen == 20 * 2 * 8 * 16
+
+
+def test_the_instrument_catches_a_sync_per_step(tmp_path, monkeypatch):
+    events = train(tmp_path, monkeypatch, [SyncPerStep()])
+    steps = {e[2] for e in events if e[0] == "SyncPerStep" and e[3] == "item"}
+    assert len(steps) >= 19 and any(s % LOG_EVERY for s in steps)
