@@ -60,7 +60,10 @@ def main() -> None:
                          if c.config.get("source") == "pydoc" else None) for c in curves}
     in_sample = {c.name: law if c.config.get("source") == "pydoc" else None for c in curves}
     variants = {"default, floor L(D) held out": ({}, held_out), "default, floor demo_ld.json": ({}, in_sample),
-                "default, no floor": ({}, None)}
+                "default, no floor": ({}, None),
+                "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),
+                "BIC-weighted average, floor held out": (dict(weighting="bic"), held_out),
+                "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out)}
     if args.variants:
         for fam in ("power", "exponential", "average"):
             for window in (0.0, 0.5):

@@ -10,10 +10,15 @@ the points seen so far (time ``t``: optimizer steps, or the summed learning rate
   SCIENCE.md 6), so a data-limited curve approaches its floor exponentially rather than as a power law
   (the ``exp3`` family of Domhan et al. 2015).
 
-``average`` weighs the two by their Bayesian information criterion (equal parameter counts, so the weights
-are ``exp(-n/2 log RSS)`` normalised: the family that describes the points better dominates), the model
-averaging of Domhan, Springenberg & Hutter 2015 ("Speeding up automatic hyperparameter optimization of deep
-neural networks by extrapolation of learning curves", IJCAI) in its simplest form. ``window`` fits only the
+``average`` combines the two, the model averaging of Domhan, Springenberg & Hutter 2015 ("Speeding up
+automatic hyperparameter optimization of deep neural networks by extrapolation of learning curves", IJCAI)
+in its simplest form: with equal weights by default, or (``weighting="bic"``) by their Bayesian information
+criterion (equal parameter counts, so ``exp(-n/2 log RSS)`` normalised). Both families are misspecified on
+real curves (the power law runs on below the data-limited plateau, the exponential flattens too soon) and
+their residuals are correlated, so the BIC weights are nearly all-or-nothing and pick the wrong one about as
+often as the right one; the equal-weight combination is the robust choice under misspecification (the
+"forecast combination puzzle", Clemen 1989; Stock & Watson 2004), and the corpus measurements agree
+(BENCHMARKS.md, stopping rule). ``window`` fits only the
 points with ``t >= window * t_last`` (recent points; the early transient of a run is not a power law).
 Pure: numpy and scipy only.
 """
@@ -32,6 +37,8 @@ from .fitting import fit_learning_curve
 
 #: The curve families :func:`predict_converged` knows, and ``average`` (both, weighted).
 FAMILIES = ("power", "exponential", "average")
+#: How ``average`` weighs the families.
+WEIGHTINGS = ("inverse_mse", "equal", "bic")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ class ConvergedPrediction:
     weights: dict[str, float]
     fits: list[FamilyFit] = field(repr=False, default_factory=list)
     n_points: int = 0
+    held_at_floor: bool = False  # a family went down to a known floor, which then is its prediction
 
     def __call__(self, t):
         t = np.asarray(t, dtype=float)
@@ -106,6 +114,13 @@ def _exp_residuals(theta, tau, logy):
     return np.log(c + a * np.exp(-b * tau)) - logy
 
 
+def _exp_jacobian(theta, tau, logy):
+    c, a, b = theta
+    e = np.exp(-b * tau)
+    inv = 1.0 / (c + a * e)
+    return np.column_stack([inv, e * inv, -a * tau * e * inv])
+
+
 def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: float = 0.9,
                           max_relative_width: float = 0.1) -> FamilyFit:
     """Fit ``L(t) = L_conv + a exp(-b t/t_last)`` by least squares on log loss (bounded, several starts).
@@ -128,14 +143,14 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     span = float(la.max() - la.min())
     best = None
     for b0 in (0.5, 2.0, 8.0):
-        for frac in (0.3, 0.9):
+        for frac in (0.5,):
             c0 = floor + frac * (hi - floor)
             a0 = max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6)
             theta0 = np.clip([c0, a0, b0], [floor, 1e-9, 1e-3], [hi, 1e3 * max(span, 1e-3) + 10, 200.0])
             try:
-                res = least_squares(_exp_residuals, theta0, args=(tau, logy), method="trf", x_scale="jac",
-                                    bounds=([floor, 0.0, 1e-3], [hi, 1e3 * max(span, 1e-3) + 10, 200.0]),
-                                    xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+                res = least_squares(_exp_residuals, theta0, jac=_exp_jacobian, args=(tau, logy), method="trf",
+                                    x_scale="jac", bounds=([floor, 0.0, 1e-3], [hi, 1e3 * max(span, 1e-3) + 10, 200.0]),
+                                    xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=500)
             except (ValueError, FloatingPointError):  # pragma: no cover - defensive
                 continue
             if best is None or res.cost < best.cost:
@@ -172,16 +187,20 @@ def _power_family(t, loss, irreducible, unit, confidence, max_relative_width) ->
 
 def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, irreducible: float = 0.0,
                       unit: str = "steps", confidence: float = 0.9, max_relative_width: float = 0.1,
-                      min_points: int = 4) -> ConvergedPrediction:
+                      min_points: int = 4, known_floor: bool = False, weighting: str = "equal") -> ConvergedPrediction:
     """Predict a run's converged loss from its learning curve so far (see the module docstring).
 
     Args:
         t, loss: the points (time > 0 increasing: steps or summed learning rate).
-        family: "power", "exponential" or "average" (BIC-weighted, Domhan et al. 2015).
+        family: "power", "exponential" or "average" (both, Domhan et al. 2015).
+        weighting: how ``average`` weighs the families: "equal" or "bic".
         window: fit only the points with ``t >= window * t_last`` (0 = all; at least ``min_points`` kept).
         irreducible: the lower bound of the converged loss (e.g. L(D) of the data seen).
         unit, confidence, max_relative_width: as in :func:`~lightning_scaling.fitting.fit_learning_curve`.
         min_points: the fewest points a fit may use.
+        known_floor: ``irreducible`` is a known bound of the converged loss (L(D) of the data seen, [H] 6):
+            a family whose fit goes down to it predicts the floor, and that is trusted (a known bound is not
+            an untrustworthy fit); otherwise a fit at its lower bound means the curve has not bent yet.
 
     Raises FitError when there are too few points or the floor is not below them.
     """
@@ -189,6 +208,8 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     if not (0.0 <= window < 1.0):
         raise ValueError(f"window must be in [0, 1), got {window!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
     keep = ta >= window * ta.max() if ta.size else ta.astype(bool)
     if np.count_nonzero(keep) < min_points:
@@ -208,21 +229,37 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
             errors.append(f"{name}: {err}")
     if not fits:
         raise FitError("; ".join(errors))
+    held = False
+    for f in fits:
+        if known_floor and not f.trusted and f.curve is not None and f.converged_loss <= irreducible * (1 + 1e-6):
+            f.trusted, f.reason, held = True, "held at the data floor", True
     usable = [f for f in fits if f.curve is not None and math.isfinite(f.rss)]
     nan = float("nan")
     if not usable:
         return ConvergedPrediction(nan, (nan, nan), False, "; ".join(f"{f.family}: {f.reason}" for f in fits),
                                    family, {}, fits, int(ta.size))
     n = ta.size
-    bic = np.array([n * math.log(max(f.rss, 1e-300) / n) for f in usable])  # same parameter count: k log n cancels
-    w = np.exp(-(bic - bic.min()) / 2)
+    if weighting == "bic":
+        bic = np.array([n * math.log(max(f.rss, 1e-300) / n) for f in usable])  # same parameter count
+        w = np.exp(-(bic - bic.min()) / 2)
+    elif weighting == "inverse_mse":
+        rss = np.array([max(f.rss, 1e-300) for f in usable])
+        w = rss.min() / rss  # Bates & Granger 1969: weights proportional to 1 / mean squared error
+    else:  # equal weights over the families whose fit can be trusted (all of them when none can)
+        w = np.array([1.0 if f.trusted else 0.0 for f in usable])
+        w = w if w.any() else np.ones(len(usable))
     w /= w.sum()
+    # a family that has not bent yet (its limit on the lower bound, no known floor) leaves the limit open:
+    # no family may then claim it (a saturating fit to an unbent power law is confident and wrong); a family
+    # that flattens at the lowest loss seen (does not describe the curve) just drops out of the equal average
+    span = max(float(la.min()) - irreducible, 1e-12)
+    unbent = [f for f in usable if not f.trusted and f.converged_loss <= irreducible + 1e-6 * span]
     weights = {f.family: float(wi) for f, wi in zip(usable, w)}
     conv = float(sum(wi * f.converged_loss for f, wi in zip(usable, w)))
     lo = float(sum(wi * f.interval[0] for f, wi in zip(usable, w)))
     hi = float(sum(wi * f.interval[1] for f, wi in zip(usable, w)))
-    doubtful = [f for f, wi in zip(usable, w) if wi >= 0.1 and not f.trusted]
+    doubtful = [f for f, wi in zip(usable, w) if wi >= 0.1 and not f.trusted] + unbent
     trusted = not doubtful and not errors and len(usable) == len(fits)
     reason = "ok" if trusted else "; ".join(errors + [f"{f.family}: {f.reason}" for f in fits if not f.trusted])
     return ConvergedPrediction(conv, (lo, hi), trusted, reason or "a family did not converge", family, weights,
-                               usable, int(ta.size))
+                               usable, int(ta.size), held and trusted)

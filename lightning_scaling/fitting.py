@@ -86,19 +86,29 @@ class PowerLawFit:
         return self.success
 
 
+def _log_prediction(theta: np.ndarray, logx: np.ndarray, fit_c: bool, c_fixed: float):
+    """log(c + exp(term)) with term = alpha (log s - log x), theta = (log s, log alpha[, c]); returns (pred, term, alpha)."""
+    alpha = math.exp(theta[1])
+    c = theta[2] if fit_c else c_fixed
+    term = alpha * (theta[0] - logx)
+    return (np.logaddexp(math.log(c), term) if c > 0 else term), term, alpha
+
+
 def _log_residuals(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, fit_c: bool, c_fixed: float,
                    weights: np.ndarray | None = None) -> np.ndarray:
     """log(c + exp(alpha (log s - log x))) - log y, with theta = (log s, log alpha[, c])."""
-    log_s, log_alpha = theta[0], theta[1]
-    c = theta[2] if fit_c else c_fixed
-    alpha = math.exp(log_alpha)
-    term = alpha * (log_s - logx)
-    if c > 0:
-        pred = np.logaddexp(math.log(c), term)
-    else:
-        pred = term
-    r = pred - logy
+    r = _log_prediction(theta, logx, fit_c, c_fixed)[0] - logy
     return r if weights is None else r * weights
+
+
+def _log_jacobian(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, fit_c: bool, c_fixed: float,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """The analytic Jacobian of :func:`_log_residuals` (columns: log s, log alpha[, c])."""
+    pred, term, alpha = _log_prediction(theta, logx, fit_c, c_fixed)
+    share = np.exp(term - pred)  # d pred / d term
+    cols = [share * alpha, share * term] + ([np.exp(-pred)] if fit_c else [])
+    jac = np.column_stack(cols)
+    return jac if weights is None else jac * weights[:, None]
 
 
 def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c_bounds: tuple[float, float],
@@ -127,7 +137,7 @@ def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c
             bounds = ([-np.inf, math.log(1e-4)], [np.inf, math.log(20.0)])
             theta0 = np.clip(theta0, [-np.inf, math.log(1e-4) + 1e-9], [np.inf, math.log(20.0) - 1e-9])
         try:
-            res = least_squares(_log_residuals, theta0, bounds=bounds, args=(logx, logy, fit_c, c_fixed, weights),
+            res = least_squares(_log_residuals, theta0, jac=_log_jacobian, bounds=bounds, args=(logx, logy, fit_c, c_fixed, weights),
                                 method="trf", x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
         except (ValueError, FloatingPointError) as err:  # pragma: no cover - defensive
             continue

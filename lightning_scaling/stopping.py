@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import FitError
-from .curve_families import FAMILIES, predict_converged
+from .curve_families import FAMILIES, WEIGHTINGS, predict_converged
 from .planning import stopping_factor
 
 
@@ -64,13 +64,14 @@ class StoppingRule:
         family: the curve family that predicts the converged loss: "power", "exponential" or "average"
             (see :mod:`lightning_scaling.curve_families`).
         window: fit only the points with time >= ``window`` x the latest time (0 = every point after warm-up).
+        weighting: how ``family="average"`` weighs the families: "equal" (default) or "bic".
     """
 
     def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
                  irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6, smoothing: float = 0.5,
                  stable_fits: int = 2, stability: float = 0.02, max_relative_width: float = 0.1,
-                 stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "power",
-                 window: float = 0.0) -> None:
+                 stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "average",
+                 window: float = 0.0, weighting: str = "equal") -> None:
         self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and self.threshold > 1.0):
             raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
@@ -89,7 +90,10 @@ class StoppingRule:
         if not (0.0 <= window < 1.0):
             raise ValueError(f"window must be in [0, 1) (the fraction of the latest time before which points are "
                              f"not fitted), got {window!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         self.family = family
+        self.weighting = weighting
         self.window = float(window)
         self.irreducible = float(irreducible)
         self.warmup_steps = int(warmup_steps)
@@ -145,7 +149,8 @@ class StoppingRule:
             fit = predict_converged(self.times, self.losses, family=self.family, window=self.window,
                                     irreducible=min(base, min(self.losses) * (1 - 1e-6)),
                                     unit="lr_sum" if lr_sum is not None else "steps",
-                                    max_relative_width=self.max_relative_width, min_points=self.min_points)
+                                    max_relative_width=self.max_relative_width, min_points=self.min_points,
+                                    known_floor=base > self.irreducible, weighting=self.weighting)
         except FitError as err:
             return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
                                                            data_limited=data_limited))
@@ -161,11 +166,11 @@ class StoppingRule:
         span = (self.first_smoothed - stop_loss)
         progress = 1.0 if span <= 0 else float(np.clip((self.first_smoothed - s) / span, 0.0, 1.0))
         trusted, reason, note = fit.trusted, fit.reason, ""
-        if not trusted and base > self.irreducible and conv <= base * (1 + 1e-6):
+        if fit.held_at_floor:
             # the curve would go below the best loss any model reaches on the data seen (L(D), [H] 6): the
-            # floor is the prediction, and a known bound is not an untrustworthy fit
+            # floor is (part of) the prediction, and a known bound is not an untrustworthy fit
             note = f" (held at the data floor L(D_seen) = {base:.4g})"
-            trusted, reason = True, "prediction" + note
+            reason = "prediction" + note
         decision = StopDecision(step, False, reason, conv, fit.interval, stop_loss, s, predicted, progress,
                                 trusted, data_limited)
         if not trusted:

@@ -19,9 +19,12 @@ def test_exponential_family_recovers_its_limit_with_an_interval():
 
 
 @pytest.mark.parametrize("curve, family, limit", [(POWER, "power", 1.5), (SATURATING, "exponential", 1.2)])
-def test_average_weighs_the_family_that_describes_the_points(curve, family, limit):
-    p = predict_converged(T, curve, family="average")
-    assert p.weights[family] > 0.9 and p.trusted
+def test_bic_average_weighs_the_family_that_describes_the_points(curve, family, limit):
+    p = predict_converged(T, curve, family="average", weighting="bic")
+    assert p.weights[family] > 0.9
+    # a power law that has not bent (limit at 0, no known floor) leaves the limit open: the saturating fit
+    # alone is not trusted to claim it
+    assert p.trusted == (family == "power")
     assert p.converged_loss == pytest.approx(limit, rel=0.01)
     assert p(T[10]) == pytest.approx(curve[10], rel=0.01)  # the prediction is callable: the weighted curve
     t_half = p.inverse(limit + 0.5 * (curve[-1] - limit))
@@ -51,3 +54,19 @@ def test_floor_bounds_the_prediction_and_bad_input_is_refused():
         predict_converged(T[:3], POWER[:3], min_points=3)
     with pytest.raises(FitError):
         fit_exponential_curve(T, POWER, irreducible=10.0)
+
+
+def test_equal_average_is_the_mean_of_the_trusted_families():
+    # with a known floor (L(D) of the data seen) the power law that runs on below it is held there, trusted
+    kw = dict(irreducible=1.1, known_floor=True)
+    p = predict_converged(T, SATURATING, family="average", **kw)
+    one = {f: predict_converged(T, SATURATING, family=f, **kw) for f in ("power", "exponential")}
+    assert one["power"].held_at_floor and one["power"].converged_loss == pytest.approx(1.1)
+    assert one["exponential"].trusted and one["exponential"].converged_loss == pytest.approx(1.2, rel=0.01)
+    assert p.trusted and p.weights == {"power": 0.5, "exponential": 0.5}
+    assert p.converged_loss == pytest.approx((one["power"].converged_loss + one["exponential"].converged_loss) / 2)
+    # on a clean power law the exponential family flattens at the last point (untrusted) and drops out
+    clean = predict_converged(T, POWER, family="average")
+    assert clean.weights["exponential"] == 0.0 and clean.converged_loss == pytest.approx(1.5, rel=0.01)
+    with pytest.raises(ValueError, match="weighting"):
+        predict_converged(T, SATURATING, family="average", weighting="aic")

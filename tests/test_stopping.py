@@ -111,9 +111,13 @@ def test_replay_checks_its_inputs():
 def test_a_data_floor_above_the_fit_is_a_trusted_prediction():
     """Data-limited: the fit wants to go below L(D_seen); the floor then is the prediction and the rule stops."""
     losses = curve(STEPS, conv=1.0, t_c=300.0, alpha=0.5)
-    free = replay(STEPS, losses)
-    floored = replay(STEPS, losses, floor=1.5)
+    free = replay(STEPS, losses, family="power")
+    floored = replay(STEPS, losses, floor=1.5, family="power")
     assert floored.stop_step is not None and floored.converged_loss == pytest.approx(1.5, rel=1e-4)
     assert any("data floor" in d.reason for d in floored.decisions)
     assert floored.stop_step < (free.stop_step or STEPS.max() + 1)
     assert floored.decisions[-1].smoothed_loss <= 1.1 * 1.5 + 1e-9
+    # the default averages in the saturating family, which may sit above the floor: never below it
+    averaged = replay(STEPS, losses, floor=1.5)
+    assert averaged.stop_step is not None and averaged.converged_loss >= 1.5
+    assert averaged.decisions[averaged.stop_index].smoothed_loss <= 1.1 * averaged.converged_loss + 1e-9

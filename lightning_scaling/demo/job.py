@@ -1,7 +1,9 @@
 """`make demo`: a small character-level GPT on Python's own documentation, with all four callbacks.
 
-The text is ``pydoc_data.topics`` (about 465k characters that ship with Python: no download). The run
-logs to ``./runs`` with a TensorBoardLogger, stops by ExtraEarlyStopping, prints a summary and the
+The text is ``pydoc_data.topics`` (about 465k characters that ship with Python: no download), of which the
+run trains on the first ``DEMO_TOKENS`` characters (64k: the run repeats them ~15 times in a minute, becomes
+data-limited, and the rule can stop it within the demo's time on 2 CPU cores; the recorded corpus has the
+same model on the whole text, ``m_dfull_const``, which needs ~10x longer). The run logs to ``./runs`` with a TensorBoardLogger, stops by ExtraEarlyStopping, prints a summary and the
 command that opens the dashboard. The L(D) that DataLimitGap compares with is the project's own fit on
 the recorded corpus (``lightning_scaling/data/demo_ld.json``, ``python scripts/fit_demo_ld.py``).
 
@@ -27,6 +29,8 @@ from .data import char_data
 from .model import CharGPT
 
 LD_JSON = Path(__file__).resolve().parent.parent / "data" / "demo_ld.json"
+#: Distinct training characters (tokens) of the demo run: the corpus run m_d64k_const.
+DEMO_TOKENS = 65_536
 
 
 @dataclass
@@ -62,7 +66,8 @@ def run(out: str = "runs", max_minutes: float = 2.5, max_steps: int = 20_000, qu
     """
     pl.seed_everything(0, verbose=False)
     ctx, batch = 64, 32
-    data = char_data("pydoc", ctx, train_tokens=32_768 if quick else None, val_tokens=4096 if quick else 16_384)
+    data = char_data("pydoc", ctx, train_tokens=32_768 if quick else DEMO_TOKENS,
+                     val_tokens=4096 if quick else 16_384)
     model = CharGPT(d_model=32 if quick else 48, n_layer=1 if quick else 2, n_head=4, ctx=ctx, lr=3e-3,
                     warmup=10 if quick else 50)
     law = PowerLaw.from_json(ld_json) if ld_json is not None and Path(ld_json).is_file() else None
@@ -71,7 +76,7 @@ def run(out: str = "runs", max_minutes: float = 2.5, max_steps: int = 20_000, qu
     if law is not None:
         callbacks.append(DataLimitGap(law))
     logger = TensorBoardLogger(out, name="demo")
-    val_every = 20 if quick else 50
+    val_every = 20 if quick else 25
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=60 if quick else max_steps,
                          max_time={"seconds": int(max_minutes * 60)}, callbacks=callbacks, logger=logger,
                          val_check_interval=val_every, check_val_every_n_epoch=None, num_sanity_val_steps=0,

@@ -1,0 +1,66 @@
+"""The stopping rule on real recorded learning curves: the targets of the rule, asserted on a few runs.
+
+The numbers for the whole corpus are in BENCHMARKS.md (benchmarks/bench_stopping.py); these runs are the
+ones where the rule is expected to meet the targets, so a regression of the rule fails CI. The L(D) floor
+of each run is fitted without that run's dataset size (held out), as in the benchmark.
+"""
+
+import statistics
+
+import pytest
+
+from lightning_scaling.demo.curves import load_curves
+from lightning_scaling.demo.ld import fit_ld, ld_points
+from lightning_scaling.demo.rule_quality import early_stopping_step, evaluate, naive_errors
+
+pytestmark = pytest.mark.slow
+
+MET = ["l_d128k_const", "l_d64k_const", "m_d64k_const", "s_d64k_const", "m_d64k_cosine"]
+WARMUP = 100
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return {c.name: c for c in load_curves()}
+
+
+def held_out(corpus, curve):
+    return fit_ld(ld_points(corpus.values(), exclude_tokens=[curve.train_tokens]))
+
+
+@pytest.fixture(scope="module")
+def scored(corpus):
+    return {name: evaluate(corpus[name], floor_law=held_out(corpus, corpus[name]), warmup_steps=WARMUP)
+            for name in MET}
+
+
+def test_stop_quality_on_runs_where_the_rule_applies(scored):
+    ratios = [q.stop_ratio for q in scored.values()]
+    assert all(r is not None for r in ratios), scored
+    assert all(abs(r - 1.1) <= 0.05 for r in ratios), ratios  # every run within 1.1 +- 0.05
+    assert abs(statistics.median(ratios) - 1.1) <= 0.02, ratios  # the median run within 1.1 +- 0.02
+
+
+def test_prediction_at_the_stop_is_accurate_and_beats_the_naive_fit(corpus, scored):
+    constant = [abs(q.stop_error) for q in scored.values() if q.schedule == "constant"]
+    cosine = [abs(q.stop_error) for q in scored.values() if q.schedule == "cosine"]
+    assert statistics.median(constant) <= 0.02 and statistics.median(cosine) <= 0.05
+    for name, q in scored.items():
+        naive = naive_errors(corpus[name], WARMUP)[0.5]
+        rule = q.errors[0.5]
+        assert rule is not None and (naive is None or abs(rule) < abs(naive)), (name, rule, naive)
+
+
+def test_the_rule_stops_before_patience_based_early_stopping(corpus, scored):
+    for name, q in scored.items():
+        assert q.stop_step < early_stopping_step(corpus[name], patience=10), name
+        assert q.steps_fraction < 0.75  # well before the converged point
+
+
+def test_data_limited_runs_are_reported_and_stopped_only_when_asked(corpus):
+    c = corpus["l_d16k_const"]  # its 1.1x point falls in warm-up: the validation loss turns up at step ~175
+    law = held_out(corpus, c)
+    quiet = evaluate(c, floor_law=law, warmup_steps=WARMUP)
+    assert quiet.stop_step is None and quiet.data_limited
+    asked = evaluate(c, floor_law=law, warmup_steps=WARMUP, stop_when_data_limited=True)
+    assert asked.stop_step is not None and asked.stop_step < c.config["steps"]
