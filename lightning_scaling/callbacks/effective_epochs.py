@@ -82,10 +82,13 @@ class EffectiveEpochsBase:
         self._size: float | None = None
         self._cache: DataCounts | None = None
         self._warned = False
+        self._last_global_step: int | None = None
+        # Lightning reads state_key at every hook call of every callback: a string built once
+        self._state_key = f"EffectiveEpochs{{tokens_per_example={tokens_per_example}}}"
 
     @property
     def state_key(self) -> str:
-        return f"EffectiveEpochs{{tokens_per_example={self.tokens_per_example}}}"
+        return self._state_key
 
     @property
     def unit(self) -> str:
@@ -97,6 +100,7 @@ class EffectiveEpochsBase:
         ensure_layout(trainer)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._last_global_step = trainer.global_step  # the first log boundary is the next optimizer step
         self._size = None
         if self.dataset_size is not None:
             self._size = float(self.dataset_size)
@@ -116,15 +120,22 @@ class EffectiveEpochsBase:
         if self._size is not None and self.tokens_per_example:
             self._size *= self.tokens_per_example
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        """All the per-step work, in the one hook where the batch and the Trainer are still warm in the CPU's
+        caches (after the optimizer step every attribute read costs several times more).
+
+        First, if an optimizer step on a logging step has ended since the last micro-batch, log the counts
+        as of that step (every micro-batch counted so far belongs to it); then count this micro-batch. The
+        last step's counts are logged by ``on_train_end``.
+        """
+        if _common.log_boundary(trainer, self):
+            self.log_counts(trainer)
         n = batch_size_of(batch)
         self._local_examples += n
         if self.count_tokens is not None:
             self._local_tokens = self._local_tokens + self.count_tokens(batch)  # stays on the device
         elif self.tokens_per_example:
             self._local_tokens += n * self.tokens_per_example
-        if _common.log_boundary(trainer, self):
-            self.log_counts(trainer)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.log_counts(trainer)

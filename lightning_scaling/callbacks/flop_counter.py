@@ -10,17 +10,18 @@ from . import _common
 
 
 def _signature(batch: Any) -> tuple:
-    """Shapes and dtypes of a batch's tensors: a step is re-measured only when this changes.
+    """Shapes of a batch's tensors: a step is re-measured only when this changes (FlopCounterMode's counts
+    depend on shapes, not dtypes).
 
     Runs every step: a list or tuple of tensors takes the short path (host metadata only).
     """
     if type(batch) in (list, tuple):
         try:
-            return tuple([(t.shape, t.dtype) for t in batch])
+            return tuple([t.shape for t in batch])
         except AttributeError:
             pass
     if hasattr(batch, "shape"):
-        return (tuple(batch.shape), str(getattr(batch, "dtype", "")))
+        return (tuple(batch.shape),)
     if isinstance(batch, dict):
         return tuple((k, _signature(v)) for k, v in sorted(batch.items(), key=lambda kv: str(kv[0])))
     if isinstance(batch, (list, tuple)):
@@ -35,7 +36,8 @@ class FlopCounterBase:
     from ``on_train_batch_start`` until its backward is done (``on_before_optimizer_step``, or the end of
     the micro-batch under gradient accumulation), so frozen parameters cost what they really cost
     (SCIENCE.md 8) and the optimizer is left out. Attention is corrected (see :mod:`lightning_scaling.flops`).
-    Every other step adds the measured number for its shape: host arithmetic only.
+    Every other micro-batch adds the measured number for its shape in ``on_train_batch_start``: host
+    arithmetic only, done where the batch is still warm in the CPU's caches.
 
     Args:
         peak_flops: the device's peak FLOP/s for MFU; default looked up from the GPU's name
@@ -58,8 +60,9 @@ class FlopCounterBase:
         self._local = 0.0  # this rank since the last sync
         self._measuring: F.StepMeasurement | None = None
         self._measuring_sig: tuple | None = None
-        self._sig: tuple = ()
-        self._current = 0.0  # measured FLOPs of the current batch's shape
+        self._sig: tuple = ()  # the shapes of the last micro-batch ...
+        self._sig_flops: float | None = None  # ... and their measured FLOPs (None: not measured yet)
+        self._last_global_step: int | None = None
         self._clock: tuple[float, float] | None = None  # (time, total) at the last log
         self._peak: float | None = None
         self._warned = False
@@ -77,6 +80,7 @@ class FlopCounterBase:
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._clock = None  # the throughput clock restarts cleanly, also after a resume
+        self._last_global_step = trainer.global_step  # the first log boundary is the next optimizer step
         self._peak = self.peak_flops
         if self._peak is None:
             import torch
@@ -91,17 +95,27 @@ class FlopCounterBase:
                                                 "logged; pass peak_flops=... to log it")
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        sig = self._sig = _signature(batch)
-        self._current = self.per_shape.get(sig, 0.0)
-        if self._current == 0.0 and sig not in self.per_shape and self._measuring is None:
+        """The per-step work: log as of the optimizer step that just ended (on logging steps; the last one
+        is logged by ``on_train_end``), then add this micro-batch's FLOPs, or start measuring a new shape
+        (its FLOPs are added when the measurement ends)."""
+        if _common.log_boundary(trainer, self):
+            self.log_flops(trainer)
+        sig = _signature(batch)
+        if sig != self._sig:  # a new shape: look it up (the common case compares a few ints, no hashing)
+            self._sig, self._sig_flops = sig, self.per_shape.get(sig)
+        flops = self._sig_flops
+        if flops is not None:
+            self._local += flops  # host arithmetic: the FLOPs measured for this batch's shape
+        elif self._measuring is None:
             self._measuring, self._measuring_sig = F.StepMeasurement(), sig
 
     def _finish_measurement(self, trainer: Any, pl_module: Any) -> None:
         if self._measuring is not None:
             self.last_measurement = self._measuring.stop()
             self.per_shape[self._measuring_sig] = self.last_measurement.flops
+            self._local += self.last_measurement.flops  # the measured micro-batch itself
             if self._measuring_sig == self._sig:
-                self._current = self.last_measurement.flops
+                self._sig_flops = self.last_measurement.flops
             self._measuring = None
             if not self._reported:
                 self._reported = True
@@ -131,14 +145,12 @@ class FlopCounterBase:
         return text
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        self._finish_measurement(trainer, pl_module)
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._measuring is not None:
             self._finish_measurement(trainer, pl_module)
-        self._local += self._current  # host arithmetic: the FLOPs measured for this batch's shape
-        if _common.log_boundary(trainer, self):
-            self.log_flops(trainer)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._measuring is not None:  # under gradient accumulation: no optimizer step after this micro-batch
+            self._finish_measurement(trainer, pl_module)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self.log_flops(trainer)
