@@ -31,6 +31,7 @@ LAYOUT: dict[str, dict[str, list]] = {
         "loss and stop loss": ["Multiline", [f"{P}stop_loss", f"{P}smoothed_loss"]],
         "predicted stop step": ["Multiline", [f"{P}predicted_stop_step"]],
         "progress to the stop": ["Multiline", [f"{P}progress"]],
+        "summed learning rate (the time axis of decaying schedules, [T])": ["Multiline", [f"{P}lr_sum"]],
     },
 }
 

@@ -136,8 +136,6 @@ def test_every_documented_tag_is_served(server):
     assert steps_values and all(value == pytest.approx(8 * step * TOKENS_PER_EXAMPLE) for step, value in steps_values)
 
 
-@pytest.mark.xfail(strict=True, reason="scaling/lr_sum (ExtraEarlyStopping, for replays) has no chart in "
-                                       "dashboard.LAYOUT yet; reported to the lead")
 def test_every_served_scaling_scalar_has_a_chart(server):
     (served,) = (set(tags) for tags in _get(server, "/data/plugin/scalars/tags").values())
     assert {t for t in served if t.startswith("scaling/")} <= layout_tags()
