@@ -52,6 +52,7 @@ class SweepRun:
     tokens: list[float] = field(default_factory=list)
     flops: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    converged: bool = False  # stopped by EarlyStopping; False: it hit max_steps and its best is an upper bound
 
     @property
     def best(self) -> float:
@@ -83,6 +84,7 @@ def train(d_model: int, n_layer: int, train_tokens: int, grid: dict) -> SweepRun
                          num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, DataLoader(data.train, batch_size=grid["batch"], shuffle=True, drop_last=True),
                 DataLoader(data.val, batch_size=64))
+    run.converged = int(trainer.global_step) < grid["max_steps"]
     return run
 
 
@@ -153,12 +155,20 @@ def main(argv: list[str] | None = None) -> dict:
             runs.append(train(d_model, n_layer, tokens, grid))
             r = runs[-1]
             print(f"[{len(runs)}/{len(grid['models']) * len(grid['tokens'])}] N = {r.n_params:,}, D = "
-                  f"{r.train_tokens:,}: best val_loss {r.best:.4f} after {len(r.val_loss)} evaluations", flush=True)
+                  f"{r.train_tokens:,}: best val_loss {r.best:.4f} after {len(r.val_loss)} evaluations"
+                  f"{'' if r.converged else ' (max_steps: not converged)'}", flush=True)
     largest_n = max(r.n_params for r in runs)
     largest_d = max(r.train_tokens for r in runs)
     by_d = sorted((r.train_tokens, r.best) for r in runs if r.n_params == largest_n)
     by_n = sorted((r.n_params, r.best) for r in runs if r.train_tokens == largest_d)
     c, lc_loss = compute_frontier(runs)
+    for what, points, used in (("L(D)", "D", [r for r in runs if r.n_params == largest_n]),
+                               ("L(N)", "N", [r for r in runs if r.train_tokens == largest_d])):
+        short = [r.train_tokens if points == "D" else r.n_params for r in used if not r.converged]
+        if short:  # a fit that cannot be fully trusted says so
+            print(f"warning: {what} uses runs that hit max_steps at {points} = {', '.join(f'{x:,}' for x in short)}: "
+                  f"their best loss is above the converged loss, so {what} is biased upward there; raise "
+                  "max_steps for a trustworthy fit")
     print("fits:")
     laws = {"ld": fit(*zip(*by_d), "tokens", "L(D)"), "ln": fit(*zip(*by_n), "params", "L(N)"),
             "lc": fit(c, lc_loss, "flop", "L(C)")}

@@ -45,8 +45,9 @@ def test_finetune_frozen_costs_about_4n_per_token_not_a_fraction_of_6n():
 
 
 @pytest.mark.slow
-def test_sweep_fits_the_laws_and_first_epoch_curves_approach_ld(tmp_path):
+def test_sweep_fits_the_laws_and_first_epoch_curves_approach_ld(tmp_path, capsys):
     out = _example("sweep").main(["--quick", "--out", str(tmp_path)])
+    text = capsys.readouterr().out
     assert {p.name for p in tmp_path.iterdir()} >= {"ld.json", "ln.json", "lc.json", "runs.json", "sweep.png"}
     ld = PowerLaw.from_json(tmp_path / "ld.json")
     assert ld.unit == "tokens" and PowerLaw.from_json(tmp_path / "lc.json").unit == "flop"
@@ -54,6 +55,12 @@ def test_sweep_fits_the_laws_and_first_epoch_curves_approach_ld(tmp_path):
     DataLimitGap(law=str(tmp_path / "ld.json"))  # the JSON DataLimitGap reads
     runs = out["runs"]
     largest_d = max(r.train_tokens for r in runs)
+    lines = {line.split("] ", 1)[1].split(":")[0]: line for line in text.splitlines() if line.startswith("[")}
+    for r in runs:  # a run cut by max_steps is flagged (QUICK: val_every 10, max_steps 100)
+        assert r.converged == (len(r.val_loss) * 10 < 100)
+        assert ("not converged" in lines[f"N = {r.n_params:,}, D = {r.train_tokens:,}"]) == (not r.converged)
+    cut = [r.train_tokens for r in runs if r.n_params == max(x.n_params for x in runs) and not r.converged]
+    assert ("warning: L(D) uses runs that hit max_steps" in text) == bool(cut)
     ratios = {}
     for r in runs:
         if r.train_tokens == largest_d:
