@@ -294,8 +294,10 @@ def _rule_value(text: str) -> tuple[str, Any]:
 def _rule_options(args: argparse.Namespace) -> dict[str, Any]:
     """The StoppingRule arguments: the named options, then every ``--rule KEY=VALUE`` passed through as is
     (so options the rule gains need no change here)."""
-    options = {"warmup_steps": args.warmup_steps, "irreducible": args.irreducible, "min_points": args.min_points,
+    options = {"warmup_steps": args.warmup_steps, "irreducible": args.irreducible,
                "stop_when_data_limited": args.stop_when_data_limited}
+    if args.min_points is not None:  # else the rule's own default, as in the live callback
+        options["min_points"] = args.min_points
     options.update(dict(args.rule or []))
     return options
 
@@ -498,7 +500,7 @@ def _add_rule_options(p: argparse.ArgumentParser) -> None:
                    help="what the live callback used (time_axis); lr_sum reads scaling/lr_sum or --lr-tag")
     p.add_argument("--lr-tag", default="lr", help="per-step learning rate series for --time-axis lr_sum")
     p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--min-points", type=int, default=6)
+    p.add_argument("--min-points", type=int, default=None, help="default: the rule's (as in the callback)")
     p.add_argument("--irreducible", type=float, default=0.0)
     p.add_argument("--stop-when-data-limited", action="store_true")
     p.add_argument("--rule", action="append", type=_rule_value, metavar="KEY=VALUE",
