@@ -7,7 +7,11 @@ converged_loss: the lowest smoothed validation loss), how far the predicted conv
 and the fraction of the steps to the converged point that were spent. [K] appendix B.2 argues for
 1 + alpha_N/alpha_S ~ 1.10 when the compute saved goes to a bigger model.
 
-    python examples/tune_threshold.py [--quick] [--curves DIR] [--thresholds 1.05 1.1 1.2] [--target 1.1]
+As in a live run with DataLimitGap, the rule gets L(D) at the data seen as a floor: for the corpus's pydoc
+runs, L(D) refitted without the run's own dataset size (lightning_scaling.demo.ld; ``--no-floor`` to
+replay without one: the rule then trusts a prediction only late, and the threshold matters little).
+
+    python examples/tune_threshold.py [--quick] [--no-floor] [--curves DIR] [--thresholds 1.05 1.1 1.2]
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from lightning_scaling.demo.curves import CURVES_DIR, load_curves
+from lightning_scaling.demo.ld import fit_ld, ld_points
 from lightning_scaling.demo.rule_quality import RunQuality, evaluate
 
 
-def replay_curve(curve, threshold: float, warmup_steps: int = 100) -> RunQuality:
+def replay_curve(curve, threshold: float, warmup_steps: int = 100, floor_law=None) -> RunQuality:
     """Replay one recorded run at ``threshold`` (time axis: summed LR for decaying schedules, else steps)."""
-    return evaluate(curve, threshold=threshold, warmup_steps=warmup_steps)
+    return evaluate(curve, threshold=threshold, warmup_steps=warmup_steps, floor_law=floor_law)
 
 
 def main(argv: list[str] | None = None) -> dict[float, list[RunQuality]]:
@@ -32,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict[float, list[RunQuality]]:
     parser.add_argument("--thresholds", type=float, nargs="+", default=[1.02, 1.05, 1.1, 1.15, 1.2, 1.3])
     parser.add_argument("--target", type=float, default=1.10, help="wanted loss at the stop / converged loss")
     parser.add_argument("--quick", action="store_true", help="three runs, two thresholds (tests)")
+    parser.add_argument("--no-floor", action="store_true", help="replay without the L(D) floor")
     args = parser.parse_args(argv)
     curves = load_curves(args.curves)
     thresholds = args.thresholds
@@ -43,7 +49,10 @@ def main(argv: list[str] | None = None) -> dict[float, list[RunQuality]]:
         curves, thresholds = list(picked.values())[:3], thresholds[:1] + [args.target]
     if not curves:
         raise SystemExit(f"no recorded runs under {args.curves}")
-    results = {t: [replay_curve(c, t) for c in curves] for t in thresholds}
+    everything = load_curves(args.curves)
+    floors = {c.name: None if args.no_floor or c.config.get("source") != "pydoc"
+              else fit_ld(ld_points(everything, exclude_tokens=[c.train_tokens])) for c in curves}
+    results = {t: [replay_curve(c, t, floor_law=floors[c.name]) for c in curves] for t in thresholds}
     print(f"{len(curves)} finished runs from {args.curves}")
     print(f"{'threshold':>9} {'stopped':>8} {'loss/conv (median)':>19} {'pred. error (median)':>21} "
           f"{'steps used (median)':>20}")
