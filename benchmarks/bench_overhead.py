@@ -1,6 +1,8 @@
 """Step time with all four callbacks against none, side by side in one process.
 
-A small MLP regression on CPU; runs alternate (none, all, none, all, ...) so machine drift hits both
+A small MLP regression on CPU (``--model mlp --width W``), or the demo's character-level GPT at the
+demo's size (``--model chargpt``: lightning_scaling.demo.model.CharGPT, d_model 48, 2 layers, context 64,
+batch 32, on the demo's pydoc text, counting tokens); runs alternate (none, all, none, all, ...) so machine drift hits both
 arms; the per-step time of each run is the time from step 20 to the end over those steps (steady
 state: Trainer start-up and FlopCounter's one measured step per batch shape are left out). The time is
 the process's CPU time by default (``--clock cpu``: one thread, so other tenants of a shared machine
@@ -12,9 +14,13 @@ two counters alone (EffectiveEpochs + FlopCounter: per-step bookkeeping, no fits
 On a shared machine the arms' difference drowns in noise, so one more run attributes the time
 within a single run: Lightning's ``SimpleProfiler`` times every callback hook, and the time inside
 each callback's hooks is set against the whole run's wall time (both measured at the same moment,
-so other tenants slow numerator and denominator alike).
+so other tenants slow numerator and denominator alike). An empty callback last ("floor") is what any
+callback pays for Lightning's dispatch of its hooks (and the profiler's timing); each callback's own
+per-step work is its time beyond the floor. ExtraEarlyStopping's learning-curve fit is timed per
+validation.
 
-    .venv/bin/python benchmarks/bench_overhead.py [--repeats 7] [--steps 400] [--clock cpu|wall]
+    .venv/bin/python benchmarks/bench_overhead.py [--model mlp|chargpt] [--width 256] [--repeats 7]
+        [--steps 400] [--clock cpu|wall] [--attribution-only]
 """
 
 from __future__ import annotations
@@ -71,32 +77,51 @@ class SteadyClock(pl.Callback):
         self.per_step = (self.clock() - self.start) / (trainer.global_step - self.skip)
 
 
-def make_callbacks(arm: str) -> list:
+CTX = 64  # the demo's context and batch (lightning_scaling/demo/job.py)
+
+
+def make_callbacks(arm: str, model: str = "mlp") -> list:
     if arm == "none":
         return []
     if arm == "empty":  # what Lightning's hook dispatch alone costs for four callbacks
         return [pl.Callback() for _ in range(4)]
-    counters = [EffectiveEpochs(), FlopCounter(peak_flops=1e12)]
+    tokens = model == "chargpt"  # the demo counts tokens
+    counters = [EffectiveEpochs(tokens_per_example=CTX if tokens else None), FlopCounter(peak_flops=1e12)]
     if arm == "counters":
         return counters
-    return [*counters, DataLimitGap(PowerLaw(10.0, 0.5, 0.01, unit="examples")),
+    law = PowerLaw(10.0, 0.5, 0.01, unit="tokens" if tokens else "examples")  # its floor stays far below the loss
+    return [*counters, DataLimitGap(law),
             ExtraEarlyStopping(threshold=1.0001, verbose=False)]  # never fires: same steps in every arm
 
 
 ARMS = ("none", "empty", "counters", "all")
 
 
-def one_run(arm: str, steps: int, width: int, val_every: int, clock: str = "cpu") -> float:
+def make_job(model: str, width: int) -> tuple[pl.LightningModule, DataLoader, DataLoader]:
+    """The module and its train / validation loaders."""
     torch.manual_seed(0)
+    if model == "chargpt":
+        from lightning_scaling.demo.data import char_data
+        from lightning_scaling.demo.model import CharGPT
+
+        data = char_data("pydoc", CTX, train_tokens=65_536, val_tokens=16_384)
+        module = CharGPT(d_model=48, n_layer=2, n_head=4, ctx=CTX, lr=3e-3, warmup=50)  # the demo's model
+        return (module, DataLoader(data.train, batch_size=32, shuffle=True, drop_last=True),
+                DataLoader(data.val, batch_size=64))
     x = torch.randn(4096, 64)
     data = TensorDataset(x, x[:, :1] ** 2)
-    callbacks = make_callbacks(arm)
+    return MLP(width), DataLoader(data, batch_size=64, shuffle=True), DataLoader(data, batch_size=256)
+
+
+def one_run(arm: str, steps: int, width: int, val_every: int, clock: str = "cpu", model: str = "mlp") -> float:
+    module, train, val = make_job(model, width)
+    callbacks = make_callbacks(arm, model)
     clock = SteadyClock(CLOCKS[clock])
     trainer = pl.Trainer(accelerator="cpu", max_steps=steps, callbacks=[*callbacks, clock], logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          val_check_interval=val_every, check_val_every_n_epoch=None, limit_val_batches=2,
                          num_sanity_val_steps=0, log_every_n_steps=50)
-    trainer.fit(MLP(width), DataLoader(data, batch_size=64, shuffle=True), DataLoader(data, batch_size=256))
+    trainer.fit(module, train, val)
     assert trainer.global_step == steps
     return clock.per_step
 
@@ -105,19 +130,24 @@ class Control(pl.Callback):
     """An empty callback: what a callback costs that does nothing."""
 
 
-def attribution(steps: int, width: int, val_every: int) -> None:
+class Floor(pl.Callback):
+    """The same, last in the list: the dispatch floor under each of the four (the first callback of a hook
+    absorbs some of the framework's own deferred work; the last one does not)."""
+
+
+def attribution(steps: int, width: int, val_every: int, model: str = "mlp") -> None:
     """Time inside each callback's hooks against the step time, both from one run's ``SimpleProfiler``.
 
     Per-step hooks: the median call (robust to a preempted call on a shared machine) times calls per
     step, against the median ``run_training_batch``. Other hooks (validation: the fits; start, end):
     their total against the run's wall time. An empty control callback goes first: the first callback
     of a hook absorbs some of the framework's own deferred work, and every callback pays the profiler
-    and Lightning's dispatch, so the control's line is the floor under each of the others.
+    and Lightning's dispatch, so the control's line is the floor under each of the others; an empty
+    callback last (``Floor``) gives the floor of a callback that does not go first, and each callback's
+    own work is its per-step time beyond it.
     """
-    torch.manual_seed(0)
-    x = torch.randn(4096, 64)
-    data = TensorDataset(x, x[:, :1] ** 2)
-    callbacks = [Control(), *make_callbacks("all")]
+    module, train, val = make_job(model, width)
+    callbacks = [Control(), *make_callbacks("all", model), Floor()]
     with tempfile.TemporaryDirectory() as tmp:
         profiler = SimpleProfiler(dirpath=tmp, filename="profile")  # the report goes to a file, not stdout
         trainer = pl.Trainer(accelerator="cpu", max_steps=steps, callbacks=callbacks, logger=False,
@@ -125,14 +155,15 @@ def attribution(steps: int, width: int, val_every: int) -> None:
                              enable_model_summary=False, val_check_interval=val_every, check_val_every_n_epoch=None,
                              limit_val_batches=2, num_sanity_val_steps=0, log_every_n_steps=50)
         start = time.perf_counter()
-        trainer.fit(MLP(width), DataLoader(data, batch_size=64, shuffle=True), DataLoader(data, batch_size=256))
+        trainer.fit(module, train, val)
         wall = time.perf_counter() - start
     durations = profiler.recorded_durations
     step_time = statistics.median(durations["run_training_batch"])
-    print(f"\nattribution (one run, {steps} steps, SimpleProfiler): median training batch {step_time * 1e3:.3f} ms, "
-          f"wall {wall:.2f} s")
-    per_step_total = other_total = 0.0
-    for cb in callbacks:
+    print(f"\nattribution ({model}{'' if model == 'chargpt' else f' width {width}'}, one run, {steps} steps, "
+          f"SimpleProfiler): median training batch {step_time * 1e3:.3f} ms, wall {wall:.2f} s")
+
+    def split(cb) -> tuple[float, float]:
+        """(per-step hooks: seconds per step, other hooks: total seconds) of one callback."""
         prefix = f"[Callback]{cb.state_key}."
         per_step = other = 0.0
         for key, values in durations.items():
@@ -142,35 +173,49 @@ def attribution(steps: int, width: int, val_every: int) -> None:
                 per_step += statistics.median(values) * len(values) / steps
             else:
                 other += sum(values)
-        if not isinstance(cb, Control):
+        return per_step, other
+
+    floor = split(callbacks[-1])[0]
+    per_step_total = other_total = own_total = 0.0
+    for cb in callbacks:
+        per_step, other = split(cb)
+        if not isinstance(cb, (Control, Floor)):
             per_step_total += per_step
             other_total += other
+            own_total += max(per_step - floor, 0.0)
         print(f"  {type(cb).__name__:20s} per-step hooks {per_step * 1e6:6.1f} us/step "
-              f"({100 * per_step / step_time:5.2f}% of a step); other hooks {other * 1e3:6.1f} ms "
-              f"({100 * other / wall:5.2f}% of the run)")
-    print(f"  all four: per-step {100 * per_step_total / step_time:.2f}% + other {100 * other_total / wall:.2f}%")
+              f"({100 * per_step / step_time:5.2f}% of a step; own work {(per_step - floor) * 1e6:5.1f} us); "
+              f"other hooks {other * 1e3:6.1f} ms ({100 * other / wall:5.2f}% of the run)")
+    fits = durations.get(f"[Callback]{callbacks[-2].state_key}.on_validation_end", [])
+    print(f"  all four: per-step {100 * per_step_total / step_time:.2f}% (own work {100 * own_total / step_time:.2f}%, "
+          f"dispatch floor {100 * (per_step_total - own_total) / step_time:.2f}%) + other {100 * other_total / wall:.2f}%")
+    if fits:
+        print(f"  ExtraEarlyStopping at validation (the fits): mean {sum(fits) / len(fits) * 1e3:.2f} ms, "
+              f"max {max(fits) * 1e3:.2f} ms over {len(fits)} validations, {100 * sum(fits) / wall:.2f}% of the run")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--model", choices=("mlp", "chargpt"), default="mlp")
+    parser.add_argument("--width", type=int, default=256, help="MLP width (--model mlp)")
     parser.add_argument("--val-every", type=int, default=50)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--attribution-only", action="store_true", help="skip the A/B arms")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    one_run("all", 50, args.width, args.val_every)  # warm-up (imports, allocator)
+    one_run("all", 50, args.width, args.val_every, model=args.model)  # warm-up (imports, allocator)
     if args.attribution_only:
-        attribution(args.steps, args.width, args.val_every)
+        attribution(args.steps, args.width, args.val_every, args.model)
         return
     times: dict[str, list[float]] = {arm: [] for arm in ARMS}
     for _ in range(args.repeats):  # alternate the arms so machine drift hits all of them
         for arm in ARMS:
-            times[arm].append(one_run(arm, args.steps, args.width, args.val_every, args.clock))
-    print(f"steps per run {args.steps}, MLP width {args.width}, validation every {args.val_every} steps, "
+            times[arm].append(one_run(arm, args.steps, args.width, args.val_every, args.clock, args.model))
+    model = "CharGPT (the demo's)" if args.model == "chargpt" else f"MLP width {args.width}"
+    print(f"steps per run {args.steps}, {model}, validation every {args.val_every} steps, "
           f"{args.repeats} alternating rounds, {args.clock} time")
     labels = {"none": "no callbacks", "empty": "4 empty callbacks", "counters": "EffectiveEpochs+FlopCounter",
               "all": "all four"}
@@ -179,7 +224,7 @@ def main() -> None:
         print(f"{labels[arm]:28s} median {statistics.median(times[arm]) * 1e3:7.3f} ms/step   "
               f"ratio to none: median of pairs {statistics.median(ratios):.4f}, "
               f"of medians {statistics.median(times[arm]) / statistics.median(times['none']):.4f}")
-    attribution(args.steps, args.width, args.val_every)
+    attribution(args.steps, args.width, args.val_every, args.model)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,14 @@ class EffectiveEpochsBase:
         """
         if _common.log_boundary(trainer, self):
             self.log_counts(trainer)
-        n = batch_size_of(batch)
+        n = None
+        if type(batch) is list or type(batch) is tuple:  # the common batch, inline (half the cost of a call)
+            try:
+                n = int(batch[0].shape[0])
+            except (AttributeError, IndexError, TypeError):
+                pass
+        if n is None:
+            n = batch_size_of(batch)
         self._local_examples += n
         if self.count_tokens is not None:
             self._local_tokens = self._local_tokens + self.count_tokens(batch)  # stays on the device
