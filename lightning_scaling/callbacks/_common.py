@@ -100,8 +100,10 @@ def step_boundary(trainer: Any, owner: Any) -> bool:
 def log_boundary(trainer: Any, owner: Any) -> bool:
     """``step_boundary(trainer, owner) and should_log(trainer)`` with one read of ``trainer.global_step``.
 
-    For per-step hooks: right after an optimizer step the CPU caches are cold and every attribute
-    read of the Trainer costs microseconds.
+    For per-step hooks, where every attribute read of the Trainer costs: EffectiveEpochs and FlopCounter
+    call it in ``on_train_batch_start`` (the batch just fetched, the caches warmer than right after an
+    optimizer step), so it is true at the first micro-batch after a logging step; the owner sets
+    ``_last_global_step`` in ``on_train_start`` so that a start or a resume is not a boundary.
     """
     step = trainer.global_step
     if step == getattr(owner, "_last_global_step", None):
