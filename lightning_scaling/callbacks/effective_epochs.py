@@ -52,19 +52,28 @@ class EffectiveEpochsBase:
 
     Counts come from the real batches (all micro-batches of gradient accumulation, a short last batch,
     ``limit_train_batches``) on every rank, stay on the host (batch sizes are shape metadata) or on the
-    device (a token-counting callable), and are summed over ranks only when logged.
+    device (a token-counting callable), and are summed over ranks only when logged. A micro-batch is
+    counted when it starts (``on_train_batch_start``, the cheapest place on the per-step path), so one for
+    which the LightningModule's own ``on_train_batch_start`` returns -1 (skip the rest of the epoch) is
+    counted although it is not trained on.
 
     Args:
-        dataset_size: D in examples; default ``len(train_dataloader.dataset)`` (the global dataset).
+        dataset_size: D; default ``len(train_dataloader.dataset)`` (the global dataset). In examples
+            (times ``tokens_per_example`` when given), or with ``count_tokens`` in tokens (the only way to
+            know D in tokens then).
         tokens_per_example: count tokens as this many per example (D is then in tokens too).
         count_tokens: a callable ``batch -> int | tensor`` counting a batch's tokens (e.g. a mask sum).
-        strict: raise instead of warning when D cannot be known (an iterable dataset without a length).
+            Without ``dataset_size`` D is unknown (the dataset's length counts examples, not tokens): E is
+            logged, E/D and the data seen are left out with one warning.
+        strict: raise instead of warning when D cannot be known (an iterable dataset without a length, or
+            ``count_tokens`` without ``dataset_size``).
     """
 
     def __init__(self, dataset_size: int | None = None, tokens_per_example: int | None = None,
                  count_tokens: Callable[[Any], Any] | None = None, strict: bool = False) -> None:
         if dataset_size is not None and not (isinstance(dataset_size, int) and dataset_size > 0):
-            raise ValueError(f"dataset_size must be a positive int (examples), got {dataset_size!r}")
+            raise ValueError(f"dataset_size must be a positive int (examples; tokens with count_tokens), got "
+                             f"{dataset_size!r}")
         if tokens_per_example is not None and not (isinstance(tokens_per_example, int) and tokens_per_example > 0):
             raise ValueError(f"tokens_per_example must be a positive int, got {tokens_per_example!r}")
         if tokens_per_example is not None and count_tokens is not None:
@@ -104,6 +113,14 @@ class EffectiveEpochsBase:
         self._size = None
         if self.dataset_size is not None:
             self._size = float(self.dataset_size)
+        elif self.count_tokens is not None:
+            message = ("EffectiveEpochs: with count_tokens, D must be given in tokens (dataset_size=...): the "
+                       "dataset's length counts examples; E is logged, E/D and the data seen are left out")
+            if self.strict:
+                raise ValueError(message)
+            if not self._warned:
+                _common.rank_zero_warn(trainer, message)
+                self._warned = True
         else:
             loader = getattr(trainer, "train_dataloader", None)
             dataset = getattr(loader, "dataset", None)
