@@ -37,12 +37,27 @@ def test_tokens_and_iterable_dataset(tmp_path):
     ee = EffectiveEpochs(tokens_per_example=16)
     run(tmp_path, TinyLM(), TokenData(32), [ee], max_steps=4, limit_val_batches=0)
     assert ee._cache.tokens_seen == 4 * 8 * 16 and ee._cache.dataset_size == 32 * 16
-    ee = EffectiveEpochs(count_tokens=lambda batch: (batch[0] >= 0).sum())
+    ee = EffectiveEpochs(tokens_per_example=16)
     with pytest.warns(UserWarning, match="no length"):
         run(tmp_path, TinyLM(), StreamOfTokens(32), [ee], max_steps=3, limit_val_batches=0)
     assert ee._cache.tokens_seen == 3 * 8 * 16 and ee._cache.effective_epochs is None
     with pytest.raises(ValueError, match="no length"):
         run(tmp_path, TinyLM(), StreamOfTokens(32), [EffectiveEpochs(strict=True)], max_steps=2, limit_val_batches=0)
+
+
+def test_count_tokens_needs_d_in_tokens(tmp_path):
+    # the dataset's length counts examples: without dataset_size (in tokens) D is left out, with a warning
+    ee = EffectiveEpochs(count_tokens=lambda batch: (batch[0] >= 0).sum())
+    with pytest.warns(UserWarning, match="D must be given in tokens"):
+        run(tmp_path, TinyLM(), TokenData(32), [ee], max_steps=2, limit_val_batches=0)
+    assert ee._cache.tokens_seen == 2 * 8 * 16 and ee._cache.dataset_size is None
+    assert ee._cache.effective_epochs is None and ee._cache.distinct_seen is None
+    ee = EffectiveEpochs(count_tokens=lambda batch: (batch[0] >= 0).sum(), dataset_size=32 * 16)
+    run(tmp_path, TinyLM(), TokenData(32), [ee], max_steps=2, limit_val_batches=0)
+    assert ee._cache.effective_epochs == pytest.approx(2 * 8 / 32) and ee._cache.distinct_seen == 2 * 8 * 16
+    with pytest.raises(ValueError, match="D must be given in tokens"):
+        run(tmp_path, TinyLM(), TokenData(32), [EffectiveEpochs(count_tokens=len, strict=True)], max_steps=1,
+            limit_val_batches=0)
 
 
 @pytest.mark.parametrize("kwargs", [dict(dataset_size=0), dict(tokens_per_example=-1),

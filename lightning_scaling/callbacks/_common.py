@@ -33,8 +33,8 @@ def rank_zero_info(trainer: Any, message: str) -> None:
 
 
 def rank_zero_warn(trainer: Any, message: str) -> None:
+    """One warning on rank zero (a UserWarning, shown once by Python's filter; not also logged: no echo)."""
     if is_global_zero(trainer):
-        log.warning(message)
         import warnings
 
         warnings.warn(message, UserWarning, stacklevel=3)
