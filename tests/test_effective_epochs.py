@@ -35,9 +35,17 @@ class SaveAt(pl.Callback):
 def test_ddp_checkpoint_holds_the_counts_of_all_ranks(tmp_path):
     data = TokenData(64)
     callbacks = [EffectiveEpochs(count_tokens=even_tokens), FlopCounter(peak_flops=1e12), SaveAt(3, tmp_path)]
-    trainer = make_trainer(tmp_path, callbacks, devices=2, strategy="ddp_spawn", max_steps=5, limit_val_batches=0,
-                           log_every_n_steps=50)  # no sync before the checkpoint: all counts are pending
-    trainer.fit(TinyLM(), loader(data, 4))
+    for attempt in (1, 2):
+        trainer = make_trainer(tmp_path, callbacks, devices=2, strategy="ddp_spawn", max_steps=5, limit_val_batches=0,
+                               log_every_n_steps=50)  # no sync before the checkpoint: all counts are pending
+        try:
+            trainer.fit(TinyLM(), loader(data, 4))
+            break
+        except torch.multiprocessing.ProcessExitedException as err:
+            # a spawned gloo worker sometimes aborts at teardown ("terminate called without an active
+            # exception", ~1 run in 10 here, with or without these callbacks): one retry, then fail
+            if attempt == 2 or "SIGABRT" not in str(err):
+                raise
 
     state = torch.load(tmp_path / "step.ckpt", weights_only=True)["callbacks"]
     counts = next(v for k, v in state.items() if k.startswith("EffectiveEpochs"))

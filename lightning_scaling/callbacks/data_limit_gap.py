@@ -56,7 +56,10 @@ class DataLimitGapBase:
 
     @property
     def state_key(self) -> str:
-        return f"DataLimitGap{{monitor={self.monitor}}}"
+        # built once: Lightning formats it on every hook call
+        if getattr(self, "_state_key", None) is None:
+            self._state_key = f"DataLimitGap{{monitor={self.monitor}}}"
+        return self._state_key
 
     def _counter(self, trainer: Any) -> Any:
         counter = _common.find_callback(trainer, "EffectiveEpochsBase")

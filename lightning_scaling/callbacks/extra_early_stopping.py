@@ -76,7 +76,10 @@ class ExtraEarlyStoppingBase:
 
     @property
     def state_key(self) -> str:
-        return f"ExtraEarlyStopping{{monitor={self.monitor}}}"
+        # built once: Lightning formats it on every hook call
+        if getattr(self, "_state_key", None) is None:
+            self._state_key = f"ExtraEarlyStopping{{monitor={self.monitor}}}"
+        return self._state_key
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         from ..dashboard import ensure_layout
