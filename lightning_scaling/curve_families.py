@@ -185,6 +185,17 @@ def _power_family(t, loss, irreducible, unit, confidence, max_relative_width) ->
     return FamilyFit("power", fit.law, fit.converged_loss, fit.interval, fit.trusted, fit.reason, rss, fit.n_points)
 
 
+def check_options(family: str, window: float, weighting: str) -> None:
+    """Raise ValueError, saying what is allowed, for options :func:`predict_converged` does not take."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if not (0.0 <= window < 1.0):
+        raise ValueError(f"window must be in [0, 1) (the fraction of the latest time before which points are "
+                         f"not fitted), got {window!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+
+
 def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, irreducible: float = 0.0,
                       unit: str = "steps", confidence: float = 0.9, max_relative_width: float = 0.1,
                       min_points: int = 4, known_floor: bool = False, weighting: str = "equal") -> ConvergedPrediction:
@@ -193,7 +204,8 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
     Args:
         t, loss: the points (time > 0 increasing: steps or summed learning rate).
         family: "power", "exponential" or "average" (both, Domhan et al. 2015).
-        weighting: how ``average`` weighs the families: "equal" or "bic".
+        weighting: how ``average`` weighs the families: "equal" (over the trusted ones), "bic" or
+            "inverse_mse" (Bates & Granger 1969).
         window: fit only the points with ``t >= window * t_last`` (0 = all; at least ``min_points`` kept).
         irreducible: the lower bound of the converged loss (e.g. L(D) of the data seen).
         unit, confidence, max_relative_width: as in :func:`~lightning_scaling.fitting.fit_learning_curve`.
@@ -204,14 +216,9 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
 
     Raises FitError when there are too few points or the floor is not below them.
     """
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    if not (0.0 <= window < 1.0):
-        raise ValueError(f"window must be in [0, 1), got {window!r}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    check_options(family, window, weighting)
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
-    keep = ta >= window * ta.max() if ta.size else ta.astype(bool)
+    keep = ta >= window * ta.max(initial=0.0)
     if np.count_nonzero(keep) < min_points:
         keep = np.zeros(ta.size, dtype=bool)
         keep[-min_points:] = True
@@ -229,10 +236,15 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
             errors.append(f"{name}: {err}")
     if not fits:
         raise FitError("; ".join(errors))
-    held = False
+    # a fit whose limit sits on the lower bound (the fitters' own test): with a known floor it predicts the
+    # floor, which is trusted; without one the curve has not bent yet and the limit is left open
+    span = max(float(la.min()) - irreducible, 1e-12)
+    at_bound = {id(f) for f in fits if f.curve is not None and not f.trusted
+                and f.converged_loss <= irreducible + 1e-6 * span}
+    held = known_floor and bool(at_bound)
     for f in fits:
-        if known_floor and not f.trusted and f.curve is not None and f.converged_loss <= irreducible * (1 + 1e-6):
-            f.trusted, f.reason, held = True, "held at the data floor", True
+        if held and id(f) in at_bound:
+            f.trusted, f.reason = True, "held at the data floor"
     usable = [f for f in fits if f.curve is not None and math.isfinite(f.rss)]
     nan = float("nan")
     if not usable:
@@ -249,11 +261,10 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
         w = np.array([1.0 if f.trusted else 0.0 for f in usable])
         w = w if w.any() else np.ones(len(usable))
     w /= w.sum()
-    # a family that has not bent yet (its limit on the lower bound, no known floor) leaves the limit open:
-    # no family may then claim it (a saturating fit to an unbent power law is confident and wrong); a family
-    # that flattens at the lowest loss seen (does not describe the curve) just drops out of the equal average
-    span = max(float(la.min()) - irreducible, 1e-12)
-    unbent = [f for f in usable if not f.trusted and f.converged_loss <= irreducible + 1e-6 * span]
+    # a family that has not bent yet (no known floor) leaves the limit open: no family may then claim it (a
+    # saturating fit to an unbent power law is confident and wrong); a family that flattens at the lowest
+    # loss seen (does not describe the curve) just drops out of the equal average
+    unbent = [f for f in usable if not f.trusted and id(f) in at_bound]
     weights = {f.family: float(wi) for f, wi in zip(usable, w)}
     conv = float(sum(wi * f.converged_loss for f, wi in zip(usable, w)))
     lo = float(sum(wi * f.interval[0] for f, wi in zip(usable, w)))

@@ -87,7 +87,7 @@ class PowerLawFit:
 
 
 def _log_prediction(theta: np.ndarray, logx: np.ndarray, fit_c: bool, c_fixed: float):
-    """log(c + exp(term)) with term = alpha (log s - log x), theta = (log s, log alpha[, c]); returns (pred, term, alpha)."""
+    """``(log(c + exp(term)), term, alpha)`` with term = alpha (log s - log x), theta = (log s, log alpha[, c])."""
     alpha = math.exp(theta[1])
     c = theta[2] if fit_c else c_fixed
     term = alpha * (theta[0] - logx)
@@ -137,8 +137,9 @@ def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c
             bounds = ([-np.inf, math.log(1e-4)], [np.inf, math.log(20.0)])
             theta0 = np.clip(theta0, [-np.inf, math.log(1e-4) + 1e-9], [np.inf, math.log(20.0) - 1e-9])
         try:
-            res = least_squares(_log_residuals, theta0, jac=_log_jacobian, bounds=bounds, args=(logx, logy, fit_c, c_fixed, weights),
-                                method="trf", x_scale="jac", xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
+            res = least_squares(_log_residuals, theta0, jac=_log_jacobian, bounds=bounds,
+                                args=(logx, logy, fit_c, c_fixed, weights), method="trf", x_scale="jac",
+                                xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
         except (ValueError, FloatingPointError) as err:  # pragma: no cover - defensive
             continue
         if best is None or res.cost < best.cost:

@@ -7,12 +7,13 @@ stop when ``L - L_inf <= threshold (L_conv - L_inf)`` (SCIENCE.md 4).
 
 The rule predicts the converged loss each time a new point arrives
 (:func:`~lightning_scaling.curve_families.predict_converged`: ``L(t) = L_conv + (t_c/t)^alpha``, [K] eq 5.6
-at fixed N, a saturating exponential for runs that repeat their data, or their BIC-weighted average as in
-Domhan et al. 2015), fitted to the points after warm-up, optionally only the recent ones (``window``), with
-t the step or, when the learning rate varies, the summed learning rate ([T] "forward area"), and never
-below a known floor (L(D) of the data seen). It stops only when the prediction is trusted, the last
-``stable_fits`` predictions agree within ``stability``, and the smoothed loss is at or below the stop loss. Feeding the same points gives the same
-decisions: :func:`replay` runs exactly this object over a finished run.
+at fixed N, a saturating exponential for runs that repeat their data, and by default their equal-weight
+average over the trusted ones, as in Domhan et al. 2015), fitted to the points after warm-up, optionally
+only the recent ones (``window``), with t the step or, when the learning rate varies, the summed learning
+rate ([T] "forward area"), and never below a known floor (L(D) of the data seen). It stops only when the
+prediction is trusted, the last ``stable_fits`` predictions agree within ``stability``, and the smoothed
+loss is at or below the stop loss. Feeding the same points gives the same decisions: :func:`replay` runs
+exactly this object over a finished run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import FitError
-from .curve_families import FAMILIES, WEIGHTINGS, predict_converged
+from .curve_families import check_options, predict_converged
 from .planning import stopping_factor
 
 
@@ -64,7 +65,7 @@ class StoppingRule:
         family: the curve family that predicts the converged loss: "power", "exponential" or "average"
             (see :mod:`lightning_scaling.curve_families`).
         window: fit only the points with time >= ``window`` x the latest time (0 = every point after warm-up).
-        weighting: how ``family="average"`` weighs the families: "equal" (default) or "bic".
+        weighting: how ``family="average"`` weighs the families: "equal" (default), "bic" or "inverse_mse".
     """
 
     def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
@@ -85,13 +86,7 @@ class StoppingRule:
             raise ValueError("stable_fits must be >= 1, stability and max_relative_width > 0")
         if int(warmup_steps) < 0 or not (turn_up > 0):
             raise ValueError("warmup_steps must be >= 0 and turn_up > 0")
-        if family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-        if not (0.0 <= window < 1.0):
-            raise ValueError(f"window must be in [0, 1) (the fraction of the latest time before which points are "
-                             f"not fitted), got {window!r}")
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+        check_options(family, window, weighting)
         self.family = family
         self.weighting = weighting
         self.window = float(window)
@@ -165,15 +160,15 @@ class StoppingRule:
             predicted = fit.inverse(stop_loss)
         span = (self.first_smoothed - stop_loss)
         progress = 1.0 if span <= 0 else float(np.clip((self.first_smoothed - s) / span, 0.0, 1.0))
-        trusted, reason, note = fit.trusted, fit.reason, ""
+        reason, note = fit.reason, ""
         if fit.held_at_floor:
             # the curve would go below the best loss any model reaches on the data seen (L(D), [H] 6): the
             # floor is (part of) the prediction, and a known bound is not an untrustworthy fit
             note = f" (held at the data floor L(D_seen) = {base:.4g})"
             reason = "prediction" + note
         decision = StopDecision(step, False, reason, conv, fit.interval, stop_loss, s, predicted, progress,
-                                trusted, data_limited)
-        if not trusted:
+                                fit.trusted, data_limited)
+        if not fit.trusted:
             self.predictions.clear()
             return self._stop_if_data_limited(decision)
         self.predictions.append(conv)

@@ -49,6 +49,7 @@ class DataLimitGapBase:
         if not figure_interval >= 0:
             raise ValueError("figure_interval must be a number of seconds >= 0")
         self.monitor = monitor
+        self._state_key = f"DataLimitGap{{monitor={monitor}}}"  # once: Lightning reads it at every hook
         self.tolerance = float(tolerance)
         self.figure_interval = float(figure_interval)
         self.data_limited_at: int | None = None
@@ -56,9 +57,6 @@ class DataLimitGapBase:
 
     @property
     def state_key(self) -> str:
-        # built once: Lightning formats it on every hook call
-        if getattr(self, "_state_key", None) is None:
-            self._state_key = f"DataLimitGap{{monitor={self.monitor}}}"
         return self._state_key
 
     def _counter(self, trainer: Any) -> Any:

@@ -49,6 +49,7 @@ class ExtraEarlyStoppingBase:
         if time_axis not in ("steps", "lr_sum"):
             raise ValueError(f"time_axis must be 'steps' or 'lr_sum', got {time_axis!r}")
         self.monitor = monitor
+        self._state_key = f"ExtraEarlyStopping{{monitor={monitor}}}"  # once: Lightning reads it at every hook
         self.time_axis = time_axis
         self.strict = strict
         self.check_finite = check_finite
@@ -76,9 +77,6 @@ class ExtraEarlyStoppingBase:
 
     @property
     def state_key(self) -> str:
-        # built once: Lightning formats it on every hook call
-        if getattr(self, "_state_key", None) is None:
-            self._state_key = f"ExtraEarlyStopping{{monitor={self.monitor}}}"
         return self._state_key
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
