@@ -33,7 +33,7 @@ from scipy.optimize import brentq, least_squares
 from scipy.stats import norm
 
 from .errors import FitError
-from .fitting import fit_learning_curve
+from .fitting import best_start, fit_learning_curve
 
 #: The curve families :func:`predict_converged` knows, and ``average`` (both, weighted).
 FAMILIES = ("power", "exponential", "average")
@@ -123,7 +123,9 @@ def _exp_jacobian(theta, tau, logy):
 
 def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: float = 0.9,
                           max_relative_width: float = 0.1) -> FamilyFit:
-    """Fit ``L(t) = L_conv + a exp(-b t/t_last)`` by least squares on log loss (bounded, several starts).
+    """Fit ``L(t) = L_conv + a exp(-b t/t_last)`` by least squares on log loss.
+
+    Bounded; the optimizer runs from the best of three starts (:func:`~lightning_scaling.fitting.best_start`).
 
     ``L_conv`` is bounded to ``[irreducible, min(loss))``; its interval comes from the Gauss-Newton
     covariance, as in :func:`~lightning_scaling.fitting.fit_learning_curve`, and the fit is untrusted when
@@ -141,20 +143,20 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     t_ref = float(ta.max())
     tau, logy = ta / t_ref, np.log(la)
     span = float(la.max() - la.min())
+    upper = 1e3 * max(span, 1e-3) + 10
+    c0 = floor + 0.5 * (hi - floor)
+    starts = [np.clip([c0, max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6), b0], [floor, 1e-9, 1e-3], [hi, upper, 200.0])
+              for b0 in (0.5, 2.0, 8.0)]
     best = None
-    for b0 in (0.5, 2.0, 8.0):
-        for frac in (0.5,):
-            c0 = floor + frac * (hi - floor)
-            a0 = max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6)
-            theta0 = np.clip([c0, a0, b0], [floor, 1e-9, 1e-3], [hi, 1e3 * max(span, 1e-3) + 10, 200.0])
-            try:
-                res = least_squares(_exp_residuals, theta0, jac=_exp_jacobian, args=(tau, logy), method="trf",
-                                    x_scale="jac", bounds=([floor, 0.0, 1e-3], [hi, 1e3 * max(span, 1e-3) + 10, 200.0]),
-                                    xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=500)
-            except (ValueError, FloatingPointError):  # pragma: no cover - defensive
-                continue
-            if best is None or res.cost < best.cost:
-                best = res
+    for theta0 in best_start(starts, lambda th: _exp_residuals(th, tau, logy)):
+        try:
+            res = least_squares(_exp_residuals, theta0, jac=_exp_jacobian, args=(tau, logy), method="trf",
+                                x_scale="jac", bounds=([floor, 0.0, 1e-3], [hi, upper, 200.0]),
+                                xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=500)
+        except (ValueError, FloatingPointError):  # pragma: no cover - defensive
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
     nan = float("nan")
     if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
         return FamilyFit("exponential", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)
