@@ -39,7 +39,7 @@ class ExtraEarlyStoppingBase:
 
     def __init__(self, monitor: str = "val_loss", threshold: float | None = None, alpha_N: float = 0.076,
                  alpha_S: float = 0.76, irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6,
-                 smoothing: float = 0.5, stable_fits: int = 2, stability: float = 0.02,
+                 smoothing: float = 0.3, stable_fits: int = 2, stability: float = 0.02,
                  max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "steps",
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
                  verbose: bool = True, figure_interval: float = 60.0, family: str = "average",
