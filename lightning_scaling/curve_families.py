@@ -69,6 +69,19 @@ class FamilyFit:
     rss: float  # sum of squared log residuals
     n_points: int
 
+    @property
+    def params(self) -> list[float] | None:
+        """The fitted parameters as plain floats (a warm start for the next fit; None without a curve).
+
+        ``power``: (converged_loss, scale, exponent); ``exponential``: (converged_loss, amplitude, rate, t_ref).
+        """
+        c = self.curve
+        if isinstance(c, ExponentialCurve):
+            return [c.converged_loss, c.amplitude, c.rate, c.t_ref]
+        if c is not None:
+            return [float(c.irreducible), float(c.scale), float(c.exponent)]
+        return None
+
 
 @dataclass
 class ConvergedPrediction:
@@ -122,14 +135,15 @@ def _exp_jacobian(theta, tau, logy):
 
 
 def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: float = 0.9,
-                          max_relative_width: float = 0.1) -> FamilyFit:
+                          max_relative_width: float = 0.1, warm_start=None) -> FamilyFit:
     """Fit ``L(t) = L_conv + a exp(-b t/t_last)`` by least squares on log loss.
 
     Bounded; the optimizer runs from the best of three starts (:func:`~lightning_scaling.fitting.best_start`).
 
     ``L_conv`` is bounded to ``[irreducible, min(loss))``; its interval comes from the Gauss-Newton
     covariance, as in :func:`~lightning_scaling.fitting.fit_learning_curve`, and the fit is untrusted when
-    ``L_conv`` sits on a bound or the interval is wider than ``max_relative_width`` of it.
+    ``L_conv`` sits on a bound or the interval is wider than ``max_relative_width`` of it. ``warm_start``:
+    ``(converged_loss, amplitude, rate, t_ref)`` of an earlier fit (:attr:`FamilyFit.params`), one more start.
     """
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
     if ta.size < 4 or ta.size != la.size or not (np.all(np.isfinite(ta)) and np.all(np.isfinite(la))):
@@ -147,6 +161,9 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     c0 = floor + 0.5 * (hi - floor)
     starts = [np.clip([c0, max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6), b0], [floor, 1e-9, 1e-3], [hi, upper, 200.0])
               for b0 in (0.5, 2.0, 8.0)]
+    if warm_start is not None and all(math.isfinite(v) for v in warm_start) and warm_start[3] > 0:
+        c_w, a_w, rate_w, t_ref_w = (float(v) for v in warm_start)  # the same curve on this t_ref's scale
+        starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], [floor, 1e-9, 1e-3], [hi, upper, 200.0]))
     best = None
     for theta0 in best_start(starts, lambda th: _exp_residuals(th, tau, logy)):
         try:
@@ -180,9 +197,9 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     return FamilyFit("exponential", ExponentialCurve(c, a, b, t_ref), c, interval, trusted, reason, rss, ta.size)
 
 
-def _power_family(t, loss, irreducible, unit, confidence, max_relative_width) -> FamilyFit:
+def _power_family(t, loss, irreducible, unit, confidence, max_relative_width, warm_start=None) -> FamilyFit:
     fit = fit_learning_curve(t, loss, irreducible=irreducible, unit=unit, confidence=confidence,
-                             max_relative_width=max_relative_width)
+                             max_relative_width=max_relative_width, warm_start=warm_start)
     rss = fit.rmse ** 2 * fit.n_points if fit.success else math.inf
     return FamilyFit("power", fit.law, fit.converged_loss, fit.interval, fit.trusted, fit.reason, rss, fit.n_points)
 
@@ -200,7 +217,8 @@ def check_options(family: str, window: float, weighting: str) -> None:
 
 def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, irreducible: float = 0.0,
                       unit: str = "steps", confidence: float = 0.9, max_relative_width: float = 0.1,
-                      min_points: int = 4, known_floor: bool = False, weighting: str = "equal") -> ConvergedPrediction:
+                      min_points: int = 4, known_floor: bool = False, weighting: str = "equal",
+                      warm_start: dict[str, list[float]] | None = None) -> ConvergedPrediction:
     """Predict a run's converged loss from its learning curve so far (see the module docstring).
 
     Args:
@@ -215,6 +233,9 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
         known_floor: ``irreducible`` is a known bound of the converged loss (L(D) of the data seen, [H] 6):
             a family whose fit goes down to it predicts the floor, and that is trusted (a known bound is not
             an untrustworthy fit); otherwise a fit at its lower bound means the curve has not bent yet.
+        warm_start: each family's parameters from the previous fit (:attr:`FamilyFit.params`, by family name):
+            one more start for its optimizer. The live rule passes its last fit, so a fit that adds one point
+            takes a few iterations; the same sequence of points gives the same fits (replay = live).
 
     Raises FitError when there are too few points or the floor is not below them.
     """
@@ -229,11 +250,12 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
     fits, errors = [], []
     for name in names:
         try:
+            warm = (warm_start or {}).get(name)
             if name == "power":
-                fits.append(_power_family(ta, la, irreducible, unit, confidence, max_relative_width))
+                fits.append(_power_family(ta, la, irreducible, unit, confidence, max_relative_width, warm))
             else:
                 fits.append(fit_exponential_curve(ta, la, irreducible=irreducible, confidence=confidence,
-                                                  max_relative_width=max_relative_width))
+                                                  max_relative_width=max_relative_width, warm_start=warm))
         except FitError as err:
             errors.append(f"{name}: {err}")
     if not fits:

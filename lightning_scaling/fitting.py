@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import least_squares, minimize
@@ -123,10 +123,13 @@ def best_start(starts: list, residuals: Callable[[np.ndarray], np.ndarray]) -> l
 
 
 def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c_bounds: tuple[float, float],
-                     start: np.ndarray | None = None, weights: np.ndarray | None = None, screen: bool = False):
+                     start: np.ndarray | None = None, weights: np.ndarray | None = None, screen: bool = False,
+                     extra_starts: Sequence[np.ndarray] = ()):
     """Least squares in log space; returns (theta, cost, success, message, jacobian).
 
-    ``screen``: run the optimizer only from the start with the lowest initial cost (:func:`best_start`).
+    ``start``: the only start (bootstrap resamples); else the standard starts plus ``extra_starts`` (e.g. the
+    previous fit's optimum). ``screen``: run the optimizer only from the start with the lowest initial cost
+    (:func:`best_start`).
     """
     y = np.exp(logy)
     fit_c = c_mode is True
@@ -141,6 +144,8 @@ def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c
             starts.append(np.append(_linear_start(logx, y, c0), c0))
     else:
         starts = [_linear_start(logx, y, c_fixed)]
+    if start is None:
+        starts += [np.asarray(th, dtype=float) for th in extra_starts]
     if fit_c:
         bounds = ([-np.inf, math.log(1e-4), c_bounds[0]], [np.inf, math.log(20.0), c_bounds[1]])
         inner = ([-np.inf, math.log(1e-4) + 1e-9, c_bounds[0]], [np.inf, math.log(20.0) - 1e-9, c_bounds[1]])
@@ -266,7 +271,8 @@ class LearningCurveFit:
 
 
 def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit: str = "steps",
-                       confidence: float = 0.9, max_relative_width: float = 0.1) -> LearningCurveFit:
+                       confidence: float = 0.9, max_relative_width: float = 0.1,
+                       warm_start: Sequence[float] | None = None) -> LearningCurveFit:
     """Fit ``L(t) = L_conv + (t_c/t)^alpha`` to one run's losses ([K] eq 5.6 at fixed N).
 
     ``L_conv`` is bounded to ``[irreducible, min(loss))`` (SCIENCE.md 9: alpha > 0, L_conv between the
@@ -281,6 +287,9 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit
         unit: "steps" or "lr_sum" (recorded on the returned law).
         confidence: level of the converged-loss interval.
         max_relative_width: an interval wider than this fraction of L_conv makes the fit untrusted.
+        warm_start: ``(converged_loss, scale, exponent)`` of an earlier fit to (most of) the same points: one
+            more candidate start. In a live run each fit adds one point, so the previous optimum starts the
+            optimizer a few iterations from the new one.
     """
     if int(skip) < 0:
         raise ValueError("skip must be >= 0")
@@ -296,7 +305,11 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit
         raise FitError(f"the floor {floor:g} is not below every loss (min {la.min():g})")
     logx, logy = np.log(ta), np.log(la)
     c_bounds = (floor, float(la.min()) * (1 - 1e-6))
-    theta, cost, ok, message, jac = _solve_power_law(logx, logy, True, c_bounds, screen=True)
+    extra = []
+    if warm_start is not None and all(math.isfinite(v) for v in warm_start) and min(warm_start[1:]) > 0:
+        c0, scale0, exponent0 = (float(v) for v in warm_start)
+        extra.append(np.array([math.log(scale0), math.log(exponent0), c0]))
+    theta, cost, ok, message, jac = _solve_power_law(logx, logy, True, c_bounds, screen=True, extra_starts=extra)
     nan = float("nan")
     if theta is None or not ok:
         return LearningCurveFit(None, nan, nan, nan, (nan, nan), False, False, f"did not converge: {message}",

@@ -113,6 +113,7 @@ class StoppingRule:
         self.predictions: list[float] = []
         self.last: StopDecision | None = None
         self.last_fit = None  # the latest ConvergedPrediction (callable; for figures; not part of the state)
+        self.warm_start: dict[str, list[float]] = {}  # each family's last fitted parameters: the next fit's start
         self.stopped_step: int | None = None
 
     def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None) -> StopDecision:
@@ -147,11 +148,13 @@ class StoppingRule:
                                     irreducible=min(base, min(self.losses) * (1 - 1e-6)),
                                     unit="lr_sum" if lr_sum is not None else "steps",
                                     max_relative_width=self.max_relative_width, min_points=self.min_points,
-                                    known_floor=base > self.irreducible, weighting=self.weighting)
+                                    known_floor=base > self.irreducible, weighting=self.weighting,
+                                    warm_start=self.warm_start)
         except FitError as err:
             return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
                                                            data_limited=data_limited))
         self.last_fit = fit
+        self.warm_start.update({f.family: f.params for f in fit.fits if f.params is not None})
         if not math.isfinite(fit.converged_loss):
             return self._stop_if_data_limited(StopDecision(step, False, fit.reason, smoothed_loss=s,
                                                            data_limited=data_limited))
@@ -205,6 +208,7 @@ class StoppingRule:
         return {"steps": list(self.steps), "times": list(self.times), "losses": list(self.losses),
                 "smoothed": self.smoothed, "min_smoothed": self.min_smoothed, "first_smoothed": self.first_smoothed,
                 "predictions": list(self.predictions), "stopped_step": self.stopped_step,
+                "warm_start": {k: list(v) for k, v in self.warm_start.items()},
                 "last": None if self.last is None else {k: (list(v) if isinstance(v, tuple) else v)
                                                        for k, v in asdict(self.last).items()}}
 
@@ -216,6 +220,7 @@ class StoppingRule:
         self.first_smoothed = state["first_smoothed"]
         self.predictions = [float(v) for v in state["predictions"]]
         self.stopped_step = state["stopped_step"]
+        self.warm_start = {str(k): [float(x) for x in v] for k, v in state.get("warm_start", {}).items()}
         last = state.get("last")
         if last is not None and last.get("interval") is not None:
             last = {**last, "interval": tuple(last["interval"])}

@@ -121,3 +121,22 @@ def test_a_data_floor_above_the_fit_is_a_trusted_prediction():
     averaged = replay(STEPS, losses, floor=1.5)
     assert averaged.stop_step is not None and averaged.converged_loss >= 1.5
     assert averaged.decisions[averaged.stop_index].smoothed_loss <= 1.1 * averaged.converged_loss + 1e-9
+
+
+def test_warm_started_fits_give_the_cold_fits_predictions():
+    """The rule starts each fit from its previous optimum (fast); the predictions equal fits from scratch."""
+    from lightning_scaling.curve_families import predict_converged
+
+    losses = curve(STEPS[:80], noise=0.002, seed=3)
+    rule = StoppingRule()
+    compared = 0
+    for i, (s, l) in enumerate(zip(STEPS[:80], losses)):
+        d = rule.update(int(s), float(l))
+        if d.converged_loss is None or i < 10:
+            continue
+        cold = predict_converged(STEPS[: i + 1], losses[: i + 1], min_points=rule.min_points)
+        assert rule.warm_start.keys() == {"power", "exponential"}
+        assert d.converged_loss == pytest.approx(cold.converged_loss, rel=1e-5)
+        assert d.trusted == cold.trusted
+        compared += 1
+    assert compared > 50
