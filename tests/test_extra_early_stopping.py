@@ -196,6 +196,7 @@ def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
     base = lrs.lrs[start - 1]
     for k in (0, 10, 20, 39):
         assert lrs.lrs[start + k] == pytest.approx(base * (1 - k / 40))
+    assert stop.lr_sum == pytest.approx(sum(lrs.lrs[s] for s in sorted(lrs.lrs)), rel=1e-12)  # the decay counted
     out = capsys.readouterr().out
     assert "cooling the learning rate down" in out and "cool-down of 40 steps done" in out
     state = stop.state_dict()
@@ -212,3 +213,71 @@ def test_cooldown_and_family_arguments_are_checked():
         ExtraEarlyStopping(family="cubic")
     with pytest.raises(ValueError, match="window"):
         ExtraEarlyStopping(window=1.0)
+
+
+class _DecayingRegressor(CurveRegressor):
+    """A learning rate that falls every optimizer step (0.05 x 0.9^k), so an offset of one step shows."""
+
+    def configure_optimizers(self):
+        optimizer = super().configure_optimizers()
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 0.9 ** k)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class _LrSumAtValidation(pl.Callback):
+    def __init__(self, stop):
+        self.stop, self.at = stop, {}
+
+    def on_validation_end(self, trainer, pl_module):
+        self.at[trainer.global_step] = self.stop.lr_sum
+
+
+def test_lr_sum_is_the_lr_each_step_used_once_per_step_and_across_a_resume(tmp_path):
+    """After step k, lr_sum = lr_1 + ... + lr_k, the LRs the steps used (what replay(lr=...) sums), with
+    gradient accumulation (one LR per optimizer step, not per micro-batch) and across a resume."""
+    def run(root, max_steps, ckpt=None):
+        stop = ExtraEarlyStopping(verbose=False, strict=False, time_axis="lr_sum")
+        lrs, at = _LrRecorder(), _LrSumAtValidation(stop)
+        trainer = make_trainer(root, [stop, lrs, at], max_steps=max_steps, accumulate_grad_batches=2,
+                               val_check_interval=6, check_val_every_n_epoch=None, limit_val_batches=1)
+        trainer.fit(_DecayingRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)),
+                    ckpt_path=ckpt)
+        return trainer, stop, lrs, at.at
+
+    _, whole, lrs, at = run(tmp_path / "whole", 21)
+    assert sorted(lrs.lrs) == list(range(21))  # once per optimizer step
+    assert lrs.lrs[0] == pytest.approx(0.05) and lrs.lrs[20] == pytest.approx(0.05 * 0.9 ** 20)
+    assert len(at) >= 3
+    for step, lr_sum in at.items():  # lrs.lrs[i] is the LR of step i+1: replay(lr=...)'s cumulative[step - 1]
+        assert lr_sum == pytest.approx(sum(lrs.lrs[i] for i in range(step)), rel=1e-12)
+    assert whole.lr_sum == pytest.approx(sum(lrs.lrs.values()), rel=1e-12)
+    trainer, first, _, _ = run(tmp_path / "a", 9)
+    ckpt = tmp_path / "a" / "mid.ckpt"
+    trainer.save_checkpoint(ckpt)
+    _, resumed, _, _ = run(tmp_path / "a", 21, ckpt)
+    assert resumed.lr_sum == pytest.approx(whole.lr_sum, rel=1e-12)  # the first step after the resume counted
+
+
+class _TwoOptimizers(Regressor):
+    """Manual optimization with two optimizers (a GAN's pattern): only the first one's LR is the time axis."""
+
+    def __init__(self):
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        for opt in self.optimizers():
+            opt.zero_grad()
+            self.manual_backward(torch.nn.functional.mse_loss(self.net(x), y))
+            opt.step()
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.net[0].parameters(), lr=0.1), torch.optim.SGD(self.net[2].parameters(), lr=0.2)]
+
+
+def test_lr_sum_follows_the_first_optimizer_only_and_is_not_kept_after_the_fit(tmp_path):
+    stop = ExtraEarlyStopping(verbose=False, strict=False)
+    make_trainer(tmp_path, [stop], max_steps=10).fit(_TwoOptimizers(), loader(regression_data(64)))
+    assert stop.lr_sum == pytest.approx(5 * 0.1)  # 5 batches, each one step of each optimizer (global_step 10)
+    assert stop._lr_optimizer is None  # no reference to the optimizer (and its state) beyond the fit

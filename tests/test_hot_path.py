@@ -100,3 +100,37 @@ def test_the_instrument_catches_a_sync_per_step(tmp_path, monkeypatch):
     events = train(tmp_path, monkeypatch, [SyncPerStep()])
     steps = {e[2] for e in events if e[0] == "SyncPerStep" and e[3] == "item"}
     assert len(steps) >= 19 and any(s % LOG_EVERY for s in steps)
+
+
+class _StepProbe(pl.Callback):
+    """Reads the counters' step tracker beside trainer.global_step at every micro-batch."""
+
+    state_key = "StepProbe"
+
+    def __init__(self):
+        self.pairs = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.tracker = _common.step_tracker(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.pairs.append((self.tracker.completed, trainer.global_step))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.pairs.append((self.tracker.completed, trainer.global_step))
+
+
+def test_the_step_tracker_is_global_step_in_one_read(tmp_path):
+    """The counters read the optimizer step from Lightning's progress tracker (cheaper than the property
+    chain of trainer.global_step): it must be found on this Lightning and equal global_step throughout,
+    under gradient accumulation and after a resume; a trainer without it falls back (None)."""
+    probe = _StepProbe()
+    trainer = make_trainer(tmp_path, [probe], max_steps=6, accumulate_grad_batches=2)
+    trainer.fit(TinyLM(), loader(TokenData(64)))
+    assert probe.tracker is not None and len(probe.pairs) == 24
+    assert all(a == b for a, b in probe.pairs) and probe.pairs[-1] == (6, 6)
+    trainer.save_checkpoint(tmp_path / "mid.ckpt")
+    resumed = _StepProbe()
+    make_trainer(tmp_path, [resumed], max_steps=9).fit(TinyLM(), loader(TokenData(64)), ckpt_path=tmp_path / "mid.ckpt")
+    assert resumed.pairs[0] == (6, 6) and all(a == b for a, b in resumed.pairs) and resumed.pairs[-1] == (9, 9)
+    assert _common.step_tracker(object(), TinyLM()) is None

@@ -89,24 +89,44 @@ def find_callback(trainer: Any, cls_name: str) -> Any | None:
     return None
 
 
-def step_boundary(trainer: Any, owner: Any) -> bool:
-    """True once per optimizer step: when ``trainer.global_step`` moved since ``owner`` last asked."""
-    step = int(trainer.global_step)
-    moved = step != getattr(owner, "_last_global_step", None)
-    owner._last_global_step = step
-    return moved
+def step_tracker(trainer: Any, pl_module: Any) -> Any | None:
+    """Lightning's own counter behind ``trainer.global_step``: its ``completed`` is the optimizer step, read
+    in one attribute access; ``None`` (use ``trainer.global_step``) where that counter is not found or disagrees.
+
+    Why: ``trainer.global_step`` is a chain of properties (the fit loop's epoch loop, the LightningModule,
+    its ``automatic_optimization``, the progress tracker), ~1 us per first read in a hook on CPU, paid by each
+    counter at every micro-batch. The tracker object is updated in place by Lightning (``increment``,
+    ``reset``, ``load_state_dict`` of a resume), so a reference taken in ``on_train_start`` stays current
+    for the whole fit; it is checked against ``trainer.global_step`` there, and a Lightning whose internals
+    differ falls back to the public property.
+    """
+    try:
+        loop = trainer.fit_loop.epoch_loop
+        if pl_module.automatic_optimization:
+            tracker = loop.automatic_optimization.optim_progress.optimizer.step.total
+        else:
+            tracker = loop.manual_optimization.optim_step_progress.total
+        if type(tracker.completed) is int and tracker.completed == trainer.global_step:
+            return tracker
+    except AttributeError:
+        pass
+    return None
 
 
 def log_boundary(trainer: Any, owner: Any) -> bool:
-    """``step_boundary(trainer, owner) and should_log(trainer)`` with one read of ``trainer.global_step``.
+    """True once per optimizer step (when the global step moved since ``owner`` last asked) if that step is
+    one where Lightning writes step metrics (``should_log``); one read of the step (``owner._step_tracker``,
+    from :func:`step_tracker`, else ``trainer.global_step``).
 
     For per-step hooks, where every attribute read of the Trainer costs: EffectiveEpochs and FlopCounter
     call it in ``on_train_batch_start`` (the batch just fetched, the caches warmer than right after an
     optimizer step), so it is true at the first micro-batch after a logging step; the owner sets
-    ``_last_global_step`` in ``on_train_start`` so that a start or a resume is not a boundary.
+    ``_last_global_step`` and ``_step_tracker`` in ``on_train_start`` so that a start or a resume is not a
+    boundary.
     """
-    step = trainer.global_step
-    if step == getattr(owner, "_last_global_step", None):
+    tracker = owner._step_tracker
+    step = trainer.global_step if tracker is None else tracker.completed
+    if step == owner._last_global_step:
         return False
     owner._last_global_step = step
     return step % (trainer.log_every_n_steps or 50) == 0

@@ -92,6 +92,7 @@ class EffectiveEpochsBase:
         self._cache: DataCounts | None = None
         self._warned = False
         self._last_global_step: int | None = None
+        self._step_tracker: Any = None  # _common.step_tracker, set at the train start
         # Lightning reads state_key at every hook call of every callback: a string built once
         self._state_key = f"EffectiveEpochs{{tokens_per_example={tokens_per_example}}}"
 
@@ -110,6 +111,7 @@ class EffectiveEpochsBase:
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_global_step = trainer.global_step  # the first log boundary is the next optimizer step
+        self._step_tracker = _common.step_tracker(trainer, pl_module)  # global_step in one read
         self._size = None
         if self.dataset_size is not None:
             self._size = float(self.dataset_size)

@@ -70,6 +70,7 @@ class ExtraEarlyStoppingBase:
                                  max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited,
                                  family=family, window=window, weighting=weighting)
         self.lr_sum = 0.0
+        self._lr_optimizer: Any = None  # the optimizer whose LR is summed, found at its first step
         self.stopped_step: int | None = None
         self.decision: StopDecision | None = None
         self._last_eval_step: int | None = None
@@ -94,9 +95,34 @@ class ExtraEarlyStoppingBase:
             for group, lr in zip(optimizer.param_groups, lrs):
                 group["lr"] = lr * factor
 
+    def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+        """Add the learning rate of the optimizer step about to run to ``lr_sum`` (a host float: no sync).
+
+        Lightning calls this once per optimizer step (under gradient accumulation after the last
+        micro-batch's backward), after a scheduler's update and the cool-down's setting at the batch start,
+        and hands over the optimizer: its first group's "lr" is exactly the LR this step uses, so after step
+        k ``lr_sum`` is lr_1 + ... + lr_k, what ``replay(lr=...)`` sums (index i = the LR of step i+1). Read
+        there, no step counter is needed (the first step after a start or a resume counts like any other)
+        and nothing of the Trainer is read: the cheapest place for it (read after the step, at the batch
+        end, it was both dearer and the next step's LR). The time axis is the first optimizer's LR; another
+        optimizer's steps (a GAN's second) are not added. The optimizer found first in
+        ``trainer.optimizers`` is remembered for the fit (``trainer.optimizers`` is a chain of properties,
+        ~1 us cold per step); a different optimizer looks the list up again, so a replaced one is followed.
+        """
+        if optimizer is not self._lr_optimizer:
+            optimizers = trainer.optimizers
+            if optimizer is not optimizers[0] and len(optimizers) > 1:
+                return
+            self._lr_optimizer = optimizer
+        self.lr_sum += float(optimizer.param_groups[0]["lr"])
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._lr_optimizer = None  # hold no optimizer (and its state) beyond the fit
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        self._lr_optimizer = None
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if _common.step_boundary(trainer, self) and trainer.optimizers:
-            self.lr_sum += float(trainer.optimizers[0].param_groups[0]["lr"])  # a host float: no sync
         if self.cooldown_start is not None and self.stopped_step is None \
                 and int(trainer.global_step) - self.cooldown_start >= self.cooldown_steps:
             self._stop(trainer, f"cool-down of {self.cooldown_steps} steps done after: {self._cooldown_reason}")

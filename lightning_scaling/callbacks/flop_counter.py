@@ -63,6 +63,7 @@ class FlopCounterBase:
         self._sig: tuple = ()  # the shapes of the last micro-batch ...
         self._sig_flops: float | None = None  # ... and their measured FLOPs (None: not measured yet)
         self._last_global_step: int | None = None
+        self._step_tracker: Any = None  # _common.step_tracker, set at the train start
         self._clock: tuple[float, float] | None = None  # (time, total) at the last log
         self._peak: float | None = None
         self._warned = False
@@ -81,6 +82,7 @@ class FlopCounterBase:
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._clock = None  # the throughput clock restarts cleanly, also after a resume
         self._last_global_step = trainer.global_step  # the first log boundary is the next optimizer step
+        self._step_tracker = _common.step_tracker(trainer, pl_module)  # global_step in one read
         self._peak = self.peak_flops
         if self._peak is None:
             import torch
