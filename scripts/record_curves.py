@@ -1,4 +1,4 @@
-"""Record the corpus of real learning curves: `python scripts/record_curves.py` (about 40 min on 2 cores).
+"""Record the corpus of real learning curves: `python scripts/record_curves.py` (about 55 min on 2 cores).
 
 Trains small character-level GPTs (lightning_scaling.demo.model.CharGPT) on CPU on text that ships with
 Python (``pydoc_data.topics`` and the standard library's source) with a real Trainer and Lightning's
@@ -9,8 +9,8 @@ Python (``pydoc_data.topics`` and the standard library's source) with a real Tra
 * ``config.json``: the run's configuration (model, data, schedule, parameter counts, versions, wall time,
   why it ended).
 
-The grid: three model sizes x dataset sizes from data-limited (the validation loss turns up) to the
-whole text, constant learning rate after warm-up; cosine and warmup-stable-decay for a subset. Each
+The grid: four model sizes (31k-503k parameters) x dataset sizes from data-limited (the validation loss turns
+up) to the whole text, constant learning rate after warm-up; cosine and warmup-stable-decay for a subset. Each
 run ends at ``max_steps`` or when the validation loss has not improved for ``patience`` validations
 (Lightning's EarlyStopping), i.e. at convergence or once it has turned up. Runs already recorded are
 skipped unless ``--force``.
@@ -37,6 +37,7 @@ MODELS = {  # name: (d_model, n_layer, n_head)
     "s": (32, 1, 4),
     "m": (48, 2, 4),
     "l": (64, 3, 4),
+    "xl": (96, 4, 4),  # big enough to stay data-limited on the whole text: L(D) needs the best model per D
 }
 PYDOC_FULL = None  # all of the pydoc training text (about 420k bytes)
 
@@ -69,6 +70,11 @@ RUNS = [
     _run("m_dfull_cosine", "m", PYDOC_FULL, "cosine", 2000, patience=0),
     _run("m_dfull_wsd", "m", PYDOC_FULL, "wsd", 2000, patience=0),
     _run("m_d64k_cosine", "m", 65_536, "cosine", 1500, patience=0),
+    # a larger model where the l model stops being data-limited (its converged loss is then L(N), not L(D))
+    _run("xl_dfull_const", "xl", PYDOC_FULL, max_steps=6000),
+    _run("xl_d256k_const", "xl", 262_144, max_steps=5000),
+    _run("xl_d128k_const", "xl", 131_072, max_steps=4000),
+    _run("xl_d64k_const", "xl", 65_536),
     # many unique tokens: the standard library's source (1M bytes, never repeated within the run)
     _run("l_stdlib1m_const", "l", 1_048_576, "constant", 2500, source="stdlib"),
 ]

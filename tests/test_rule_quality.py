@@ -15,7 +15,7 @@ from lightning_scaling.demo.rule_quality import early_stopping_step, evaluate, n
 
 pytestmark = pytest.mark.slow
 
-MET = ["l_d128k_const", "l_d64k_const", "m_d64k_const", "s_d64k_const", "m_d64k_cosine"]
+MET = ["xl_d64k_const", "l_d64k_const", "m_d64k_const", "s_d64k_const", "m_d64k_cosine"]
 WARMUP = 100
 
 
