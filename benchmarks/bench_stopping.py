@@ -62,6 +62,7 @@ def main() -> None:
     variants = {"default, floor L(D) held out": ({}, held_out), "default, floor demo_ld.json": ({}, in_sample),
                 "default, no floor": ({}, None),
                 "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),
+                "floor_weight 0.5, floor held out": (dict(floor_weight=0.5), held_out),
                 "BIC-weighted average, floor held out": (dict(weighting="bic"), held_out),
                 "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out)}
     if args.variants:

@@ -204,7 +204,7 @@ def _power_family(t, loss, irreducible, unit, confidence, max_relative_width, wa
     return FamilyFit("power", fit.law, fit.converged_loss, fit.interval, fit.trusted, fit.reason, rss, fit.n_points)
 
 
-def check_options(family: str, window: float, weighting: str) -> None:
+def check_options(family: str, window: float, weighting: str, floor_weight: float = 1.0) -> None:
     """Raise ValueError, saying what is allowed, for options :func:`predict_converged` does not take."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
@@ -213,12 +213,16 @@ def check_options(family: str, window: float, weighting: str) -> None:
                          f"not fitted), got {window!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if not (isinstance(floor_weight, (int, float)) and 0.0 <= floor_weight <= 1.0):
+        raise ValueError(f"floor_weight must be a number in [0, 1] (the weight of a family held at the data floor "
+                         f"against a free one), got {floor_weight!r}")
 
 
 def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, irreducible: float = 0.0,
                       unit: str = "steps", confidence: float = 0.9, max_relative_width: float = 0.1,
                       min_points: int = 4, known_floor: bool = False, weighting: str = "equal",
-                      warm_start: dict[str, list[float]] | None = None) -> ConvergedPrediction:
+                      warm_start: dict[str, list[float]] | None = None,
+                      floor_weight: float = 1.0) -> ConvergedPrediction:
     """Predict a run's converged loss from its learning curve so far (see the module docstring).
 
     Args:
@@ -233,13 +237,16 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
         known_floor: ``irreducible`` is a known bound of the converged loss (L(D) of the data seen, [H] 6):
             a family whose fit goes down to it predicts the floor, and that is trusted (a known bound is not
             an untrustworthy fit); otherwise a fit at its lower bound means the curve has not bent yet.
+        floor_weight: in the equal average, the weight of a family held at the known floor when another
+            trusted family is not (1: equal). The floor is a bound for every model; a model too small to reach
+            it converges above it, which only the free family sees (BENCHMARKS.md measures 0.5).
         warm_start: each family's parameters from the previous fit (:attr:`FamilyFit.params`, by family name):
             one more start for its optimizer. The live rule passes its last fit, so a fit that adds one point
             takes a few iterations; the same sequence of points gives the same fits (replay = live).
 
     Raises FitError when there are too few points or the floor is not below them.
     """
-    check_options(family, window, weighting)
+    check_options(family, window, weighting, floor_weight)
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
     keep = ta >= window * ta.max(initial=0.0)
     if np.count_nonzero(keep) < min_points:
@@ -282,7 +289,8 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
         rss = np.array([max(f.rss, 1e-300) for f in usable])
         w = rss.min() / rss  # Bates & Granger 1969: weights proportional to 1 / mean squared error
     else:  # equal weights over the families whose fit can be trusted (all of them when none can)
-        w = np.array([1.0 if f.trusted else 0.0 for f in usable])
+        free = [f for f in usable if f.trusted and id(f) not in at_bound]
+        w = np.array([(floor_weight if free and id(f) in at_bound else 1.0) if f.trusted else 0.0 for f in usable])
         w = w if w.any() else np.ones(len(usable))
     w /= w.sum()
     # a family that has not bent yet (no known floor) leaves the limit open: no family may then claim it (a

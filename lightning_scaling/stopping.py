@@ -68,13 +68,15 @@ class StoppingRule:
             (see :mod:`lightning_scaling.curve_families`).
         window: fit only the points with time >= ``window`` x the latest time (0 = every point after warm-up).
         weighting: how ``family="average"`` weighs the families: "equal" (default), "bic" or "inverse_mse".
+        floor_weight: with equal weights, the weight of a family held at the data floor against a free trusted
+            one (see :func:`~lightning_scaling.curve_families.predict_converged`); 1 = equal.
     """
 
     def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
                  irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6, smoothing: float = 0.3,
                  stable_fits: int = 2, stability: float = 0.02, max_relative_width: float = 0.1,
                  stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "average",
-                 window: float = 0.0, weighting: str = "equal") -> None:
+                 window: float = 0.0, weighting: str = "equal", floor_weight: float = 1.0) -> None:
         self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and self.threshold > 1.0):
             raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
@@ -88,7 +90,8 @@ class StoppingRule:
             raise ValueError("stable_fits must be >= 1, stability and max_relative_width > 0")
         if int(warmup_steps) < 0 or not (turn_up > 0):
             raise ValueError("warmup_steps must be >= 0 and turn_up > 0")
-        check_options(family, window, weighting)
+        check_options(family, window, weighting, floor_weight)
+        self.floor_weight = float(floor_weight)
         self.family = family
         self.weighting = weighting
         self.window = float(window)
@@ -149,7 +152,7 @@ class StoppingRule:
                                     unit="lr_sum" if lr_sum is not None else "steps",
                                     max_relative_width=self.max_relative_width, min_points=self.min_points,
                                     known_floor=base > self.irreducible, weighting=self.weighting,
-                                    warm_start=self.warm_start)
+                                    warm_start=self.warm_start, floor_weight=self.floor_weight)
         except FitError as err:
             return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
                                                            data_limited=data_limited))

@@ -70,3 +70,19 @@ def test_equal_average_is_the_mean_of_the_trusted_families():
     assert clean.weights["exponential"] == 0.0 and clean.converged_loss == pytest.approx(1.5, rel=0.01)
     with pytest.raises(ValueError, match="weighting"):
         predict_converged(T, SATURATING, family="average", weighting="aic")
+
+
+def test_floor_weight_lowers_the_share_of_a_family_held_at_the_floor():
+    # the floor (1.1) bounds every model; this run converges above it (1.2), which only the exponential sees
+    kw = dict(irreducible=1.1, known_floor=True)
+    half = predict_converged(T, SATURATING, floor_weight=0.5, **kw)
+    assert half.trusted and half.held_at_floor
+    assert half.weights == pytest.approx({"power": 1 / 3, "exponential": 2 / 3})
+    exp = predict_converged(T, SATURATING, family="exponential", **kw).converged_loss
+    assert half.converged_loss == pytest.approx((0.5 * 1.1 + exp) / 1.5)
+    # nothing changes where no family is held at the floor, or where every trusted family is
+    assert predict_converged(T, POWER, floor_weight=0.5).converged_loss == predict_converged(T, POWER).converged_loss
+    both = predict_converged(T, SATURATING, irreducible=1.25, known_floor=True, floor_weight=0.5)
+    assert both.converged_loss == pytest.approx(1.25, rel=1e-4)
+    with pytest.raises(ValueError, match="floor_weight"):
+        predict_converged(T, SATURATING, floor_weight=1.5)

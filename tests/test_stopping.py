@@ -95,7 +95,8 @@ def test_floor_bounds_the_prediction():
 
 
 @pytest.mark.parametrize("kwargs", [dict(threshold=0.9), dict(threshold=float("nan")), dict(min_points=2),
-                                    dict(smoothing=1.0), dict(irreducible=-1), dict(stable_fits=0)])
+                                    dict(smoothing=1.0), dict(irreducible=-1), dict(stable_fits=0),
+                                    dict(floor_weight=-0.1)])
 def test_bad_options_raise(kwargs):
     with pytest.raises(ValueError):
         StoppingRule(**kwargs)
