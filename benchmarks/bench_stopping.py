@@ -18,7 +18,9 @@ variants named below, and prints, side by side in one run:
 The floor: with DataLimitGap the rule gets L(D) at the distinct tokens seen. ``demo_ld.json`` is fitted
 from the converged losses of this very corpus, so for the runs it was fitted on it knows their answer; the
 headline rows use instead, for each run, L(D) refitted without that run's dataset size ("held out",
-:mod:`lightning_scaling.demo.ld`), and the rows "no floor" show the rule without any. Runs on other text
+:mod:`lightning_scaling.demo.ld`), and the rows "no floor" show the rule without any. The rows "L(N, D)" give
+the rule the converged loss of a model of the run's size instead, [K] eq 1.5 fitted without the run's own
+(N, D) point (``demo.ld.fit_overfitting_law``): the floor of a model too small for its data. Runs on other text
 (stdlib) get no floor: the pydoc L(D) does not describe them.
 """
 
@@ -33,7 +35,7 @@ import numpy as np
 
 from lightning_scaling import PowerLaw
 from lightning_scaling.demo.curves import load_curves
-from lightning_scaling.demo.ld import fit_ld, ld_points
+from lightning_scaling.demo.ld import fit_ld, fit_overfitting_law, ld_points
 from lightning_scaling.demo.rule_quality import FRACTIONS, early_stopping_step, evaluate, loss_at, naive_errors
 from lightning_scaling.flops import six_n
 
@@ -59,10 +61,16 @@ def main() -> None:
     held_out = {c.name: (fit_ld(ld_points(curves, exclude_tokens=[c.train_tokens]))
                          if c.config.get("source") == "pydoc" else None) for c in curves}
     in_sample = {c.name: law if c.config.get("source") == "pydoc" else None for c in curves}
+    # L(N, D) ([K] eq 1.5) at the run's N, fitted without the runs at the run's own (N, D)
+    same_point = {c.name: [x.name for x in curves if (x.n_params, x.train_tokens) == (c.n_params, c.train_tokens)]
+                  for c in curves}
+    held_out_nd = {c.name: (fit_overfitting_law(curves, exclude=same_point[c.name]).at(c.n_params)
+                            if c.config.get("source") == "pydoc" else None) for c in curves}
     variants = {"default, floor L(D) held out": ({}, held_out), "default, floor demo_ld.json": ({}, in_sample),
                 "default, no floor": ({}, None),
                 "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),
                 "floor_weight 0.5, floor held out": (dict(floor_weight=0.5), held_out),
+                "default, floor L(N, D) held out": ({}, held_out_nd),
                 "BIC-weighted average, floor held out": (dict(weighting="bic"), held_out),
                 "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out)}
     if args.variants:
