@@ -71,6 +71,7 @@ def main() -> None:
                 "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),
                 "floor_weight 0.5, floor held out": (dict(floor_weight=0.5), held_out),
                 "default, floor L(N, D) held out": ({}, held_out_nd),
+                "power law only, floor L(N, D) held out": (dict(family="power"), held_out_nd),
                 "BIC-weighted average, floor held out": (dict(weighting="bic"), held_out),
                 "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out)}
     if args.variants:
