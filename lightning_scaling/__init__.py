@@ -14,11 +14,12 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     # laws
-    "PowerLaw": "laws", "ChinchillaLaw": "laws", "load_law": "laws",
+    "PowerLaw": "laws", "ChinchillaLaw": "laws", "OverfittingLaw": "laws", "load_law": "laws",
     "FitError": "errors",
     # fitting
     "fit_power_law": "fitting", "fit_chinchilla": "fitting", "fit_learning_curve": "fitting",
-    "PowerLawFit": "fitting", "ChinchillaFit": "fitting", "LearningCurveFit": "fitting",
+    "fit_overfitting_law": "fitting",
+    "PowerLawFit": "fitting", "ChinchillaFit": "fitting", "LearningCurveFit": "fitting", "OverfittingFit": "fitting",
     # stopping
     "StoppingRule": "stopping", "StopDecision": "stopping", "replay": "stopping", "ReplayResult": "stopping",
     # callbacks (pytorch_lightning); lightning.pytorch users import from lightning_scaling.unified

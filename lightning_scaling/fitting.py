@@ -23,7 +23,7 @@ from scipy.optimize import least_squares, minimize
 from scipy.stats import norm
 
 from .errors import FitError
-from .laws import UNITS, ChinchillaLaw, PowerLaw
+from .laws import UNITS, ChinchillaLaw, OverfittingLaw, PowerLaw
 
 __all__ = [
     "PowerLawFit", "LearningCurveFit", "ChinchillaFit",
@@ -492,3 +492,59 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         intervals = {k: _interval(v, confidence) for k, v in samples.items()}
     return ChinchillaFit(law, float(best.fun), bool(best.success), message, n.size, len(starts), best.x, intervals,
                          confidence, int(bootstrap))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kaplan's L(N, D) with overfitting ([K] eq 1.5)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class OverfittingFit:
+    """Result of :func:`fit_overfitting_law` (cf. scipy.optimize.OptimizeResult)."""
+
+    law: OverfittingLaw | None
+    success: bool
+    message: str
+    objective: float  # sum of squared log residuals
+    n_points: int
+    rmse: float  # root mean square of the log residuals
+
+    def __bool__(self) -> bool:
+        return self.success
+
+
+def _overfitting_residuals(theta: np.ndarray, logn: np.ndarray, logd: np.ndarray, logy: np.ndarray) -> np.ndarray:
+    """log L(N, D) - log y with theta = (log N_c, log D_c, alpha_N, alpha_D) ([K] eq 1.5)."""
+    log_nc, log_dc, a_n, a_d = theta
+    return a_d * np.logaddexp((a_n / a_d) * (log_nc - logn), log_dc - logd) - logy
+
+
+def fit_overfitting_law(n_params, n_tokens, loss) -> OverfittingFit:
+    """Fit ``L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D`` ([K] eq 1.5) by least squares on log L.
+
+    Each point is one run's converged loss (e.g. ``demo.curves.converged_loss``) at its N and D; the sweep
+    must vary both (at least 5 runs, 3 model sizes, 2 dataset sizes). scipy's bounded ``least_squares`` from a
+    small grid of starts (36), the best kept. ``law.data_law(N)`` is the floor DataLimitGap gives a model of N parameters.
+
+    Raises:
+        FitError: too few points, non-finite or non-positive values, or a sweep that does not vary N and D.
+    """
+    n, d = _as_points(n_params, n_tokens, min_points=5, names=("n_params", "n_tokens"))  # >= 3 model sizes
+    _, y = _as_points(n_params, loss, min_points=5, names=("n_params", "loss"))
+    if np.unique(d).size < 2:
+        raise FitError("L(N, D) needs runs at >= 2 dataset sizes")
+    logn, logd, logy = np.log(n), np.log(d), np.log(y)
+    best = None
+    for start in itertools.product((5.0, 10.0, 15.0), (5.0, 10.0, 15.0), (0.1, 0.3), (0.1, 0.3)):
+        try:
+            res = least_squares(_overfitting_residuals, start, args=(logn, logd, logy),
+                                bounds=([-50.0, -50.0, 1e-3, 1e-3], [100.0, 100.0, 3.0, 3.0]))
+        except (ValueError, FloatingPointError):  # pragma: no cover - defensive
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
+    if best is None or not np.all(np.isfinite(best.x)) or best.status <= 0:
+        return OverfittingFit(None, False, "did not converge from any start", math.inf, n.size, math.nan)
+    log_nc, log_dc, a_n, a_d = (float(v) for v in best.x)
+    law = OverfittingLaw(math.exp(log_nc), math.exp(log_dc), a_n, a_d, source="fit_overfitting_law")
+    cost = float(2 * best.cost)
+    return OverfittingFit(law, True, "converged", cost, n.size, math.sqrt(cost / n.size))

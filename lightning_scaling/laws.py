@@ -1,6 +1,6 @@
 """Scaling laws as values: evaluate, invert, validate, and round-trip through JSON.
 
-Two families cover what the package needs:
+Three families cover what the package needs:
 
 * :class:`PowerLaw` -- ``L(x) = irreducible + (scale / x) ** exponent``, the Kaplan form
   ([K] eq 1.1-1.3, ``irreducible = 0``) and the Henighan form with an irreducible loss
@@ -8,6 +8,8 @@ Two families cover what the package needs:
   ([K] eq 5.6 at fixed N), with ``unit="steps"`` (or ``"lr_sum"`` when the time axis is the
   summed learning rate of Tissue et al. 2024).
 * :class:`ChinchillaLaw` -- ``L(N, D) = E + A / N**alpha + B / D**beta`` ([C] eq 2).
+* :class:`OverfittingLaw` -- ``L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D`` ([K] eq 1.5), and
+  :class:`ModelDataLaw`, its L(D) at one model size.
 
 This module is pure (numpy only): no Lightning, no torch.
 """
@@ -42,6 +44,15 @@ def _check_finite(name: str, value: float, *, positive: bool = False, nonneg: bo
     if nonneg and value < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return value
+
+
+def _model_and_data(n_params: ArrayLike, n_tokens: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """N and D as float arrays, both > 0 (the arguments of a law of N and D)."""
+    n = np.asarray(n_params, dtype=float)
+    d = np.asarray(n_tokens, dtype=float)
+    if np.any(~(n > 0)) or np.any(~(d > 0)):
+        raise ValueError("n_params and n_tokens must be > 0")
+    return n, d
 
 
 class _JsonMixin:
@@ -148,10 +159,7 @@ class ChinchillaLaw(_JsonMixin):
             object.__setattr__(self, name, _check_finite(name, getattr(self, name), positive=True))
 
     def __call__(self, n_params: ArrayLike, n_tokens: ArrayLike) -> np.ndarray | float:
-        n = np.asarray(n_params, dtype=float)
-        d = np.asarray(n_tokens, dtype=float)
-        if np.any(~(n > 0)) or np.any(~(d > 0)):
-            raise ValueError("n_params and n_tokens must be > 0")
+        n, d = _model_and_data(n_params, n_tokens)
         out = self.E + self.A / n**self.alpha + self.B / d**self.beta
         return float(out) if out.ndim == 0 else out
 
@@ -177,18 +185,75 @@ class ChinchillaLaw(_JsonMixin):
 
 
 
-Law = Union[PowerLaw, ChinchillaLaw]
+@dataclass(frozen=True)
+class OverfittingLaw(_JsonMixin):
+    """``L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D``: Kaplan et al. 2020 eq 1.5 (4.1).
+
+    The converged loss of a model of N parameters trained on D tokens, with the early stop that avoids
+    overfitting: L(N) as D -> infinity, L(D) as N -> infinity. N counts parameters the way the law was fitted
+    ([K]: without embeddings; ``demo.ld.overfitting_law``: all of them), D tokens.
+    """
+
+    n_c: float
+    d_c: float
+    alpha_n: float
+    alpha_d: float
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("n_c", "d_c", "alpha_n", "alpha_d"):
+            object.__setattr__(self, name, _check_finite(name, getattr(self, name), positive=True))
+
+    def __call__(self, n_params: ArrayLike, n_tokens: ArrayLike) -> np.ndarray | float:
+        n, d = _model_and_data(n_params, n_tokens)
+        inner = np.logaddexp((self.alpha_n / self.alpha_d) * (math.log(self.n_c) - np.log(n)),
+                             math.log(self.d_c) - np.log(d))
+        out = np.exp(self.alpha_d * inner)
+        return float(out) if out.ndim == 0 else out
+
+    def data_law(self, n_params: float) -> "ModelDataLaw":
+        """L(D) of a model of ``n_params`` parameters (a callable of the tokens, in ``unit`` "tokens")."""
+        return ModelDataLaw(self, _check_finite("n_params", n_params, positive=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "kind": "overfitting", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "OverfittingLaw":
+        _check_schema(data, "overfitting")
+        return cls(**{k: data[k] for k in ("n_c", "d_c", "alpha_n", "alpha_d", "source") if k in data})
+
+
+@dataclass(frozen=True)
+class ModelDataLaw:
+    """An L(N, D) law at a fixed N: the loss a model of that size converges to on D tokens, a callable of D.
+
+    What :class:`~lightning_scaling.DataLimitGap` needs of a law (``law(D)``, ``unit``), for a model that may be
+    too small for its data: its floor is then its own limit, not the L(D) that bounds every model.
+    """
+
+    law: OverfittingLaw
+    n_params: float
+    unit: str = "tokens"
+
+    def __call__(self, n_tokens: ArrayLike) -> np.ndarray | float:
+        return self.law(self.n_params, n_tokens)
+
+
+Law = Union[PowerLaw, ChinchillaLaw, OverfittingLaw]
 
 
 def load_law(path_or_text: str | Path | dict) -> Law:
-    """Read a law written by ``to_json`` (either kind), from a path, a JSON string or a dict."""
+    """Read a law written by ``to_json`` (any kind), from a path, a JSON string or a dict."""
     data = path_or_text if isinstance(path_or_text, dict) else _read_json(path_or_text)
     kind = data.get("kind")
     if kind == "power_law":
         return PowerLaw.from_dict(data)
     if kind == "chinchilla":
         return ChinchillaLaw.from_dict(data)
-    raise ValueError(f"unknown law kind {kind!r}: expected 'power_law' or 'chinchilla'")
+    if kind == "overfitting":
+        return OverfittingLaw.from_dict(data)
+    raise ValueError(f"unknown law kind {kind!r}: expected 'power_law', 'chinchilla' or 'overfitting'")
 
 
 def _read_json(path_or_text: str | Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from lightning_scaling import FitError, PowerLaw, replay
 from lightning_scaling.demo.curves import (CURVES_DIR, converged_loss, converged_step, list_curves, load_curve,
                                            load_curves, smooth)
-from lightning_scaling.demo.ld import MIN_TOKENS, fit_ld, fit_overfitting_law, ld_points
+from lightning_scaling.demo.ld import MIN_TOKENS, fit_ld, ld_points, overfitting_law
 from lightning_scaling.demo.model import schedule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def test_overfitting_law_describes_every_model_size():
     """[K] eq 1.5 fitted on the corpus: within 6% of every converged run it is fitted on, the smallest model far
     above the largest on the full text, falling with N and with D, and close to a run it was not fitted on."""
     curves = load_curves()
-    law = fit_overfitting_law(curves)
+    law = overfitting_law(curves)
     fitted = [c for c in curves if c.config["schedule"] == "constant" and c.config["source"] == "pydoc"
               and c.config["ended_by"] == "patience" and c.train_tokens >= MIN_TOKENS]
     assert len({c.n_params for c in fitted}) == 4
@@ -114,11 +114,11 @@ def test_overfitting_law_describes_every_model_size():
     assert max(abs(r - 1) for r in ratios) < 0.06, ratios
     small, big = sorted({c.n_params for c in fitted})[0], sorted({c.n_params for c in fitted})[-1]
     d_full = max(c.train_tokens for c in fitted)
-    assert law.at(small)(d_full) > 1.3 * law.at(big)(d_full)  # the small model is far above at full data
-    assert law(small, 65_472) > law(big, 65_472) and law.at(big)(65_472) > law.at(big)(d_full)
+    assert law.data_law(small)(d_full) > 1.3 * law.data_law(big)(d_full)  # the small model is far above at full data
+    assert law(small, 65_472) > law(big, 65_472) and law.data_law(big)(65_472) > law.data_law(big)(d_full)
     # held out: without the run at (N, D) it still predicts that run within 10%
     c = next(c for c in fitted if c.name == "m_dfull_const")
-    held = fit_overfitting_law(curves, exclude=[c.name])
-    assert held.at(c.n_params)(c.train_tokens) == pytest.approx(converged_loss(c), rel=0.1)
+    held = overfitting_law(curves, exclude=[c.name])
+    assert held.data_law(c.n_params)(c.train_tokens) == pytest.approx(converged_loss(c), rel=0.1)
     with pytest.raises(FitError):
-        fit_overfitting_law(curves[:3])
+        overfitting_law(curves[:3])

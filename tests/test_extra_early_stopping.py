@@ -281,3 +281,31 @@ def test_lr_sum_follows_the_first_optimizer_only_and_is_not_kept_after_the_fit(t
     make_trainer(tmp_path, [stop], max_steps=10).fit(_TwoOptimizers(), loader(regression_data(64)))
     assert stop.lr_sum == pytest.approx(5 * 0.1)  # 5 batches, each one step of each optimizer (global_step 10)
     assert stop._lr_optimizer is None  # no reference to the optimizer (and its state) beyond the fit
+
+
+def test_data_limit_gap_with_a_law_of_n_and_d_floors_at_this_models_limit(tmp_path, capsys):
+    """An OverfittingLaw ([K] eq 1.5) or ChinchillaLaw: the floor is L(N, D_seen) at this model's N."""
+    from lightning_scaling import ChinchillaLaw, OverfittingLaw
+    from models import TinyLM, TokenData
+
+    law = OverfittingLaw(n_c=1e4, d_c=50.0, alpha_n=0.3, alpha_d=0.3)
+    model = TinyLM()
+    n = sum(p.numel() for p in model.parameters())
+    gap = DataLimitGap(law)
+    trainer = make_trainer(tmp_path, [EffectiveEpochs(tokens_per_example=16), gap], max_steps=8,
+                           val_check_interval=4)
+    trainer.fit(model, loader(TokenData(32)), loader(TokenData(16, seed=1)))
+    seen = 32 * 16  # two epochs of 32 examples of 16 tokens: all of D seen
+    assert gap.data_floor(trainer) == pytest.approx(law(n, seen))  # at the module's own parameter count
+    assert f"L(N, D_seen) at N = {n:,}" in capsys.readouterr().out
+    # an explicit N, a ChinchillaLaw, a JSON path, and the errors
+    assert DataLimitGap(law, n_params=1000).law(seen) == pytest.approx(law(1000, seen))
+    chin = DataLimitGap(ChinchillaLaw(E=1.0, A=400.0, B=400.0, alpha=0.34, beta=0.28), n_params=1000)
+    assert chin.law(seen) == pytest.approx(1.0 + 400 / 1000 ** 0.34 + 400 / seen ** 0.28)
+    path = tmp_path / "lnd.json"
+    law.to_json(path)
+    assert DataLimitGap(str(path), n_params=1000).law(seen) == pytest.approx(law(1000, seen))
+    with pytest.raises(ValueError, match="n_params"):
+        DataLimitGap(PowerLaw(2.0, 0.5, 0.9, unit="tokens"), n_params=1000)
+    with pytest.raises(ValueError, match="n_params"):
+        DataLimitGap(law, n_params=-5)

@@ -232,3 +232,20 @@ def test_chinchilla_screen_keeps_the_global_basin():
     fit = fit_chinchilla(n, d, loss)
     assert fit.law.alpha == pytest.approx(alpha, abs=0.01) and fit.law.E == pytest.approx(1.5, rel=0.01)
     assert fit.objective < 1e-4
+
+
+def test_fit_overfitting_law_recovers_a_known_sweep():
+    from lightning_scaling import OverfittingLaw, fit_overfitting_law
+
+    truth = OverfittingLaw(n_c=2e5, d_c=4e5, alpha_n=0.25, alpha_d=0.3)
+    n = np.repeat([3e4, 8e4, 2e5, 5e5], 4)
+    d = np.tile([3e4, 6e4, 1.3e5, 4e5], 4)
+    loss = truth(n, d) * np.exp(np.random.default_rng(0).normal(0, 0.003, n.size))
+    fit = fit_overfitting_law(n, d, loss)
+    assert fit.success and fit.rmse < 0.01
+    assert fit.law(n, d) == pytest.approx(truth(n, d), rel=0.01)
+    assert fit.law.alpha_d == pytest.approx(0.3, rel=0.15)
+    with pytest.raises(FitError, match="distinct values of n_params"):
+        fit_overfitting_law([1e5] * 6, [1e4, 2e4, 4e4, 8e4, 1.6e5, 3.2e5], [2.0, 1.9, 1.8, 1.7, 1.6, 1.5])
+    with pytest.raises(FitError, match="dataset sizes"):
+        fit_overfitting_law([1e4, 2e4, 4e4, 8e4, 1.6e5], [1e5] * 5, [2.0, 1.9, 1.8, 1.7, 1.6])

@@ -6,43 +6,58 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..laws import PowerLaw, load_law
+from ..laws import ChinchillaLaw, OverfittingLaw, PowerLaw, load_law
 from . import _common
 
+#: Laws of N and D: DataLimitGap evaluates them at the model's parameter count.
+MODEL_LAWS = (OverfittingLaw, ChinchillaLaw)
 
-def _resolve_law(law: PowerLaw | str | Path) -> PowerLaw:
-    if isinstance(law, PowerLaw):
+
+def _resolve_law(law: PowerLaw | OverfittingLaw | ChinchillaLaw | str | Path
+                 ) -> PowerLaw | OverfittingLaw | ChinchillaLaw:
+    if isinstance(law, (PowerLaw,) + MODEL_LAWS):
         return law
     from .. import presets
 
     if isinstance(law, str) and law in presets.names():
-        resolved = presets.get(law)
-    else:
-        resolved = load_law(law)
-    if not isinstance(resolved, PowerLaw):
-        raise ValueError("DataLimitGap needs an L(D) power law; for a ChinchillaLaw pass law.data_law()")
-    return resolved
+        return presets.get(law)
+    return load_law(law)
 
 
 class DataLimitGapBase:
     """Log ``ld_loss`` = L(D_seen), ``ld_gap`` = loss - ld_loss and ``ld_ratio`` = loss / ld_loss.
 
     L(D) is the best loss any model can reach on D distinct examples or tokens ([K] eq 1.2, [H] eq 1.1):
-    when the gap closes, more data, not a bigger model, lowers the loss further.
+    when the gap closes, more data, not a bigger model, lowers the loss further. Given a law of N and D
+    instead (:class:`~lightning_scaling.laws.OverfittingLaw`, [K] eq 1.5, or a ChinchillaLaw), the floor is
+    L(N, D_seen) for this model's N: the loss this model converges to on the data seen, which for a model too
+    small for its data lies well above L(D). ExtraEarlyStopping uses the floor (``use_data_floor``); with
+    an L(N, D) floor ``family="power"`` is the measured best rule (BENCHMARKS.md).
 
     Args:
-        law: a :class:`PowerLaw` in tokens or examples, a path to its JSON, or a preset name.
+        law: a :class:`PowerLaw` in tokens or examples, an :class:`OverfittingLaw` or :class:`ChinchillaLaw`
+            (tokens), a path to a law's JSON, or a preset name.
         monitor: the loss to compare (default ``val_loss``).
         tolerance: the run is called data-limited when ``ld_gap <= tolerance * ld_loss``.
         figure_interval: with a TensorBoardLogger, add the loss-against-data figure with L(D) at most once
             per this many seconds (needs matplotlib).
+        n_params: N for a law of N and D, counted the way the law was fitted; default: every parameter of the
+            LightningModule, counted at setup.
     Needs :class:`EffectiveEpochs` in the callbacks (it counts the distinct data seen).
     """
 
-    def __init__(self, law: PowerLaw | str | Path, monitor: str = "val_loss", tolerance: float = 0.02,
-                 figure_interval: float = 60.0) -> None:
-        self.law = _resolve_law(law)
-        if self.law.unit not in ("tokens", "examples"):
+    def __init__(self, law: PowerLaw | OverfittingLaw | ChinchillaLaw | str | Path, monitor: str = "val_loss",
+                 tolerance: float = 0.02, figure_interval: float = 60.0, n_params: int | None = None) -> None:
+        resolved = _resolve_law(law)
+        self.model_law = resolved if isinstance(resolved, MODEL_LAWS) else None  # L(N, D): evaluated at setup
+        if n_params is not None and not (isinstance(n_params, int) and n_params > 0):
+            raise ValueError(f"n_params must be a positive int (the model's parameter count), got {n_params!r}")
+        if n_params is not None and self.model_law is None:
+            raise ValueError("n_params is for a law of N and D (OverfittingLaw, ChinchillaLaw); an L(D) PowerLaw "
+                             "does not depend on the model size")
+        self.n_params = n_params
+        self.law = resolved.data_law(n_params) if self.model_law is not None and n_params else resolved
+        if self.model_law is None and self.law.unit not in ("tokens", "examples"):
             raise ValueError(f"the L(D) law must count tokens or examples, not {self.law.unit!r}")
         if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
             raise ValueError("tolerance must be a number >= 0 (a fraction of L(D), e.g. 0.02)")
@@ -66,13 +81,22 @@ class DataLimitGapBase:
                              "the distinct data seen")
         return counter
 
+    @property
+    def unit(self) -> str:
+        return "tokens" if self.model_law is not None else self.law.unit
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         from ..dashboard import ensure_layout
 
+        if self.model_law is not None:
+            n = self.n_params or sum(int(p.numel()) for p in pl_module.parameters())
+            self.law = self.model_law.data_law(n)
+            _common.rank_zero_info(trainer, f"DataLimitGap: the floor is L(N, D_seen) at N = {n:,} parameters "
+                                            f"({type(self.model_law).__name__}); pass n_params= to count otherwise")
         counter = self._counter(trainer)
-        if counter.unit != self.law.unit:
-            raise ValueError(f"DataLimitGap: the law counts {self.law.unit} but EffectiveEpochs counts {counter.unit}; "
-                             + ("give EffectiveEpochs tokens_per_example=... or count_tokens=..." if self.law.unit == "tokens"
+        if counter.unit != self.unit:
+            raise ValueError(f"DataLimitGap: the law counts {self.unit} but EffectiveEpochs counts {counter.unit}; "
+                             + ("give EffectiveEpochs tokens_per_example=... or count_tokens=..." if self.unit == "tokens"
                                 else "use an L(D) law fitted in tokens, or count examples"))
         ensure_layout(trainer)
 
@@ -107,10 +131,14 @@ class DataLimitGapBase:
                    c.step, self.figure_interval)
         if self.data_limited_at is None and loss - ld <= self.tolerance * ld:
             self.data_limited_at = c.step
+            if self.model_law is None:
+                what = (f"L(D) = {ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen: the run is "
+                        "data-limited, more data now beats a bigger model")
+            else:
+                what = (f"L(N, D) = {ld:.4f} for this model on the {c.distinct_seen:.4g} distinct {c.unit} seen: it "
+                        "has converged on this data; more data or a bigger model lowers the loss further")
             _common.rank_zero_info(trainer, f"DataLimitGap: at step {c.step} {self.monitor} {loss:.4f} is within "
-                                            f"{self.tolerance:.0%} of L(D) = {ld:.4f} for the {c.distinct_seen:.4g} "
-                                            f"distinct {c.unit} seen: the run is data-limited, more data now beats "
-                                            "a bigger model")
+                                            f"{self.tolerance:.0%} of {what}")
 
     def state_dict(self) -> dict[str, Any]:
         return {"data_limited_at": self.data_limited_at, "history": [list(h) for h in self.history]}

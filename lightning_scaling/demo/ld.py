@@ -11,18 +11,12 @@ scores (held out), so that the floor never knows the answer.
 
 from __future__ import annotations
 
-import itertools
-import math
 from dataclasses import dataclass
-from functools import partial
 from typing import Iterable
 
-import numpy as np
-from scipy.optimize import least_squares
-
 from ..errors import FitError
-from ..fitting import fit_power_law
-from ..laws import PowerLaw
+from ..fitting import fit_overfitting_law, fit_power_law
+from ..laws import OverfittingLaw, PowerLaw
 from .curves import RecordedCurve, converged_loss
 
 
@@ -78,52 +72,18 @@ def fit_ld(points: LDPoints, source: str = "") -> PowerLaw:
 # ---------------------------------------------------------------------------------------------
 # L(N, D): the floor for a model too small for its data
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class OverfittingLaw:
-    """``L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D``: [K] eq 1.5 (4.1), the converged loss of a model
-    of N parameters trained on D tokens. At fixed N, ``law.at(N)`` is a floor in D for the stopping rule:
-    unlike L(D), which every model is above, it is the limit of this model."""
-
-    n_c: float
-    d_c: float
-    alpha_n: float
-    alpha_d: float
-
-    def __call__(self, n_params, n_tokens):
-        n, d = np.asarray(n_params, dtype=float), np.asarray(n_tokens, dtype=float)
-        out = np.exp(self.alpha_d * np.logaddexp((self.alpha_n / self.alpha_d) * (math.log(self.n_c) - np.log(n)),
-                                                 math.log(self.d_c) - np.log(d)))
-        return float(out) if out.ndim == 0 else out
-
-    def at(self, n_params: int):
-        """L(D) of a model of ``n_params`` parameters: a callable of the tokens."""
-        return partial(self, n_params)
-
-
-def fit_overfitting_law(curves: Iterable[RecordedCurve], exclude: Iterable[str] = (),
-                        min_tokens: int = MIN_TOKENS) -> OverfittingLaw:
-    """Fit [K] eq 1.5 by least squares on log loss to the converged losses of the constant-LR pydoc runs that
-    converged (ended by patience), with D >= ``min_tokens``, leaving out the runs named in ``exclude``.
-
-    Several starts (a small grid over the four parameters); FitError with fewer than 5 runs.
+def overfitting_law(curves: Iterable[RecordedCurve], exclude: Iterable[str] = (),
+                    min_tokens: int = MIN_TOKENS) -> OverfittingLaw:
+    """[K] eq 1.5 (:func:`lightning_scaling.fit_overfitting_law`) fitted to the converged losses of the
+    constant-LR pydoc runs that converged (ended by patience), with D >= ``min_tokens`` and N = all parameters,
+    leaving out the runs named in ``exclude``. ``law.data_law(N)`` is the floor of a model of N parameters: unlike
+    L(D), which every model is above, it is that model's own limit. FitError when it cannot be fitted.
     """
     skip = set(exclude)
     use = [c for c in curves if c.config.get("schedule") == "constant" and c.config.get("source") == "pydoc"
            and c.config.get("ended_by") == "patience" and c.train_tokens >= min_tokens and c.name not in skip]
-    if len(use) < 5:
-        raise FitError(f"L(N, D) needs >= 5 converged runs, got {len(use)}")
-    logn = np.log([c.n_params for c in use])
-    logd = np.log([c.train_tokens for c in use])
-    logy = np.log([converged_loss(c) for c in use])
-
-    def residuals(theta):
-        lnc, ldc, a_n, a_d = theta
-        return a_d * np.logaddexp((a_n / a_d) * (lnc - logn), ldc - logd) - logy
-
-    best = None
-    for start in itertools.product((5.0, 10.0, 15.0), (5.0, 10.0, 15.0), (0.1, 0.3), (0.1, 0.3)):
-        res = least_squares(residuals, start, bounds=([-50, -50, 1e-3, 1e-3], [100, 100, 3, 3]))
-        if best is None or res.cost < best.cost:
-            best = res
-    lnc, ldc, a_n, a_d = best.x
-    return OverfittingLaw(math.exp(lnc), math.exp(ldc), float(a_n), float(a_d))
+    fit = fit_overfitting_law([c.n_params for c in use], [c.train_tokens for c in use],
+                              [converged_loss(c) for c in use])
+    if not fit.success or fit.law is None:
+        raise FitError(f"the L(N, D) fit cannot be trusted: {fit.message}")
+    return fit.law
