@@ -64,3 +64,31 @@ def test_data_limited_runs_are_reported_and_stopped_only_when_asked(corpus):
     assert quiet.stop_step is None and quiet.data_limited
     asked = evaluate(c, floor_law=law, warmup_steps=WARMUP, stop_when_data_limited=True)
     assert asked.stop_step is not None and asked.stop_step < c.config["steps"]
+
+
+# With a sweep of model sizes the floor is L(N, D) ([K] eq 1.5) at the run's own N, fitted without the runs at its
+# (N, D): the power law floored there stops model-limited runs too (BENCHMARKS.md, the best configuration).
+MET_ND = ["l_d128k_const", "m_dfull_const", "m_dfull_wsd", "xl_dfull_const", "xl_d64k_const"]
+
+
+@pytest.fixture(scope="module")
+def scored_nd(corpus):
+    from lightning_scaling.demo.ld import overfitting_law
+
+    out = {}
+    for name in MET_ND:
+        c = corpus[name]
+        same = [x.name for x in corpus.values() if (x.n_params, x.train_tokens) == (c.n_params, c.train_tokens)]
+        floor = overfitting_law(corpus.values(), exclude=same).data_law(c.n_params)
+        out[name] = evaluate(c, floor_law=floor, warmup_steps=WARMUP, family="power")
+    return out
+
+
+def test_an_l_n_d_floor_stops_model_limited_runs_at_the_target(corpus, scored_nd):
+    ratios = [q.stop_ratio for q in scored_nd.values()]
+    assert all(r is not None and abs(r - 1.1) <= 0.05 for r in ratios), ratios
+    assert abs(statistics.median(ratios) - 1.1) <= 0.02, ratios
+    assert statistics.median(abs(q.stop_error) for q in scored_nd.values()) <= 0.02
+    # with L(D), which every model is above, the model-limited m_dfull_const never stops
+    c = corpus["m_dfull_const"]
+    assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stop_step is None
