@@ -1,4 +1,4 @@
-"""Record the corpus of real learning curves: `python scripts/record_curves.py` (about 55 min on 2 cores).
+"""Record the corpus of real learning curves: `python scripts/record_curves.py` (about 65 min on 2 cores).
 
 Trains small character-level GPTs (lightning_scaling.demo.model.CharGPT) on CPU on text that ships with
 Python (``pydoc_data.topics`` and the standard library's source) with a real Trainer and Lightning's
@@ -75,6 +75,14 @@ RUNS = [
     _run("xl_d256k_const", "xl", 262_144, max_steps=5000),
     _run("xl_d128k_const", "xl", 131_072, max_steps=4000),
     _run("xl_d64k_const", "xl", 65_536),
+    _run("xl_d32k_const", "xl", 32_768),
+    # the rest of the grid for L(N, D) ([K] eq 1.5): every size at 32k-256k tokens
+    _run("m_d32k_const", "m", 32_768),
+    _run("m_d128k_const", "m", 131_072, max_steps=4000),
+    _run("m_d256k_const", "m", 262_144, max_steps=5000),
+    _run("s_d32k_const", "s", 32_768),
+    _run("s_d128k_const", "s", 131_072, max_steps=4000),
+    _run("s_d256k_const", "s", 262_144, max_steps=5000),
     # many unique tokens: the standard library's source (1M bytes, never repeated within the run)
     _run("l_stdlib1m_const", "l", 1_048_576, "constant", 2500, source="stdlib"),
 ]
