@@ -20,7 +20,7 @@ per-step work is its time beyond the floor. ExtraEarlyStopping's learning-curve 
 validation.
 
     .venv/bin/python benchmarks/bench_overhead.py [--model mlp|chargpt] [--width 256] [--repeats 7]
-        [--steps 400] [--clock cpu|wall] [--attribution-only]
+        [--steps 400] [--clock cpu|wall] [--attribution-only] [--amplify K]
 """
 
 from __future__ import annotations
@@ -98,6 +98,51 @@ def make_callbacks(arm: str, model: str = "mlp") -> list:
 ARMS = ("none", "empty", "counters", "all")
 
 
+class _Copy:
+    """A distinct ``state_key`` per copy, so that Lightning accepts K stateful copies of one callback."""
+
+    def __init__(self, copy: int, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.copy = copy
+
+    @property
+    def state_key(self) -> str:
+        return f"{type(self).__name__}#{self.copy}"
+
+
+class EffectiveEpochsCopy(_Copy, EffectiveEpochs):
+    pass
+
+
+class FlopCounterCopy(_Copy, FlopCounter):
+    pass
+
+
+class DataLimitGapCopy(_Copy, DataLimitGap):
+    pass
+
+
+class ExtraEarlyStoppingCopy(_Copy, ExtraEarlyStopping):
+    pass
+
+
+def amplified_callbacks(arm: str, k: int, model: str = "mlp") -> list:
+    """``k`` copies of the four callbacks (arm "all") or ``k`` empty callbacks (arm "empty"): a 2% effect per copy
+    becomes 2k%, which the noise of separate runs no longer hides (and no profiler inflates it)."""
+    if arm == "none":
+        return []
+    if arm == "empty":
+        return [pl.Callback() for _ in range(k)]
+    tokens = model == "chargpt"
+    law = PowerLaw(10.0, 0.5, 0.01, unit="tokens" if tokens else "examples")
+    out = []
+    for i in range(k):
+        out += [EffectiveEpochsCopy(i, tokens_per_example=CTX if tokens else None),
+                FlopCounterCopy(i, peak_flops=1e12), DataLimitGapCopy(i, law),
+                ExtraEarlyStoppingCopy(i, threshold=1.0001, verbose=False)]
+    return out
+
+
 def make_job(model: str, width: int) -> tuple[pl.LightningModule, DataLoader, DataLoader]:
     """The module and its train / validation loaders."""
     torch.manual_seed(0)
@@ -114,9 +159,10 @@ def make_job(model: str, width: int) -> tuple[pl.LightningModule, DataLoader, Da
     return MLP(width), DataLoader(data, batch_size=64, shuffle=True), DataLoader(data, batch_size=256)
 
 
-def one_run(arm: str, steps: int, width: int, val_every: int, clock: str = "cpu", model: str = "mlp") -> float:
+def one_run(arm: str, steps: int, width: int, val_every: int, clock: str = "cpu", model: str = "mlp",
+            amplify: int = 0) -> float:
     module, train, val = make_job(model, width)
-    callbacks = make_callbacks(arm, model)
+    callbacks = amplified_callbacks(arm, amplify, model) if amplify else make_callbacks(arm, model)
     clock = SteadyClock(CLOCKS[clock])
     trainer = pl.Trainer(accelerator="cpu", max_steps=steps, callbacks=[*callbacks, clock], logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -204,10 +250,15 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=50)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--attribution-only", action="store_true", help="skip the A/B arms")
+    parser.add_argument("--amplify", type=int, default=0,
+                        help="K > 0: A/B of none / K empty callbacks / K copies of all four; overhead per copy")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     one_run("all", 50, args.width, args.val_every, model=args.model)  # warm-up (imports, allocator)
+    if args.amplify:
+        amplified(args)
+        return
     if args.attribution_only:
         attribution(args.steps, args.width, args.val_every, args.model)
         return
@@ -226,6 +277,26 @@ def main() -> None:
               f"ratio to none: median of pairs {statistics.median(ratios):.4f}, "
               f"of medians {statistics.median(times[arm]) / statistics.median(times['none']):.4f}")
     attribution(args.steps, args.width, args.val_every, args.model)
+
+
+def amplified(args) -> None:
+    """none / K empty callbacks / K copies of the four, alternating: the overhead of one copy is the ratio's
+    excess over 1, divided by K. The steady-state time per step includes the validations and the fits."""
+    arms = ("none", "empty", "all")
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
+    for _ in range(args.repeats):
+        for arm in arms:
+            times[arm].append(one_run(arm, args.steps, args.width, args.val_every, args.clock, args.model,
+                                      amplify=args.amplify))
+    model = "CharGPT (the demo's)" if args.model == "chargpt" else f"MLP width {args.width}"
+    print(f"amplified x{args.amplify}: steps per run {args.steps}, {model}, validation every {args.val_every} steps, "
+          f"{args.repeats} alternating rounds, {args.clock} time")
+    for arm, label in (("empty", f"{args.amplify} empty callbacks"), ("all", f"{args.amplify} x all four")):
+        ratios = [a / b for a, b in zip(times[arm], times["none"])]
+        pairs, medians = statistics.median(ratios), statistics.median(times[arm]) / statistics.median(times["none"])
+        print(f"{label:22s} median {statistics.median(times[arm]) * 1e3:7.3f} ms/step (none "
+              f"{statistics.median(times['none']) * 1e3:.3f}); ratio: median of pairs {pairs:.4f}, of medians "
+              f"{medians:.4f}; per copy {100 * (pairs - 1) / args.amplify:.2f}% / {100 * (medians - 1) / args.amplify:.2f}%")
 
 
 if __name__ == "__main__":
