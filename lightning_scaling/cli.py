@@ -120,7 +120,10 @@ def cmd_crossover(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------ fit
-_NEEDS = {"ld": ("data",), "ln": ("n_params",), "lc": ("flops",), "nd": ("n_params", "data")}
+_NEEDS = {"ld": ("data",), "ln": ("n_params",), "lc": ("flops",), "nd": ("n_params", "data"),
+          "nd-kaplan": ("n_params", "data")}
+#: The laws of N and D: "nd" is [C] eq 2 (fit_chinchilla), "nd-kaplan" [K] eq 1.5 (fit_overfitting_law).
+_ND = ("nd", "nd-kaplan")
 _HOW = {"data": "log scaling/distinct_seen (EffectiveEpochs) or the hyperparameters train_tokens and "
                 "tokens_per_step",
         "n_params": "log the hyperparameter named by --params-key",
@@ -149,13 +152,13 @@ def _points_from_table(args: argparse.Namespace) -> dict[str, np.ndarray]:
         return np.array([float(r[name]) for r in rows])
 
     out = {"loss": column(args.loss), "name": np.array([f"row {i + 1}" for i in range(len(rows))])}
-    if args.law in ("ln", "nd"):
+    if args.law in ("ln",) + _ND:
         out["n_params"] = column(args.params)
     if args.law == "lc":
         out["flops"] = column(args.flop)
     if args.law == "ld":
         out["data"] = column(args.tokens)
-    if args.law == "nd":
+    if args.law in _ND:
         out["data"] = column(args.tokens) if args.tokens in rows[0] else column(args.flop) / (6 * out["n_params"])
     return out
 
@@ -170,10 +173,10 @@ def _points_from_runs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], 
 
     rows, skipped = _each_run(args.sources, point)
     units = {p.unit for p in rows}
-    if args.law in ("ld", "nd") and len(units) > 1:
+    if args.law in ("ld",) + _ND and len(units) > 1:
         raise ValueError("the runs count data in different units (some tokens, some examples); fit them apart")
     unit = units.pop() if units else args.unit
-    if args.law == "nd" and unit != "tokens":
+    if args.law in _ND and unit != "tokens":
         raise ValueError("L(N, D) needs data in tokens: give EffectiveEpochs tokens_per_example or count_tokens")
     columns = {"name": np.array([p.name for p in rows]), "loss": np.array([p.loss for p in rows])}
     for key in _NEEDS[args.law]:
@@ -209,7 +212,10 @@ class _BootstrapBar:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from .fitting import fit_chinchilla, fit_power_law
+    from .fitting import fit_chinchilla, fit_overfitting_law, fit_power_law
+
+    if args.law == "nd-kaplan" and args.bootstrap:
+        raise ValueError("--bootstrap is not available for --law nd-kaplan (fit_overfitting_law has no intervals)")
 
     if len(args.sources) == 1 and _is_table(args.sources[0]):
         pts, skipped, unit = _points_from_table(args), 0, args.unit
@@ -222,6 +228,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if args.law == "nd":
             fit = fit_chinchilla(pts["n_params"], pts["data"], pts["loss"], bootstrap=args.bootstrap, seed=args.seed,
                                  progress=bar)
+        elif args.law == "nd-kaplan":
+            fit = fit_overfitting_law(pts["n_params"], pts["data"], pts["loss"])
         else:
             key = _NEEDS[args.law][0]
             law_unit = {"ld": unit, "ln": "params", "lc": "flop"}[args.law]
@@ -239,14 +247,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _fit_figure(args.law, pts, fit.law, args.plot)
     points = [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in pts.items()}
               for i in range(pts["loss"].size)]
-    out = {"law": fit.law.to_dict(), "objective": fit.objective, "intervals": fit.intervals, "points": points,
+    intervals = getattr(fit, "intervals", None)
+    out = {"law": fit.law.to_dict(), "objective": fit.objective, "intervals": intervals, "points": points,
            "skipped": skipped}
     if args.json:
         print(json.dumps(out, indent=2, default=float))
     else:
         print(f"{fit.law!r}")
-        if fit.intervals:
-            for name, (lo, hi) in fit.intervals.items():
+        if intervals:
+            for name, (lo, hi) in intervals.items():
                 print(f"  {name:12} [{lo:.6g}, {hi:.6g}]")
         print(f"{len(points)} points, {skipped} skipped" + (f"; law written to {args.out}" if args.out else ""))
     return 1 if skipped else 0
@@ -255,7 +264,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _fit_figure(kind: str, pts: dict[str, np.ndarray], law, path: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    if kind == "nd":
+    if kind in _ND:
         x = pts["data"]
         sizes = np.unique(pts["n_params"])
         shown = sizes[np.unique(np.linspace(0, sizes.size - 1, min(6, sizes.size)).round().astype(int))]
@@ -546,7 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "--flop training_flop --loss loss")
     p.add_argument("sources", nargs="+", help="log directories / metrics.csv files (one point per run), or one "
                                               "CSV table with one row per run")
-    p.add_argument("--law", choices=["ld", "ln", "lc", "nd"], default="ld")
+    p.add_argument("--law", choices=["ld", "ln", "lc", "nd", "nd-kaplan"], default="ld",
+                   help="ld: L(D); ln: L(N); lc: L(C); nd: L(N, D) of [C] eq 2; nd-kaplan: L(N, D) of [K] eq 1.5, "
+                        "the floor DataLimitGap gives a model too small for its data")
     p.add_argument("--monitor", default="val_loss", help="runs: the loss metric")
     p.add_argument("--reduce", choices=["best", "final"], default="best", help="runs: best or final loss")
     p.add_argument("--params-key", default="n_params", help="runs: hyperparameter holding N")

@@ -76,6 +76,25 @@ def test_fit_ld_table_writes_the_json_datalimitgap_reads_with_bootstrap_interval
     assert png.stat().st_size > 1000
 
 
+
+def test_fit_nd_kaplan_table_writes_the_l_n_d_datalimitgap_reads(tmp_path, capsys):
+    from lightning_scaling import OverfittingLaw
+
+    truth = OverfittingLaw(n_c=2e5, d_c=4e5, alpha_n=0.25, alpha_d=0.3)
+    n = np.repeat([3e4, 8e4, 2e5, 5e5], 4)
+    d = np.tile([3e4, 6e4, 1.3e5, 4e5], 4)
+    table = tmp_path / "sweep.csv"
+    table.write_text("n_params,tokens,loss\n" + "\n".join(f"{a},{b},{truth(a, b)}" for a, b in zip(n, d)))
+    out_json, png = tmp_path / "lnd.json", tmp_path / "lnd.png"
+    out = run_json(capsys, ["fit", str(table), "--law", "nd-kaplan", "--out", str(out_json), "--plot", str(png)])
+    assert out["law"]["kind"] == "overfitting" and len(out["points"]) == 16
+    fitted = load_law(out_json)
+    assert fitted(n, d) == pytest.approx(truth(n, d), rel=1e-3)
+    assert DataLimitGap(law=str(out_json), n_params=80_000).law(1e5) == pytest.approx(truth(8e4, 1e5), rel=1e-3)
+    assert png.stat().st_size > 1000
+    assert main(["fit", str(table), "--law", "nd-kaplan", "--bootstrap", "10"]) == 2  # bad input: a clear error
+    assert "bootstrap" in capsys.readouterr().err
+
 def test_bootstrap_progress_without_tqdm_is_a_plain_line_per_tenth(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm now raises ImportError
     law = PowerLaw(1e6, 0.3, unit="tokens")
