@@ -42,7 +42,8 @@ class DataLimitGapBase:
         figure_interval: with a TensorBoardLogger, add the loss-against-data figure with L(D) at most once
             per this many seconds (needs matplotlib).
         n_params: N for a law of N and D, counted the way the law was fitted; default: every parameter of the
-            LightningModule, counted at setup.
+            LightningModule, counted at setup (pass it under a strategy that shards parameters, such as FSDP or
+            DeepSpeed, where a rank sees only its shard).
     Needs :class:`EffectiveEpochs` in the callbacks (it counts the distinct data seen).
     """
 
