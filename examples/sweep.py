@@ -8,8 +8,10 @@ Then, with the package's fitting:
 * L(D): the best loss of the largest model at each dataset size ([K] eq 1.2, irreducible term of [H]);
 * L(N): the best loss of each model size on the largest dataset ([K] eq 1.1, N without embeddings);
 * L(C): the lower envelope of loss against measured compute over all runs ([K] eq 1.3);
+* L(N, D): [K] eq 1.5 over every run's best loss (``fit_overfitting_law``): the floor of a model of N
+  parameters, which DataLimitGap takes with ``n_params`` (non-embedding here, as the sweep counts N);
 
-writes ``ld.json`` (``DataLimitGap(law="<out>/ld.json")``), ``ln.json``, ``lc.json`` and ``sweep.png``:
+writes ``ld.json`` (``DataLimitGap(law="<out>/ld.json")``), ``ln.json``, ``lc.json``, ``lnd.json`` and ``sweep.png``:
 the learning curves against tokens seen, which over the first epoch (tokens seen <= D, no repeats) approach
 L(D) from above for the larger models ([H] section 6).
 
@@ -31,7 +33,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping
 from torch.utils.data import DataLoader
 
-from lightning_scaling import EffectiveEpochs, FitError, FlopCounter, fit_power_law
+from lightning_scaling import EffectiveEpochs, FitError, FlopCounter, fit_overfitting_law, fit_power_law
 from lightning_scaling.demo.data import char_data
 from lightning_scaling.demo.model import CharGPT
 
@@ -172,6 +174,15 @@ def main(argv: list[str] | None = None) -> dict:
     print("fits:")
     laws = {"ld": fit(*zip(*by_d), "tokens", "L(D)"), "ln": fit(*zip(*by_n), "params", "L(N)"),
             "lc": fit(c, lc_loss, "flop", "L(C)")}
+    try:
+        lnd = fit_overfitting_law([r.n_params for r in runs], [r.train_tokens for r in runs], [r.best for r in runs])
+    except FitError as err:
+        lnd = None
+        print(f"  L(N, D): no fit ({err})")
+    if lnd is not None and lnd.success:
+        laws["lnd"] = lnd.law
+        print(f"  L(N, D) = [({lnd.law.n_c:.3g}/N)^({lnd.law.alpha_n:.3f}/{lnd.law.alpha_d:.3f}) + "
+              f"{lnd.law.d_c:.3g}/D]^{lnd.law.alpha_d:.3f}   (rms log error {lnd.rmse:.3f})")
     for name, law in laws.items():
         if law is not None:
             law.to_json(args.out / f"{name}.json")
@@ -180,6 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
     if laws["ld"] is not None:
         print(f"\nDataLimitGap reads it: DataLimitGap(law='{args.out / 'ld.json'}')  (with EffectiveEpochs"
               "(tokens_per_example=64))")
+    if laws.get("lnd") is not None:
+        print(f"for a model of N non-embedding parameters too small for its data: DataLimitGap(law='"
+              f"{args.out / 'lnd.json'}', n_params=N) and ExtraEarlyStopping(family='power')")
     print(f"figure: {args.out / 'sweep.png'}")
     return {"runs": runs, "laws": laws, "out": args.out}
 

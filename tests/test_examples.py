@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_scaling import DataLimitGap, PowerLaw
+from lightning_scaling import DataLimitGap, PowerLaw, load_law
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -53,6 +53,10 @@ def test_sweep_fits_the_laws_and_first_epoch_curves_approach_ld(tmp_path, capsys
     assert ld.unit == "tokens" and PowerLaw.from_json(tmp_path / "lc.json").unit == "flop"
     assert PowerLaw.from_json(tmp_path / "ln.json").unit == "params"
     DataLimitGap(law=str(tmp_path / "ld.json"))  # the JSON DataLimitGap reads
+    lnd = load_law(tmp_path / "lnd.json")  # L(N, D) of [K] eq 1.5 over the 12 runs, at a model's N
+    n_small, n_big = sorted({r.n_params for r in out["runs"]})[::2]
+    assert lnd(n_small, 16_384) > lnd(n_big, 16_384)
+    assert DataLimitGap(law=str(tmp_path / "lnd.json"), n_params=n_big).law(16_384) == pytest.approx(lnd(n_big, 16_384))
     runs = out["runs"]
     largest_d = max(r.train_tokens for r in runs)
     lines = {line.split("] ", 1)[1].split(":")[0]: line for line in text.splitlines() if line.startswith("[")}
