@@ -20,7 +20,7 @@ from the converged losses of this very corpus, so for the runs it was fitted on 
 headline rows use instead, for each run, L(D) refitted without that run's dataset size ("held out",
 :mod:`lightning_scaling.demo.ld`), and the rows "no floor" show the rule without any. The rows "L(N, D)" give
 the rule the converged loss of a model of the run's size instead, [K] eq 1.5 fitted without the run's own
-(N, D) point (``demo.ld.overfitting_law``): the floor of a model too small for its data. Runs on other text
+(N, D) point (``demo.ld.held_out_overfitting_floor``): the floor of a model too small for its data. Runs on other text
 (stdlib) get no floor: the pydoc L(D) does not describe them.
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from lightning_scaling import PowerLaw
 from lightning_scaling.demo.curves import load_curves
-from lightning_scaling.demo.ld import fit_ld, ld_points, overfitting_law
+from lightning_scaling.demo.ld import fit_ld, held_out_overfitting_floor, ld_points
 from lightning_scaling.demo.rule_quality import FRACTIONS, early_stopping_step, evaluate, loss_at, naive_errors
 from lightning_scaling.flops import six_n
 
@@ -62,10 +62,8 @@ def main() -> None:
                          if c.config.get("source") == "pydoc" else None) for c in curves}
     in_sample = {c.name: law if c.config.get("source") == "pydoc" else None for c in curves}
     # L(N, D) ([K] eq 1.5) at the run's N, fitted without the runs at the run's own (N, D)
-    same_point = {c.name: [x.name for x in curves if (x.n_params, x.train_tokens) == (c.n_params, c.train_tokens)]
-                  for c in curves}
-    held_out_nd = {c.name: (overfitting_law(curves, exclude=same_point[c.name]).data_law(c.n_params)
-                            if c.config.get("source") == "pydoc" else None) for c in curves}
+    held_out_nd = {c.name: held_out_overfitting_floor(curves, c) if c.config.get("source") == "pydoc" else None
+                   for c in curves}
     variants = {"default, floor L(D) held out": ({}, held_out), "default, floor demo_ld.json": ({}, in_sample),
                 "default, no floor": ({}, None),
                 "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),

@@ -158,12 +158,12 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     tau, logy = ta / t_ref, np.log(la)
     span = float(la.max() - la.min())
     upper = 1e3 * max(span, 1e-3) + 10
+    inside = ([floor, 1e-9, 1e-3], [hi, upper, 200.0])  # starts strictly inside the bounds on a and b
     c0 = floor + 0.5 * (hi - floor)
-    starts = [np.clip([c0, max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6), b0], [floor, 1e-9, 1e-3], [hi, upper, 200.0])
-              for b0 in (0.5, 2.0, 8.0)]
+    starts = [np.clip([c0, max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6), b0], *inside) for b0 in (0.5, 2.0, 8.0)]
     if warm_start is not None and all(math.isfinite(v) for v in warm_start) and warm_start[3] > 0:
         c_w, a_w, rate_w, t_ref_w = (float(v) for v in warm_start)  # the same curve on this t_ref's scale
-        starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], [floor, 1e-9, 1e-3], [hi, upper, 200.0]))
+        starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], *inside))
     best = None
     for theta0 in best_start(starts, lambda th: _exp_residuals(th, tau, logy)):
         try:

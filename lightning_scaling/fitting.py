@@ -523,7 +523,8 @@ def fit_overfitting_law(n_params, n_tokens, loss) -> OverfittingFit:
 
     Each point is one run's converged loss (e.g. ``demo.curves.converged_loss``) at its N and D; the sweep
     must vary both (at least 5 runs, 3 model sizes, 2 dataset sizes). scipy's bounded ``least_squares`` from a
-    small grid of starts (36), the best kept. ``law.data_law(N)`` is the floor DataLimitGap gives a model of N parameters.
+    small grid of starts (36), the best kept. ``law.data_law(N)`` is the floor DataLimitGap gives a model of N
+    parameters.
 
     Raises:
         FitError: too few points, non-finite or non-positive values, or a sweep that does not vary N and D.

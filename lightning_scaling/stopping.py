@@ -57,7 +57,8 @@ class StoppingRule:
         min_points: points after warm-up needed before the first fit.
         smoothing: weight of the past in the exponential moving average of the loss (0 = no smoothing). The
             default 0.3 comes from the recorded corpus: 0.2-0.4 stop every run at the same step, 0.5 lags
-            one evaluation behind (median stop ratio 1.079 against 1.082 for threshold 1.1; BENCHMARKS.md).
+            one evaluation behind (on the 19-run corpus: median stop ratio 1.079 against 1.082 for threshold
+            1.1; BENCHMARKS.md).
         stable_fits: number of consecutive trusted predictions that must agree before stopping.
         stability: relative spread allowed among those predictions.
         max_relative_width: widest converged-loss interval (relative) a trusted fit may have.

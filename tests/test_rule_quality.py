@@ -77,15 +77,10 @@ MET_ND = ["l_dfull_const", "m_dfull_const", "m_dfull_wsd", "xl_dfull_const", "m_
 
 @pytest.fixture(scope="module")
 def scored_nd(corpus):
-    from lightning_scaling.demo.ld import overfitting_law
+    from lightning_scaling.demo.ld import held_out_overfitting_floor
 
-    out = {}
-    for name in MET_ND:
-        c = corpus[name]
-        same = [x.name for x in corpus.values() if (x.n_params, x.train_tokens) == (c.n_params, c.train_tokens)]
-        floor = overfitting_law(corpus.values(), exclude=same).data_law(c.n_params)
-        out[name] = evaluate(c, floor_law=floor, warmup_steps=WARMUP, family="power")
-    return out
+    return {name: evaluate(corpus[name], floor_law=held_out_overfitting_floor(corpus.values(), corpus[name]),
+                           warmup_steps=WARMUP, family="power") for name in MET_ND}
 
 
 def test_an_l_n_d_floor_stops_model_limited_runs(corpus, scored_nd):

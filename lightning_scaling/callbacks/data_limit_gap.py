@@ -57,7 +57,10 @@ class DataLimitGapBase:
             raise ValueError("n_params is for a law of N and D (OverfittingLaw, ChinchillaLaw); an L(D) PowerLaw "
                              "does not depend on the model size")
         self.n_params = n_params
-        self.law = resolved.data_law(n_params) if self.model_law is not None and n_params else resolved
+        if self.model_law is None:
+            self.law = resolved
+        else:  # L(D) at this model's N: now if given, else counted at setup
+            self.law = resolved.data_law(n_params) if n_params else None
         if self.model_law is None and self.law.unit not in ("tokens", "examples"):
             raise ValueError(f"the L(D) law must count tokens or examples, not {self.law.unit!r}")
         if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
@@ -91,7 +94,8 @@ class DataLimitGapBase:
 
         if self.model_law is not None:
             n = self.n_params or sum(int(p.numel()) for p in pl_module.parameters())
-            self.law = self.model_law.data_law(n)
+            if self.n_params is None:
+                self.law = self.model_law.data_law(n)
             _common.rank_zero_info(trainer, f"DataLimitGap: the floor is L(N, D_seen) at N = {n:,} parameters "
                                             f"({type(self.model_law).__name__}); pass n_params= to count otherwise")
         counter = self._counter(trainer)

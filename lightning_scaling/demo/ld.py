@@ -16,7 +16,7 @@ from typing import Iterable
 
 from ..errors import FitError
 from ..fitting import fit_overfitting_law, fit_power_law
-from ..laws import OverfittingLaw, PowerLaw
+from ..laws import ModelDataLaw, OverfittingLaw, PowerLaw
 from .curves import RecordedCurve, converged_loss
 
 
@@ -38,14 +38,19 @@ class LDPoints:
 MIN_TOKENS = 30_000
 
 
+def _scaling_runs(curves: Iterable[RecordedCurve], min_tokens: int) -> list[RecordedCurve]:
+    """The runs the laws are fitted on: constant LR, pydoc text, D >= ``min_tokens``."""
+    return [c for c in curves if c.config.get("schedule") == "constant" and c.config.get("source") == "pydoc"
+            and c.train_tokens >= min_tokens]
+
+
 def ld_points(curves: Iterable[RecordedCurve], model: str | None = None,
               exclude_tokens: Iterable[int] = (), min_tokens: int = MIN_TOKENS) -> LDPoints:
     """Best converged loss per dataset size (>= ``min_tokens``) over the (named) model sizes of constant-LR
     pydoc runs."""
     skip = set(exclude_tokens)
-    chosen = [c for c in curves if c.config.get("schedule") == "constant" and c.config.get("source") == "pydoc"
-              and (model is None or c.config["model"] == model) and c.train_tokens not in skip
-              and c.train_tokens >= min_tokens]
+    chosen = [c for c in _scaling_runs(curves, min_tokens)
+              if (model is None or c.config["model"] == model) and c.train_tokens not in skip]
     cut = [c.name for c in chosen if c.config.get("ended_by") != "patience"]
     best: dict[int, tuple[float, str, int]] = {}
     for c in chosen:
@@ -80,10 +85,17 @@ def overfitting_law(curves: Iterable[RecordedCurve], exclude: Iterable[str] = ()
     L(D), which every model is above, it is that model's own limit. FitError when it cannot be fitted.
     """
     skip = set(exclude)
-    use = [c for c in curves if c.config.get("schedule") == "constant" and c.config.get("source") == "pydoc"
-           and c.config.get("ended_by") == "patience" and c.train_tokens >= min_tokens and c.name not in skip]
+    use = [c for c in _scaling_runs(curves, min_tokens)
+           if c.config.get("ended_by") == "patience" and c.name not in skip]
     fit = fit_overfitting_law([c.n_params for c in use], [c.train_tokens for c in use],
                               [converged_loss(c) for c in use])
     if not fit.success or fit.law is None:
         raise FitError(f"the L(N, D) fit cannot be trusted: {fit.message}")
     return fit.law
+
+
+def held_out_overfitting_floor(curves: Iterable[RecordedCurve], curve: RecordedCurve) -> ModelDataLaw:
+    """The L(N, D) floor of ``curve`` (a callable of D at its N), fitted without every run at its (N, D)."""
+    curves = list(curves)
+    same = [c.name for c in curves if (c.n_params, c.train_tokens) == (curve.n_params, curve.train_tokens)]
+    return overfitting_law(curves, exclude=same).data_law(curve.n_params)
