@@ -96,7 +96,7 @@ def test_floor_bounds_the_prediction():
 
 @pytest.mark.parametrize("kwargs", [dict(threshold=0.9), dict(threshold=float("nan")), dict(min_points=2),
                                     dict(smoothing=1.0), dict(irreducible=-1), dict(stable_fits=0),
-                                    dict(floor_weight=-0.1)])
+                                    dict(floor_weight=-0.1), dict(stop_at="soon")])
 def test_bad_options_raise(kwargs):
     with pytest.raises(ValueError):
         StoppingRule(**kwargs)
@@ -141,3 +141,32 @@ def test_warm_started_fits_give_the_cold_fits_predictions():
         assert d.trusted == cold.trusted
         compared += 1
     assert compared > 50
+
+
+def test_stop_at_nearest_lands_on_the_threshold_and_below_lands_past_it():
+    # coarse evaluations: one evaluation's fall near the stop is several % of the loss, so the first evaluation
+    # at or below the stop loss overshoots the threshold by half a fall on average; "nearest" stops at the
+    # evaluation nearest the crossing (sometimes one earlier), which centres the stop on 1.1x
+    steps = np.arange(100, 40001, 400)
+    off_below, off_nearest, earlier = [], [], 0
+    for t_c in np.linspace(250, 400, 16):
+        losses = curve(steps, t_c=t_c)
+        below, nearest = replay(steps, losses, stop_at="below"), replay(steps, losses)
+        assert below.stop_index is not None and nearest.stop_index in (below.stop_index - 1, below.stop_index)
+        earlier += nearest.stop_index == below.stop_index - 1
+        d_below, d_nearest = below.decisions[-1], nearest.decisions[-1]
+        assert d_below.smoothed_loss <= d_below.stop_loss  # "below": at or past the stop loss
+        off_below.append(d_below.smoothed_loss / 2.0 - 1.1)
+        off_nearest.append(d_nearest.smoothed_loss / 2.0 - 1.1)
+    assert 0 < earlier < 16
+    assert np.mean(np.abs(off_nearest)) < np.mean(np.abs(off_below))
+    assert abs(np.mean(off_nearest)) < abs(np.mean(off_below))
+
+
+def test_the_callback_passes_stop_at_to_the_rule_and_checks_it():
+    from lightning_scaling import ExtraEarlyStopping
+
+    assert ExtraEarlyStopping().rule.stop_at == "nearest"
+    assert ExtraEarlyStopping(stop_at="below").rule.stop_at == "below"
+    with pytest.raises(ValueError, match="stop_at"):
+        ExtraEarlyStopping(stop_at="later")

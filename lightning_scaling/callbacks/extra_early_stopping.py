@@ -21,7 +21,7 @@ class ExtraEarlyStoppingBase:
         monitor: the loss to watch (logged by the module, e.g. ``val_loss``).
         threshold: stop multiple; default ``1 + alpha_N/alpha_S`` = 1.10.
         alpha_N, alpha_S, irreducible, warmup_steps, min_points, smoothing, stable_fits, stability,
-            max_relative_width, stop_when_data_limited, family, window, weighting, floor_weight: see
+            max_relative_width, stop_when_data_limited, family, window, weighting, floor_weight, stop_at: see
             :class:`StoppingRule`.
         time_axis: "steps" or "lr_sum" (the summed learning rate; use it with decaying schedules).
         strict: raise when ``monitor`` is missing (like ``EarlyStopping``); otherwise warn once and skip.
@@ -45,7 +45,7 @@ class ExtraEarlyStoppingBase:
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
                  verbose: bool = True, figure_interval: float = 60.0, family: str = "average",
                  window: float = 0.0, weighting: str = "equal", cooldown_steps: int = 0,
-                 floor_weight: float = 1.0) -> None:
+                 floor_weight: float = 1.0, stop_at: str = "nearest") -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
         if time_axis not in ("steps", "lr_sum"):
@@ -70,7 +70,8 @@ class ExtraEarlyStoppingBase:
                                  warmup_steps=warmup_steps, min_points=min_points, smoothing=smoothing,
                                  stable_fits=stable_fits, stability=stability,
                                  max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited,
-                                 family=family, window=window, weighting=weighting, floor_weight=floor_weight)
+                                 family=family, window=window, weighting=weighting, floor_weight=floor_weight,
+                                 stop_at=stop_at)
         self.lr_sum = 0.0
         self._lr_optimizer: Any = None  # the optimizer whose LR is summed, found at its first step
         self.stopped_step: int | None = None
