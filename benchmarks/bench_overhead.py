@@ -20,7 +20,7 @@ per-step work is its time beyond the floor. ExtraEarlyStopping's learning-curve 
 validation.
 
     .venv/bin/python benchmarks/bench_overhead.py [--model mlp|chargpt] [--width 256] [--repeats 7]
-        [--steps 400] [--clock cpu|wall] [--attribution-only] [--amplify K]
+        [--steps 400] [--clock cpu|wall] [--attribution-only] [--amplify K] [--dispatch]
 """
 
 from __future__ import annotations
@@ -241,6 +241,75 @@ def attribution(steps: int, width: int, val_every: int, model: str = "mlp") -> N
               f"max {max(fits) * 1e3:.2f} ms over {len(fits)} validations, {100 * sum(fits) / wall:.2f}% of the run")
 
 
+class _DispatchProbe(pl.Callback):
+    """Mid-fit (at step ``at``), times Lightning's own callback dispatch (``dispatch``: ``_call_callback_hooks``)
+    of a per-step hook with the Trainer's callbacks and with ``k`` empty ones added, ``calls`` calls a round."""
+
+    def __init__(self, dispatch, at: int, k: int = 4, rounds: int = 31, calls: int = 1000):
+        self.dispatch, self.at, self.k, self.rounds, self.calls = dispatch, at, k, rounds, calls
+        self.ns_per_call: dict[int, float] = {}
+        self.cpu_seconds = 0.0  # the probe's own CPU time, taken out of the run's time per step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step != self.at:
+            return
+        begin = time.process_time()
+        optimizer, base = trainer.optimizers[0], list(trainer.callbacks)
+        for extra in (0, self.k):
+            trainer.callbacks = base + [pl.Callback() for _ in range(extra)]
+            rounds = []
+            for _ in range(self.rounds):
+                start = time.perf_counter_ns()
+                for _ in range(self.calls):
+                    self.dispatch(trainer, "on_before_zero_grad", optimizer)
+                rounds.append((time.perf_counter_ns() - start) / self.calls)
+            self.ns_per_call[extra] = statistics.median(rounds)
+        trainer.callbacks = base
+        self.cpu_seconds = time.process_time() - begin
+
+
+def dispatch_floor(steps: int, width: int, val_every: int, model: str = "mlp") -> None:
+    """What Lightning's dispatch alone costs four callbacks that do nothing, measured directly in one run.
+
+    Lightning calls every hook of every callback (overridden or not) through ``getattr``, the callback's
+    ``state_key``, a profiler context and the call itself. The run counts the callback hooks called per
+    optimizer step, times the dispatch of one per-step hook with four empty callbacks more and without them (a
+    warm loop at mid-run: a lower bound, a real step's colder caches cost more), and sets hooks per step x the
+    extra time per callback x 4 against the same run's steady CPU time per step.
+    """
+    from pytorch_lightning.trainer import call
+
+    module, train, val = make_job(model, width)
+    original = call._call_callback_hooks
+    probe, clock = _DispatchProbe(original, at=steps // 2), SteadyClock(time.process_time)
+    counts: dict[str, int] = {}
+
+    def counting(trainer, hook_name, *args, **kwargs):
+        counts[hook_name] = counts.get(hook_name, 0) + 1
+        return original(trainer, hook_name, *args, **kwargs)
+
+    call._call_callback_hooks = counting
+    try:
+        trainer = pl.Trainer(accelerator="cpu", max_steps=steps, callbacks=[clock, probe], logger=False,
+                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                             val_check_interval=val_every, check_val_every_n_epoch=None, limit_val_batches=2,
+                             num_sanity_val_steps=0, log_every_n_steps=50)
+        trainer.fit(module, train, val)
+    finally:
+        call._call_callback_hooks = original
+    per_step_hooks = {name: n / steps for name, n in counts.items() if n >= steps}
+    hooks = sum(per_step_hooks.values())
+    extra_ns = (probe.ns_per_call[probe.k] - probe.ns_per_call[0]) / probe.k  # one more callback, one hook
+    floor_s = hooks * extra_ns * 1e-9 * 4
+    step_s = clock.per_step - probe.cpu_seconds / (steps - clock.skip)
+    name = "CharGPT (the demo's)" if model == "chargpt" else f"MLP width {width}"
+    print(f"dispatch floor ({name}, {steps} steps): {hooks:.0f} callback hooks per step "
+          f"({', '.join(sorted(per_step_hooks))}); dispatch of one hook {probe.ns_per_call[0]:.0f} ns with the "
+          f"run's own callbacks, +{extra_ns:.0f} ns per empty callback; four empty callbacks: "
+          f"{floor_s * 1e6:.1f} us per step = {100 * floor_s / step_s:.2f}% of the run's "
+          f"{step_s * 1e3:.3f} ms/step (CPU time, validations included)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -250,12 +319,17 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=50)
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu")
     parser.add_argument("--attribution-only", action="store_true", help="skip the A/B arms")
+    parser.add_argument("--dispatch", action="store_true",
+                        help="only Lightning's dispatch floor for four empty callbacks, timed directly in one run")
     parser.add_argument("--amplify", type=int, default=0,
                         help="K > 0: A/B of none / K empty callbacks / K copies of all four; overhead per copy")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     one_run("all", 50, args.width, args.val_every, model=args.model)  # warm-up (imports, allocator)
+    if args.dispatch:
+        dispatch_floor(args.steps, args.width, args.val_every, args.model)
+        return
     if args.amplify:
         amplified(args)
         return
