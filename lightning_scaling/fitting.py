@@ -56,8 +56,15 @@ def _as_points(x, y, *, min_points: int, names: tuple[str, str] = ("x", "y")) ->
     return xa, ya
 
 
+def _slopes(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of the straight lines through each row of ``ys`` against ``x`` (closed form: a tenth
+    of ``np.polyfit``'s cost, which the live rule would pay at every evaluation)."""
+    dx = x - x.mean()
+    return (ys - ys.mean(axis=-1, keepdims=True)) @ dx / (dx @ dx)
+
+
 def _check_decreasing(x: np.ndarray, y: np.ndarray) -> None:
-    slope = np.polyfit(np.log(x), np.log(y), 1)[0]
+    slope = float(_slopes(np.log(x), np.log(y)))
     if not slope < 0:
         raise FitError("the curve does not decrease with x: a decaying power law cannot describe it")
 
@@ -185,8 +192,7 @@ def _linear_starts(logx: np.ndarray, y: np.ndarray, cs: np.ndarray) -> np.ndarra
     """Starts ``(log s, log alpha)``, one row per constant in ``cs``: the least-squares straight line through
     log(y - c) against log x (ordinary regression in closed form, all constants at once)."""
     red = np.log(np.maximum(y[None, :] - cs[:, None], 1e-12 * np.max(y)))
-    dx = logx - logx.mean()
-    slope = (red - red.mean(axis=1, keepdims=True)) @ dx / (dx @ dx)
+    slope = _slopes(logx, red)
     intercept = red.mean(axis=1) - slope * logx.mean()
     alpha = np.maximum(-slope, 1e-3)
     return np.column_stack([intercept / alpha, np.log(alpha)])
