@@ -8,9 +8,12 @@ the points seen so far (time ``t``: optimizer steps, or the summed learning rate
 * ``exponential``: ``L(t) = L_conv + a exp(-b t / t_last)``, the saturating form of a run that repeats its
   data: the value of repeated tokens decays exponentially with the number of repetitions ([M] eq 5,
   SCIENCE.md 6), so a data-limited curve approaches its floor exponentially rather than as a power law
-  (the ``exp3`` family of Domhan et al. 2015).
+  (the ``exp3`` family of Domhan et al. 2015);
+* ``effective_data`` (opt-in, alone, constant learning rate only): ``L(t) = L_conv + A ln((1 + R*)/z(t))``
+  with ``z`` the effective data of [M] eq 5 in epochs (:class:`EffectiveDataCurve`,
+  :func:`fit_effective_data_curve`); it needs the steps of one epoch, and is not part of ``average``.
 
-``average`` combines the two, the model averaging of Domhan, Springenberg & Hutter 2015 ("Speeding up
+``average`` combines the first two, the model averaging of Domhan, Springenberg & Hutter 2015 ("Speeding up
 automatic hyperparameter optimization of deep neural networks by extrapolation of learning curves", IJCAI)
 in its simplest form: with equal weights by default, or (``weighting="bic"``) by their Bayesian information
 criterion (equal parameter counts, so ``exp(-n/2 log RSS)`` normalised). Both families are misspecified on
@@ -34,8 +37,12 @@ from scipy.optimize import brentq, least_squares
 from .errors import FitError
 from .fitting import best_start, fit_learning_curve, normal_quantile
 
-#: The curve families :func:`predict_converged` knows, and ``average`` (both, weighted).
-FAMILIES = ("power", "exponential", "average")
+#: The curve families :func:`predict_converged` knows: ``average`` (power and exponential, weighted) and the
+#: opt-in ``effective_data`` (alone; needs ``epoch_steps``).
+FAMILIES = ("power", "exponential", "average", "effective_data")
+#: The bounds of R* in :func:`fit_effective_data_curve` (repetitions at which the value of repeated data has
+#: decayed by 1/e; [M] fits 15.39 on C4, the recorded corpus needs 3-40 run by run).
+R_STAR_BOUNDS = (0.5, 100.0)
 #: How ``average`` weighs the families.
 WEIGHTINGS = ("inverse_mse", "equal", "bic")
 
@@ -52,6 +59,43 @@ class ExponentialCurve:
     def __call__(self, t):
         t = np.asarray(t, dtype=float)
         out = self.converged_loss + self.amplitude * np.exp(-self.rate * t / self.t_ref)
+        return float(out) if out.ndim == 0 else out
+
+
+def _effective_epochs(r, rstar):
+    """``z``: the effective data D'/U of [M] eq 5 after ``r = t/U`` epochs (``r`` itself within the first
+    epoch), with ``e = exp(-(r - 1)/R*)`` (1 within the first epoch)."""
+    over = np.maximum(r - 1.0, 0.0)
+    e = np.exp(-over / rstar)
+    return np.where(r <= 1.0, r, 1.0 + rstar * (1.0 - e)), e, over
+
+
+def _log_gap(r, z, e, rstar):
+    """``ln((1 + R*)/z)`` (>= 0: ``z`` never exceeds ``1 + R*``), by ``log1p`` where ``z`` nears its limit."""
+    r_safe = np.maximum(r, 1e-300)
+    return np.where(r <= 1.0, math.log1p(rstar) - np.log(r_safe), -np.log1p(-rstar * e / (1.0 + rstar)))
+
+
+@dataclass(frozen=True)
+class EffectiveDataCurve:
+    """``L(t) = converged_loss + amplitude * ln((1 + rstar) / z(t))``, ``t`` in optimizer steps.
+
+    ``z(t) = t/U`` within the first epoch (``U = epoch_steps``, the steps of one pass over the unique data) and
+    ``z(t) = 1 + R* (1 - exp(-(t/U - 1)/R*))`` beyond: the effective data ``D' = U + U R* (1 - exp(-R/R*))``,
+    ``R = t/U - 1`` repetitions, of Muennighoff et al. 2023 ([M] eq 5, SCIENCE.md 7) in units of ``U``. The
+    loss is a log law in ``D'``, the ``beta -> 0`` limit of ``C + B (z^-beta - (1 + R*)^-beta)/beta``; it
+    falls to ``converged_loss`` as ``t -> infinity`` (``z -> 1 + R*``).
+    """
+
+    converged_loss: float
+    amplitude: float
+    rstar: float
+    epoch_steps: float
+
+    def __call__(self, t):
+        r = np.asarray(t, dtype=float) / self.epoch_steps
+        z, e, _ = _effective_epochs(r, self.rstar)
+        out = self.converged_loss + self.amplitude * _log_gap(r, z, e, self.rstar)
         return float(out) if out.ndim == 0 else out
 
 
@@ -72,11 +116,14 @@ class FamilyFit:
     def params(self) -> list[float] | None:
         """The fitted parameters as plain floats (a warm start for the next fit; None without a curve).
 
-        ``power``: (converged_loss, scale, exponent); ``exponential``: (converged_loss, amplitude, rate, t_ref).
+        ``power``: (converged_loss, scale, exponent); ``exponential``: (converged_loss, amplitude, rate, t_ref);
+        ``effective_data``: (converged_loss, amplitude, rstar).
         """
         c = self.curve
         if isinstance(c, ExponentialCurve):
             return [c.converged_loss, c.amplitude, c.rate, c.t_ref]
+        if isinstance(c, EffectiveDataCurve):
+            return [c.converged_loss, c.amplitude, c.rstar]
         if c is not None:
             return [float(c.irreducible), float(c.scale), float(c.exponent)]
         return None
@@ -133,53 +180,48 @@ def _exp_jacobian(theta, tau, logy):
     return np.column_stack([inv, e * inv, -a * tau * e * inv])
 
 
-def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: float = 0.9,
-                          max_relative_width: float = 0.1, warm_start=None) -> FamilyFit:
-    """Fit ``L(t) = L_conv + a exp(-b t/t_last)`` by least squares on log loss.
-
-    Bounded; the optimizer runs from the best of three starts (:func:`~lightning_scaling.fitting.best_start`).
-
-    ``L_conv`` is bounded to ``[irreducible, min(loss))``; its interval comes from the Gauss-Newton
-    covariance, as in :func:`~lightning_scaling.fitting.fit_learning_curve`, and the fit is untrusted when
-    ``L_conv`` sits on a bound or the interval is wider than ``max_relative_width`` of it. ``warm_start``:
-    ``(converged_loss, amplitude, rate, t_ref)`` of an earlier fit (:attr:`FamilyFit.params`), one more start.
-    """
+def _check_points(t, loss, irreducible: float, what: str):
+    """The points as arrays, the floor and the highest converged loss allowed (just below the lowest loss)."""
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
     if ta.size < 4 or ta.size != la.size or not (np.all(np.isfinite(ta)) and np.all(np.isfinite(la))):
-        raise FitError("an exponential learning curve needs >= 4 finite points")
+        raise FitError(f"{what} needs >= 4 finite points")
     if np.any(ta <= 0) or np.any(la <= 0):
         raise FitError("times and losses must be > 0")
     floor = float(irreducible)
     hi = float(la.min()) * (1 - 1e-6)
     if floor >= hi:
         raise FitError(f"the floor {floor:g} is not below every loss (min {la.min():g})")
-    t_ref = float(ta.max())
-    tau, logy = ta / t_ref, np.log(la)
-    span = float(la.max() - la.min())
-    upper = 1e3 * max(span, 1e-3) + 10
-    inside = ([floor, 1e-9, 1e-3], [hi, upper, 200.0])  # starts strictly inside the bounds on a and b
-    c0 = floor + 0.5 * (hi - floor)
-    starts = [np.clip([c0, max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6), b0], *inside) for b0 in (0.5, 2.0, 8.0)]
-    if warm_start is not None and all(math.isfinite(v) for v in warm_start) and warm_start[3] > 0:
-        c_w, a_w, rate_w, t_ref_w = (float(v) for v in warm_start)  # the same curve on this t_ref's scale
-        starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], *inside))
+    return ta, la, floor, hi
+
+
+def _solve(residuals, jacobian, starts, args, bounds):
+    """scipy's ``dogbox`` least squares (box bounds) from the best of ``starts``
+    (:func:`~lightning_scaling.fitting.best_start`); the best result, or None when every start failed."""
     best = None
-    for theta0 in best_start(starts, lambda th: _exp_residuals(th, tau, logy)):
+    for theta0 in best_start(starts, lambda th: residuals(th, *args)):
         try:
-            res = least_squares(_exp_residuals, theta0, jac=_exp_jacobian, args=(tau, logy), method="dogbox",
-                                x_scale="jac", bounds=([floor, 0.0, 1e-3], [hi, upper, 200.0]),
+            res = least_squares(residuals, theta0, jac=jacobian, args=args, method="dogbox",
+                                x_scale="jac", bounds=bounds,
                                 xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=500)
         except (ValueError, FloatingPointError):  # pragma: no cover - defensive
             continue
         if best is None or res.cost < best.cost:
             best = res
-    nan = float("nan")
-    if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
-        return FamilyFit("exponential", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)
-    c, a, b = (float(v) for v in best.x)
+    return best
+
+
+def _verdict(best, n_points: int, floor: float, hi: float, confidence: float, max_relative_width: float):
+    """The converged loss (the first parameter) of a least-squares fit on log loss, its interval and the trust tests.
+
+    The interval is ``c +- z sd`` (``z`` the normal quantile of ``confidence``), ``sd`` from the Gauss-Newton
+    covariance ``(J^T J)^+ RSS/(n - p)``, clipped to the bounds ``[floor, hi]``. Untrusted when ``c`` sits on its
+    lower bound (the curve has not bent yet), on its upper bound (it has flattened or turned up), or when the
+    interval is wider than ``max_relative_width`` of ``c``. Returns ``(c, rss, interval, trusted, reason)``.
+    """
+    c = float(best.x[0])
     rss = float(2 * best.cost)
     try:
-        cov = np.linalg.pinv(best.jac.T @ best.jac) * (rss / max(ta.size - 3, 1))
+        cov = np.linalg.pinv(best.jac.T @ best.jac) * (rss / max(n_points - best.x.size, 1))
         sd = math.sqrt(max(cov[0, 0], 0.0))
     except (np.linalg.LinAlgError, ValueError):  # pragma: no cover - defensive
         sd = math.inf
@@ -193,7 +235,108 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
         trusted, reason = False, "converged loss at the lowest loss seen: the curve has flattened (or turned up)"
     elif not math.isfinite(sd) or 2 * z * sd > max_relative_width * c:
         trusted, reason = False, f"converged-loss interval too wide (+-{z * sd:.3g} around {c:.4g})"
+    return c, rss, interval, trusted, reason
+
+
+def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: float = 0.9,
+                          max_relative_width: float = 0.1, warm_start=None) -> FamilyFit:
+    """Fit ``L(t) = L_conv + a exp(-b t/t_last)`` by least squares on log loss.
+
+    Bounded; the optimizer runs from the best of three starts (:func:`~lightning_scaling.fitting.best_start`).
+
+    ``L_conv`` is bounded to ``[irreducible, min(loss))``; its interval comes from the Gauss-Newton
+    covariance, as in :func:`~lightning_scaling.fitting.fit_learning_curve`, and the fit is untrusted when
+    ``L_conv`` sits on a bound or the interval is wider than ``max_relative_width`` of it. ``warm_start``:
+    ``(converged_loss, amplitude, rate, t_ref)`` of an earlier fit (:attr:`FamilyFit.params`), one more start.
+    """
+    ta, la, floor, hi = _check_points(t, loss, irreducible, "an exponential learning curve")
+    t_ref = float(ta.max())
+    tau, logy = ta / t_ref, np.log(la)
+    span = float(la.max() - la.min())
+    upper = 1e3 * max(span, 1e-3) + 10
+    inside = ([floor, 1e-9, 1e-3], [hi, upper, 200.0])  # starts strictly inside the bounds on a and b
+    c0 = floor + 0.5 * (hi - floor)
+    starts = [np.clip([c0, max((la[0] - c0) / math.exp(-b0 * tau[0]), 1e-6), b0], *inside) for b0 in (0.5, 2.0, 8.0)]
+    if warm_start is not None and all(math.isfinite(v) for v in warm_start) and warm_start[3] > 0:
+        c_w, a_w, rate_w, t_ref_w = (float(v) for v in warm_start)  # the same curve on this t_ref's scale
+        starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], *inside))
+    best = _solve(_exp_residuals, _exp_jacobian, starts, (tau, logy), ([floor, 0.0, 1e-3], [hi, upper, 200.0]))
+    nan = float("nan")
+    if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
+        return FamilyFit("exponential", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)
+    c, rss, interval, trusted, reason = _verdict(best, ta.size, floor, hi, confidence, max_relative_width)
+    _, a, b = (float(v) for v in best.x)
     return FamilyFit("exponential", ExponentialCurve(c, a, b, t_ref), c, interval, trusted, reason, rss, ta.size)
+
+
+def _ed_model(theta, r):
+    c, a, rstar = theta
+    z, e, over = _effective_epochs(r, rstar)
+    g = _log_gap(r, z, e, rstar)
+    return c + a * g, g, z, e, over
+
+
+def _ed_residuals(theta, r, logy):
+    return np.log(np.maximum(_ed_model(theta, r)[0], 1e-300)) - logy
+
+
+def _ed_jacobian(theta, r, logy):
+    c, a, rstar = theta
+    f, g, z, e, over = _ed_model(theta, r)
+    inv = 1.0 / np.maximum(f, 1e-300)
+    dz = np.where(over > 0, 1.0 - e - (over / rstar) * e, 0.0)  # dz/dR* (0 within the first epoch)
+    dg = 1.0 / (1.0 + rstar) - dz / z  # d ln((1 + R*)/z) / dR*
+    return np.column_stack([inv, g * inv, a * dg * inv])
+
+
+def fit_effective_data_curve(t, loss, *, epoch_steps: float, irreducible: float = 0.0, confidence: float = 0.9,
+                             max_relative_width: float = 0.1, warm_start=None) -> FamilyFit:
+    """Fit ``L(t) = L_conv + A ln((1 + R*)/z(t))`` (:class:`EffectiveDataCurve`) by least squares on log loss.
+
+    ``z(t) = t/U`` for ``t <= U`` and ``1 + R* (1 - exp(-(t/U - 1)/R*))`` beyond, ``U = epoch_steps`` (the
+    optimizer steps of one pass over the unique data): the effective data ``D' = U + U R* (1 - exp(-R/R*))`` of
+    Muennighoff et al. 2023 ([M] eq 5, SCIENCE.md 7), ``R = t/U - 1``, in units of ``U``. Why this shape: a
+    run that repeats its data gains less from every pass, and the loss follows the effective data, not the
+    steps. The loss is a log law in ``D'``: the ``beta -> 0`` limit of the power law
+    ``C + B (z^-beta - (1 + R*)^-beta)/beta``, which is what nearly every 4-parameter fit on the recorded corpus
+    chose. ``R*`` is fitted per run, in ``[0.5, 100]`` (3-40 on the corpus; held at [M]'s 15.39 the curve ran
+    below the plateau like the power law): an empirical saturating curve with [M]'s shape, not [M]'s constant.
+    ``t`` is the step count, so it applies to a constant learning rate only (a decaying schedule's time axis,
+    the summed learning rate, has no epoch of its own).
+
+    Parameters ``L_conv`` in ``[irreducible, min(loss))`` (the limit as ``t -> infinity``), ``A >= 0``, ``R*``;
+    scipy's ``dogbox`` with the analytic Jacobian from the best of nine starts
+    (:func:`~lightning_scaling.fitting.best_start`) and ``warm_start`` (``(converged_loss, amplitude, rstar)``
+    of an earlier fit, :attr:`FamilyFit.params`). The interval and the trust tests are those of
+    :func:`fit_exponential_curve`.
+    """
+    ta, la, floor, hi = _check_points(t, loss, irreducible, "an effective-data learning curve")
+    u = float(epoch_steps)
+    if not (math.isfinite(u) and u > 0):
+        raise ValueError(f"epoch_steps must be a finite number of steps > 0 (one epoch of the unique data), got "
+                         f"{epoch_steps!r}")
+    r, logy = ta / u, np.log(la)
+    upper = 1e3 * max(float(la.max() - la.min()), 1e-3) + 10
+    lo_r, hi_r = R_STAR_BOUNDS
+    inside = ([floor, 1e-9, lo_r], [hi, upper, hi_r])
+    starts = []
+    for frac in (0.3, 0.6, 0.9):
+        c0 = floor + frac * (hi - floor)
+        for rstar0 in (2.0, 8.0, 30.0):
+            z, e, _ = _effective_epochs(r, rstar0)
+            g = _log_gap(r, z, e, rstar0)
+            a0 = float(g @ (la - c0) / max(float(g @ g), 1e-300))  # the least-squares amplitude for c0, R*0
+            starts.append(np.clip([c0, max(a0, 1e-6), rstar0], *inside))
+    if warm_start is not None and len(warm_start) == 3 and all(math.isfinite(v) for v in warm_start):
+        starts.append(np.clip([float(v) for v in warm_start], *inside))
+    best = _solve(_ed_residuals, _ed_jacobian, starts, (r, logy), ([floor, 0.0, lo_r], [hi, upper, hi_r]))
+    nan = float("nan")
+    if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
+        return FamilyFit("effective_data", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)
+    c, rss, interval, trusted, reason = _verdict(best, ta.size, floor, hi, confidence, max_relative_width)
+    _, a, rstar = (float(v) for v in best.x)
+    return FamilyFit("effective_data", EffectiveDataCurve(c, a, rstar, u), c, interval, trusted, reason, rss,
+                     ta.size)
 
 
 def _power_family(t, loss, irreducible, unit, confidence, max_relative_width, warm_start=None) -> FamilyFit:
@@ -217,16 +360,32 @@ def check_options(family: str, window: float, weighting: str, floor_weight: floa
                          f"against a free one), got {floor_weight!r}")
 
 
+def check_effective_data(epoch_steps: float | None, unit: str = "steps") -> None:
+    """Raise ValueError, saying what to do, when ``family="effective_data"`` cannot be fitted: it needs the
+    steps of one epoch of the unique data, and steps as the time axis (a constant learning rate)."""
+    if unit != "steps":
+        raise ValueError(f"family='effective_data' fits a curve in optimizer steps (a constant learning rate); the "
+                         f"time axis here is {unit!r}: use time_axis='steps', or another family for a decaying "
+                         "schedule")
+    if epoch_steps is None:
+        raise ValueError("family='effective_data' needs epoch_steps: the optimizer steps of one epoch of the unique "
+                         "data (dataset size / data per step; [M]'s U), e.g. epoch_steps=len(train_dataloader)")
+    if not (isinstance(epoch_steps, (int, float, np.floating, np.integer)) and math.isfinite(epoch_steps)
+            and epoch_steps > 0):
+        raise ValueError(f"epoch_steps must be a finite number of optimizer steps > 0, got {epoch_steps!r}")
+
+
 def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, irreducible: float = 0.0,
                       unit: str = "steps", confidence: float = 0.9, max_relative_width: float = 0.1,
                       min_points: int = 4, known_floor: bool = False, weighting: str = "equal",
                       warm_start: dict[str, list[float]] | None = None,
-                      floor_weight: float = 1.0) -> ConvergedPrediction:
+                      floor_weight: float = 1.0, epoch_steps: float | None = None) -> ConvergedPrediction:
     """Predict a run's converged loss from its learning curve so far (see the module docstring).
 
     Args:
         t, loss: the points (time > 0 increasing: steps or summed learning rate).
-        family: "power", "exponential" or "average" (both, Domhan et al. 2015).
+        family: "power", "exponential", "average" (both, Domhan et al. 2015) or "effective_data" (alone; a
+            constant learning rate, ``unit="steps"``; needs ``epoch_steps``).
         weighting: how ``average`` weighs the families: "equal" (over the trusted ones), "bic" or
             "inverse_mse" (Bates & Granger 1969).
         window: fit only the points with ``t >= window * t_last`` (0 = all; at least ``min_points`` kept).
@@ -242,23 +401,31 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
         warm_start: each family's parameters from the previous fit (:attr:`FamilyFit.params`, by family name):
             one more start for its optimizer. The live rule passes its last fit, so a fit that adds one point
             takes a few iterations; the same sequence of points gives the same fits (replay = live).
+        epoch_steps: for ``family="effective_data"``: the optimizer steps of one epoch of the unique data (``U``).
 
-    Raises FitError when there are too few points or the floor is not below them.
+    Raises FitError when there are too few points or the floor is not below them; ValueError for
+    ``family="effective_data"`` without ``epoch_steps`` or on another time axis than steps.
     """
     check_options(family, window, weighting, floor_weight)
+    if family == "effective_data":
+        check_effective_data(epoch_steps, unit)
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
     keep = ta >= window * ta.max(initial=0.0)
     if np.count_nonzero(keep) < min_points:
         keep = np.zeros(ta.size, dtype=bool)
         keep[-min_points:] = True
     ta, la = ta[keep], la[keep]
-    names = ("power", "exponential") if family == "average" else (family,)
+    names = ("power", "exponential") if family == "average" else (family,)  # effective_data: alone
     fits, errors = [], []
     for name in names:
         try:
             warm = (warm_start or {}).get(name)
             if name == "power":
                 fits.append(_power_family(ta, la, irreducible, unit, confidence, max_relative_width, warm))
+            elif name == "effective_data":
+                fits.append(fit_effective_data_curve(ta, la, epoch_steps=epoch_steps, irreducible=irreducible,
+                                                     confidence=confidence, max_relative_width=max_relative_width,
+                                                     warm_start=warm))
             else:
                 fits.append(fit_exponential_curve(ta, la, irreducible=irreducible, confidence=confidence,
                                                   max_relative_width=max_relative_width, warm_start=warm))
