@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import FitError
-from .curve_families import check_options, predict_converged
+from .curve_families import check_effective_data, check_options, predict_converged
 from .planning import stopping_factor
 
 
@@ -69,8 +69,9 @@ class StoppingRule:
         stop_when_data_limited: also stop when the smoothed loss has turned up by ``turn_up`` over its
             minimum before the threshold was reached (the run is data-limited: more data is the remedy).
         turn_up: relative rise of the smoothed loss above its minimum that counts as turning up.
-        family: the curve family that predicts the converged loss: "power", "exponential" or "average"
-            (see :mod:`lightning_scaling.curve_families`).
+        family: the curve family that predicts the converged loss: "power", "exponential", "average" or the
+            opt-in "effective_data" (a log law in [M]'s effective data, fitted alone; steps axis, i.e. a constant
+            learning rate, and ``epoch_steps`` needed; see :mod:`lightning_scaling.curve_families`).
         window: fit only the points with time >= ``window`` x the latest time (0 = every point after warm-up).
         weighting: how ``family="average"`` weighs the families: "equal" (default), "bic" or "inverse_mse".
         floor_weight: with equal weights, the weight of a family held at the data floor against a free trusted
@@ -81,6 +82,8 @@ class StoppingRule:
             first evaluation at or below it, which on average stops half an evaluation's drop late (on the
             corpus the median stop ratio was 1.075 for threshold 1.1 with the median prediction unbiased;
             "nearest" gives 1.088, BENCHMARKS.md).
+        epoch_steps: for ``family="effective_data"``: the optimizer steps of one epoch of the unique data (``U``
+            of [M] eq 5: dataset size / data per step); a value given to :meth:`update` overrides it.
     """
 
     def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
@@ -88,7 +91,7 @@ class StoppingRule:
                  stable_fits: int = 2, stability: float = 0.02, max_relative_width: float = 0.1,
                  stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "average",
                  window: float = 0.0, weighting: str = "equal", floor_weight: float = 1.0,
-                 stop_at: str = "nearest") -> None:
+                 stop_at: str = "nearest", epoch_steps: float | None = None) -> None:
         self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and self.threshold > 1.0):
             raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
@@ -106,6 +109,9 @@ class StoppingRule:
         if stop_at not in STOP_AT:
             raise ValueError(f"stop_at must be one of {STOP_AT}, got {stop_at!r}")
         self.stop_at = stop_at
+        if epoch_steps is not None:
+            check_effective_data(epoch_steps)
+        self.epoch_steps = None if epoch_steps is None else float(epoch_steps)
         self.floor_weight = float(floor_weight)
         self.family = family
         self.weighting = weighting
@@ -134,12 +140,19 @@ class StoppingRule:
         self.warm_start: dict[str, list[float]] = {}  # each family's last fitted parameters: the next fit's start
         self.stopped_step: int | None = None
 
-    def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None) -> StopDecision:
+    def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None,
+               epoch_steps: float | None = None) -> StopDecision:
         """Add the loss at ``step`` (and the summed learning rate so far, if the time axis is the LR area).
 
         ``floor`` is a lower bound of the converged loss known from elsewhere, e.g. the fitted L(D) at the
-        data seen (DataLimitGap): the prediction is never allowed below it.
+        data seen (DataLimitGap): the prediction is never allowed below it. ``epoch_steps`` (for
+        ``family="effective_data"``) overrides the constructor's for this fit (every point is fitted with it).
+
+        Raises ValueError for ``family="effective_data"`` with ``lr_sum`` or without any ``epoch_steps``.
         """
+        if self.family == "effective_data":
+            epoch_steps = self.epoch_steps if epoch_steps is None else epoch_steps
+            check_effective_data(epoch_steps, "lr_sum" if lr_sum is not None else "steps")
         step = int(step)
         loss = float(loss)
         if not math.isfinite(loss):
@@ -168,7 +181,8 @@ class StoppingRule:
                                     unit="lr_sum" if lr_sum is not None else "steps",
                                     max_relative_width=self.max_relative_width, min_points=self.min_points,
                                     known_floor=base > self.irreducible, weighting=self.weighting,
-                                    warm_start=self.warm_start, floor_weight=self.floor_weight)
+                                    warm_start=self.warm_start, floor_weight=self.floor_weight,
+                                    epoch_steps=epoch_steps)
         except FitError as err:
             return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
                                                            data_limited=data_limited))
@@ -263,7 +277,7 @@ class ReplayResult:
 
 def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[float] | None = None,
            lr: Sequence[float] | None = None, floor: Sequence[float] | float | None = None,
-           **rule_options: Any) -> ReplayResult:
+           epoch_steps: Sequence[float] | float | None = None, **rule_options: Any) -> ReplayResult:
     """Run :class:`StoppingRule` over logged points, exactly as the live callback would.
 
     Args:
@@ -273,6 +287,8 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
         lr: alternatively, the learning rate of every optimizer step from 1 to max(steps) (index i is
             step i+1); summed here the way the callback sums it.
         floor: a lower bound of the converged loss (scalar, or one per point).
+        epoch_steps: for ``family="effective_data"``, the optimizer steps of one epoch (scalar, or one per point:
+            the callback logs its value at each evaluation as ``scaling/epoch_steps``).
         **rule_options: passed to :class:`StoppingRule`.
     """
     steps = [int(s) for s in steps]
@@ -292,10 +308,14 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
     if times is not None and len(times) != len(steps):
         raise ValueError("lr_sum must have one value per step")
     floors = floor if isinstance(floor, (list, tuple, np.ndarray)) else [floor] * len(steps)
-    rule = StoppingRule(**rule_options)
+    per_point = isinstance(epoch_steps, (list, tuple, np.ndarray))
+    if per_point and len(epoch_steps) != len(steps):
+        raise ValueError("epoch_steps must be one number, or one per step")
+    rule = StoppingRule(**rule_options, epoch_steps=None if per_point else epoch_steps)
     decisions = []
     for i, (step, loss) in enumerate(zip(steps, losses)):
-        d = rule.update(step, loss, None if times is None else times[i], floors[i])
+        d = rule.update(step, loss, None if times is None else times[i], floors[i],
+                        epoch_steps[i] if per_point else None)
         decisions.append(d)
         if d.should_stop:
             return ReplayResult(step, d.converged_loss, i, decisions)
