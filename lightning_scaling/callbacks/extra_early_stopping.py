@@ -24,7 +24,13 @@ class ExtraEarlyStoppingBase:
             max_relative_width, stop_when_data_limited, family, window, weighting, floor_weight, stop_at: see
             :class:`StoppingRule`.
         time_axis: "steps" or "lr_sum" (the summed learning rate; use it with decaying schedules).
-        strict: raise when ``monitor`` is missing (like ``EarlyStopping``); otherwise warn once and skip.
+        epoch_steps: for ``family="effective_data"`` (steps axis only): the optimizer steps of one epoch of the
+            unique data, ``U`` of [M] eq 5. Default: derived at each validation from the EffectiveEpochs callback's
+            counts, dataset size / data seen per optimizer step (so gradient accumulation, several ranks and a
+            short last batch are counted as they ran). Whenever it is known it is logged as
+            ``scaling/epoch_steps``, so that a replay (``replay(..., epoch_steps=...)``) reaches the same decisions.
+        strict: raise when ``monitor`` is missing (like ``EarlyStopping``), or, for ``family="effective_data"``,
+            when the steps of an epoch cannot be known; otherwise warn once and skip.
         check_finite: stop the run when the monitored loss is NaN or inf (else the point is skipped).
         use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction.
         cooldown_steps: 0 stops at the decision. N > 0 hands over to a cool-down instead: the learning rate of
@@ -45,11 +51,14 @@ class ExtraEarlyStoppingBase:
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
                  verbose: bool = True, figure_interval: float = 60.0, family: str = "average",
                  window: float = 0.0, weighting: str = "equal", cooldown_steps: int = 0,
-                 floor_weight: float = 1.0, stop_at: str = "nearest") -> None:
+                 floor_weight: float = 1.0, stop_at: str = "nearest", epoch_steps: float | None = None) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
         if time_axis not in ("steps", "lr_sum"):
             raise ValueError(f"time_axis must be 'steps' or 'lr_sum', got {time_axis!r}")
+        if family == "effective_data" and time_axis != "steps":
+            raise ValueError("family='effective_data' fits a curve in optimizer steps (a constant learning rate): use "
+                             "time_axis='steps', or another family with time_axis='lr_sum' for a decaying schedule")
         self.monitor = monitor
         self._state_key = f"ExtraEarlyStopping{{monitor={monitor}}}"  # once: Lightning reads it at every hook
         self.time_axis = time_axis
@@ -71,13 +80,15 @@ class ExtraEarlyStoppingBase:
                                  stable_fits=stable_fits, stability=stability,
                                  max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited,
                                  family=family, window=window, weighting=weighting, floor_weight=floor_weight,
-                                 stop_at=stop_at)
+                                 stop_at=stop_at, epoch_steps=epoch_steps)
         self.lr_sum = 0.0
         self._lr_optimizer: Any = None  # the optimizer whose LR is summed, found at its first step
         self.stopped_step: int | None = None
         self.decision: StopDecision | None = None
         self._last_eval_step: int | None = None
         self._warned_missing = False
+        self._counter: Any = None  # the EffectiveEpochs callback, found at the train start (U from its counts)
+        self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
 
     @property
     def state_key(self) -> str:
@@ -87,6 +98,34 @@ class ExtraEarlyStoppingBase:
         from ..dashboard import ensure_layout
 
         ensure_layout(trainer)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._counter = _common.find_callback(trainer, "EffectiveEpochsBase")
+        self._no_epoch_steps = ""
+        if self.rule.family == "effective_data" and self.rule.epoch_steps is None and self._counter is None:
+            self._missing_epoch_steps(trainer, "ExtraEarlyStopping(family='effective_data') needs the steps of one "
+                                               "epoch: pass epoch_steps=... or add the EffectiveEpochs callback, "
+                                               "from whose counts it is derived")
+
+    def _missing_epoch_steps(self, trainer: Any, message: str) -> None:
+        """Raise (strict), or warn once and skip the rule from now on (as for a missing metric)."""
+        if self.strict:
+            raise ValueError(message + " (or set strict=False to skip the rule)")
+        self._no_epoch_steps = message
+        _common.rank_zero_warn(trainer, message + "; the rule is skipped")
+
+    def _epoch_steps(self, trainer: Any) -> float | None:
+        """``U``: the constructor's, else the dataset size over the data seen per optimizer step (EffectiveEpochs'
+        counts: collective, cached per step, already asked for by DataLimitGap at this validation); None when
+        neither is known."""
+        if self.rule.epoch_steps is not None:
+            return self.rule.epoch_steps
+        if self._counter is None:
+            return None
+        c = self._counter.counts(trainer)
+        if not c.dataset_size or not c.seen or not c.step:
+            return None
+        return float(c.dataset_size) * c.step / float(c.seen)
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self.cooldown_start is None:
@@ -148,6 +187,8 @@ class ExtraEarlyStoppingBase:
                 self._warned_missing = True
                 _common.rank_zero_warn(trainer, message)
             return
+        if self._no_epoch_steps:
+            return
         # every rank decides on the same number: the mean over ranks (one reduce per evaluation)
         (loss,) = _common.reduce_sum(trainer, [value])
         loss /= _common.world_size(trainer)
@@ -155,9 +196,16 @@ class ExtraEarlyStoppingBase:
             self._stop(trainer, f"monitored {self.monitor} = {loss} is not finite")
             return
         floor = self._data_floor(trainer)
-        decision = self.rule.update(step, loss, self.lr_sum if self.time_axis == "lr_sum" else None, floor)
+        epoch_steps = self._epoch_steps(trainer)
+        if epoch_steps is None and self.rule.family == "effective_data":
+            self._missing_epoch_steps(trainer, "ExtraEarlyStopping(family='effective_data'): the steps of one epoch "
+                                               "cannot be derived (EffectiveEpochs does not know the dataset size); "
+                                               "pass epoch_steps=... or EffectiveEpochs(dataset_size=...)")
+            return
+        decision = self.rule.update(step, loss, self.lr_sum if self.time_axis == "lr_sum" else None, floor,
+                                    epoch_steps)
         self.decision = decision
-        self._log(trainer, decision, loss)
+        self._log(trainer, decision, loss, epoch_steps)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
         if self.rule.last_fit is not None and self.rule.last_fit.fits:
             self._figure(trainer, decision, force=should_stop)
@@ -190,11 +238,12 @@ class ExtraEarlyStoppingBase:
         gap = _common.find_callback(trainer, "DataLimitGapBase")
         return None if gap is None else gap.data_floor(trainer)
 
-    def _log(self, trainer: Any, d: StopDecision, loss: float) -> None:
-        # the rule's own inputs (step = global_step, the loss, the LR sum) go to the logs, so a replay of
-        # scaling/monitored_loss and scaling/lr_sum reaches exactly this decision
+    def _log(self, trainer: Any, d: StopDecision, loss: float, epoch_steps: float | None = None) -> None:
+        # the rule's own inputs (step = global_step, the loss, the LR sum, the steps of an epoch) go to the logs,
+        # so a replay of scaling/monitored_loss, scaling/lr_sum (and scaling/epoch_steps) reaches this decision
         p = _common.PREFIX
-        metrics = {f"{p}monitored_loss": loss, f"{p}lr_sum": self.lr_sum, f"{p}smoothed_loss": d.smoothed_loss,
+        metrics = {f"{p}monitored_loss": loss, f"{p}lr_sum": self.lr_sum, f"{p}epoch_steps": epoch_steps,
+                   f"{p}smoothed_loss": d.smoothed_loss,
                    f"{p}converged_loss": d.converged_loss, f"{p}stop_loss": d.stop_loss,
                    f"{p}predicted_stop_step": d.predicted_stop_step, f"{p}progress": d.progress}
         if d.interval is not None:
