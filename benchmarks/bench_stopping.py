@@ -22,6 +22,11 @@ headline rows use instead, for each run, L(D) refitted without that run's datase
 the rule the converged loss of a model of the run's size instead, [K] eq 1.5 fitted without the run's own
 (N, D) point (``demo.ld.held_out_overfitting_floor``): the floor of a model too small for its data. Runs on other text
 (stdlib) get no floor: the pydoc L(D) does not describe them.
+
+The rows "effective-data family" give the constant-LR runs the opt-in ``family="effective_data"`` (a log law in
+[M]'s effective data, :func:`lightning_scaling.curve_families.fit_effective_data_curve`) with ``epoch_steps`` the
+run's ``steps_per_epoch``; the cosine and WSD runs keep the default family in those rows (the effective-data
+family is fitted in steps, which a decaying schedule's time axis is not).
 """
 
 from __future__ import annotations
@@ -52,6 +57,13 @@ def _fmt(v, spec=".3f") -> str:
     return "--" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
+def _effective_data(curve) -> dict:
+    """The rule options of the effective-data rows: the family at a constant LR, the default under a schedule."""
+    if curve.config["schedule"] != "constant":
+        return {}
+    return dict(family="effective_data", epoch_steps=float(curve.config["steps_per_epoch"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", action="store_true", help="also the other families/windows (slower)")
@@ -71,14 +83,17 @@ def main() -> None:
                 "default, floor L(N, D) held out": ({}, held_out_nd),
                 "power law only, floor L(N, D) held out": (dict(family="power"), held_out_nd),
                 "BIC-weighted average, floor held out": (dict(weighting="bic"), held_out),
-                "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out)}
+                "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out),
+                "effective-data family, floor L(D) held out": (_effective_data, held_out),
+                "effective-data family, no floor": (_effective_data, None)}
     if args.variants:
         for fam in ("power", "exponential", "average"):
             for window in (0.0, 0.5):
                 variants[f"{fam} w{window}, floor held out"] = (dict(family=fam, window=window), held_out)
                 variants[f"{fam} w{window}, no floor"] = (dict(family=fam, window=window), None)
     start = time.perf_counter()
-    results = {name: [evaluate(c, warmup_steps=WARMUP, floor_law=None if floors is None else floors[c.name], **opts)
+    results = {name: [evaluate(c, warmup_steps=WARMUP, floor_law=None if floors is None else floors[c.name],
+                               **(opts(c) if callable(opts) else opts))
                       for c in curves] for name, (opts, floors) in variants.items()}
     naive = {c.name: naive_errors(c, WARMUP) for c in curves}
     seconds = time.perf_counter() - start
