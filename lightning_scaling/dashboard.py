@@ -32,7 +32,6 @@ LAYOUT: dict[str, dict[str, list]] = {
         "predicted stop step": ["Multiline", [f"{P}predicted_stop_step"]],
         "progress to the stop": ["Multiline", [f"{P}progress"]],
         "summed learning rate (the time axis of decaying schedules, [T])": ["Multiline", [f"{P}lr_sum"]],
-        "steps of one epoch U (the effective_data family, [M] eq 5)": ["Multiline", [f"{P}epoch_steps"]],
     },
 }
 

@@ -27,8 +27,8 @@ class ExtraEarlyStoppingBase:
         epoch_steps: for ``family="effective_data"`` (steps axis only): the optimizer steps of one epoch of the
             unique data, ``U`` of [M] eq 5. Default: derived at each validation from the EffectiveEpochs callback's
             counts, dataset size / data seen per optimizer step (so gradient accumulation, several ranks and a
-            short last batch are counted as they ran). Whenever it is known it is logged as
-            ``scaling/epoch_steps``, so that a replay (``replay(..., epoch_steps=...)``) reaches the same decisions.
+            short last batch are counted as they ran). With that family it is logged as ``scaling/epoch_steps``
+            at each validation, so that a replay (``replay(..., epoch_steps=...)``) reaches the same decisions.
         strict: raise when ``monitor`` is missing (like ``EarlyStopping``), or, for ``family="effective_data"``,
             when the steps of an epoch cannot be known; otherwise warn once and skip.
         check_finite: stop the run when the monitored loss is NaN or inf (else the point is skipped).
@@ -196,7 +196,8 @@ class ExtraEarlyStoppingBase:
             self._stop(trainer, f"monitored {self.monitor} = {loss} is not finite")
             return
         floor = self._data_floor(trainer)
-        epoch_steps = self._epoch_steps(trainer)
+        # U only for the family that uses it: other families add no collective (EffectiveEpochs' counts) here
+        epoch_steps = self._epoch_steps(trainer) if self.rule.family == "effective_data" else None
         if epoch_steps is None and self.rule.family == "effective_data":
             self._missing_epoch_steps(trainer, "ExtraEarlyStopping(family='effective_data'): the steps of one epoch "
                                                "cannot be derived (EffectiveEpochs does not know the dataset size); "
