@@ -327,20 +327,31 @@ def _check_rule_options(args: argparse.Namespace, thresholds: list[float]) -> No
 def _replay_inputs(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The points the live rule saw: ``scaling/monitored_loss`` (logged by the callback) or ``--monitor``,
     and the time axis: ``scaling/lr_sum`` or the per-step learning rate ``--lr-tag``, and the L(D) floor the
-    live callback took from DataLimitGap (``scaling/ld_loss``, logged at the same steps) unless ``--no-data-floor``."""
+    live callback took from DataLimitGap (``scaling/ld_loss``, logged at the same steps) unless ``--no-data-floor``,
+    and for ``--rule family=effective_data`` the steps of an epoch it used (``scaling/epoch_steps``) unless
+    ``--rule epoch_steps=U`` gives them."""
     s = run.get(P + "monitored_loss") or run.evaluations(args.monitor)
     time_axis: dict[str, Any] = {}
     ld_loss = run.get(P + "ld_loss")
     if args.data_floor and ld_loss is not None:
         lookup = dict(zip(ld_loss.steps.tolist(), ld_loss.values.tolist()))
         time_axis["floor"] = [lookup.get(int(st)) for st in s.steps]
+    rule = dict(args.rule or [])
+    if rule.get("family") == "effective_data" and "epoch_steps" not in rule:
+        # the steps of one epoch the live callback derived from EffectiveEpochs and logged at each evaluation
+        epoch_steps = run.get(P + "epoch_steps")
+        lookup = {} if epoch_steps is None else dict(zip(epoch_steps.steps.tolist(), epoch_steps.values.tolist()))
+        if not all(int(st) in lookup for st in s.steps):
+            raise RunError(run.name, "family=effective_data needs 'scaling/epoch_steps' at every evaluation (logged "
+                                     "by ExtraEarlyStopping with that family) or --rule epoch_steps=U")
+        time_axis["epoch_steps"] = [lookup[int(st)] for st in s.steps]
     if args.time_axis == "lr_sum":
         lr_sum = run.get(P + "lr_sum")
         if lr_sum is not None:
             lookup = dict(zip(lr_sum.steps.tolist(), lr_sum.values.tolist()))
             if all(int(st) in lookup for st in s.steps):
                 time_axis["lr_sum"] = [lookup[int(st)] for st in s.steps]
-        if not time_axis:
+        if "lr_sum" not in time_axis:
             lr = run.lr_per_step(args.lr_tag)
             if lr is None:
                 raise RunError(run.name, f"--time-axis lr_sum needs 'scaling/lr_sum' at every evaluation or "

@@ -1,6 +1,7 @@
 """The opt-in effective-data curve family ([M] eq 5's D' in a log law) in the core, the rule and the callback."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, StoppingRule, replay
+from lightning_scaling.cli import main
 from lightning_scaling.curve_families import EffectiveDataCurve, fit_effective_data_curve, predict_converged
 from models import Regressor, loader, make_trainer, regression_data
 
@@ -106,7 +108,7 @@ def fit_run(tmp_path, callbacks, max_steps=400, **kw):
     return trainer
 
 
-def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tmp_path):
+def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tmp_path, capsys):
     stop = ExtraEarlyStopping(family="effective_data", verbose=False, figure_interval=0.0)
     logger = CSVLogger(tmp_path, name="run")
     trainer = fit_run(tmp_path, [EffectiveEpochs(), stop], logger=logger)
@@ -122,6 +124,11 @@ def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tm
     replayed = replay([s for s, _, _ in points], [v for _, v, _ in points], family="effective_data",
                       epoch_steps=[u for _, _, u in points])
     assert replayed.stop_step == stop.stopped_step
+    # and so does the command line, which reads scaling/epoch_steps from the log (or takes --rule epoch_steps=U)
+    for extra in ([], ["--rule", "epoch_steps=8"]):
+        assert main(["replay", logger.log_dir, "--rule", "family=effective_data", *extra, "--json"]) == 0
+        (row,) = json.loads(capsys.readouterr().out)
+        assert row["stop_step"] == stop.stopped_step
 
 
 def test_callback_without_a_way_to_know_the_epoch(tmp_path):
