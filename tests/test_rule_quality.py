@@ -3,8 +3,8 @@
 The numbers for the whole corpus are in BENCHMARKS.md (benchmarks/bench_stopping.py). Here: the four model
 sizes at 64k tokens and the cosine run there, with the L(D) floor of each run fitted without that run's dataset
 size (held out), as in the benchmark. Where the issue's targets hold on this slice they are asserted as such
-(every run within 1.1 +- 0.05, cosine error <= 5%); where they do not (median ratio within 1.1 +- 0.02,
-constant-LR error <= 2%) the assertion is today's measured level, so that a regression fails CI: see
+(every run within 1.1 +- 0.05, the median within 1.1 +- 0.02, cosine error <= 5%); where they do not
+(constant-LR error <= 2%) the assertion is today's measured level, so that a regression fails CI: see
 BENCHMARKS.md for what is not met and why.
 """
 
@@ -41,13 +41,13 @@ def test_stop_quality_on_runs_where_the_rule_applies(scored):
     ratios = [q.stop_ratio for q in scored.values()]
     assert all(r is not None for r in ratios), scored
     assert all(abs(r - 1.1) <= 0.05 for r in ratios), ratios  # every run within 1.1 +- 0.05 (the target)
-    assert abs(statistics.median(ratios) - 1.1) <= 0.035, ratios  # measured 1.070 (target: within 0.02)
+    assert abs(statistics.median(ratios) - 1.1) <= 0.02, ratios  # the target; measured 1.089 (stop_at="nearest")
 
 
 def test_prediction_at_the_stop_is_accurate_and_beats_the_naive_fit(corpus, scored):
     constant = [abs(q.stop_error) for q in scored.values() if q.schedule == "constant"]
     cosine = [abs(q.stop_error) for q in scored.values() if q.schedule == "cosine"]
-    assert statistics.median(constant) <= 0.03  # measured 2.3% (target 2%)
+    assert statistics.median(constant) <= 0.03  # measured 2.2% (target 2%)
     assert statistics.median(cosine) <= 0.05  # the target
     for name, q in scored.items():
         naive = naive_errors(corpus[name], WARMUP)[0.5]
@@ -91,3 +91,21 @@ def test_an_l_n_d_floor_stops_model_limited_runs(corpus, scored_nd):
     for name in ("l_dfull_const", "m_dfull_const", "m_dfull_wsd"):
         c = corpus[name]
         assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stop_step is None, name
+
+
+# The opt-in effective-data family ([M]'s D' in epochs, R* fitted per run), with the same held-out L(D): it stops
+# the constant-LR runs that are too small for their data, which the default rule never stops (l_dfull, m_dfull,
+# s_d256k), and brings the 256k runs into the band. A regression guard on the runs it was kept for (BENCHMARKS.md
+# has the whole corpus, where it is not better everywhere: s_dfull 1.038x, l_stdlib1m 1.033x).
+MET_ED = ["l_dfull_const", "m_dfull_const", "s_d256k_const", "m_d256k_const", "l_d256k_const"]
+
+
+def test_the_effective_data_family_stops_runs_the_default_never_stops(corpus):
+    scored = {name: evaluate(corpus[name], floor_law=held_out(corpus, corpus[name]), warmup_steps=WARMUP,
+                             family="effective_data", epoch_steps=corpus[name].config["steps_per_epoch"])
+              for name in MET_ED}
+    ratios = [q.stop_ratio for q in scored.values()]
+    assert all(r is not None and abs(r - 1.1) <= 0.05 for r in ratios), ratios  # measured 1.064-1.128
+    assert statistics.median(abs(q.stop_error) for q in scored.values()) <= 0.025  # measured 2.1%
+    c = corpus["s_d256k_const"]
+    assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stop_step is None  # the default
