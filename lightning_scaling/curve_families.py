@@ -32,10 +32,10 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import brentq, least_squares
+from scipy.optimize import brentq
 
 from .errors import FitError
-from .fitting import best_start, fit_learning_curve, normal_quantile
+from .fitting import fit_learning_curve, normal_quantile, solve_from_starts
 
 #: The curve families :func:`predict_converged` knows: ``average`` (power and exponential, weighted) and the
 #: opt-in ``effective_data`` (alone; needs ``epoch_steps``).
@@ -194,22 +194,6 @@ def _check_points(t, loss, irreducible: float, what: str):
     return ta, la, floor, hi
 
 
-def _solve(residuals, jacobian, starts, args, bounds):
-    """scipy's ``dogbox`` least squares (box bounds) from the best of ``starts``
-    (:func:`~lightning_scaling.fitting.best_start`); the best result, or None when every start failed."""
-    best = None
-    for theta0 in best_start(starts, lambda th: residuals(th, *args)):
-        try:
-            res = least_squares(residuals, theta0, jac=jacobian, args=args, method="dogbox",
-                                x_scale="jac", bounds=bounds,
-                                xtol=1e-10, ftol=1e-10, gtol=1e-10, max_nfev=500)
-        except (ValueError, FloatingPointError):  # pragma: no cover - defensive
-            continue
-        if best is None or res.cost < best.cost:
-            best = res
-    return best
-
-
 def _verdict(best, n_points: int, floor: float, hi: float, confidence: float, max_relative_width: float):
     """The converged loss (the first parameter) of a least-squares fit on log loss, its interval and the trust tests.
 
@@ -260,7 +244,7 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     if warm_start is not None and all(math.isfinite(v) for v in warm_start) and warm_start[3] > 0:
         c_w, a_w, rate_w, t_ref_w = (float(v) for v in warm_start)  # the same curve on this t_ref's scale
         starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], *inside))
-    best = _solve(_exp_residuals, _exp_jacobian, starts, (tau, logy), ([floor, 0.0, 1e-3], [hi, upper, 200.0]))
+    best = solve_from_starts(_exp_residuals, _exp_jacobian, starts, (tau, logy), ([floor, 0.0, 1e-3], [hi, upper, 200.0]))
     nan = float("nan")
     if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
         return FamilyFit("exponential", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)
@@ -329,7 +313,7 @@ def fit_effective_data_curve(t, loss, *, epoch_steps: float, irreducible: float 
             starts.append(np.clip([c0, max(a0, 1e-6), rstar0], *inside))
     if warm_start is not None and len(warm_start) == 3 and all(math.isfinite(v) for v in warm_start):
         starts.append(np.clip([float(v) for v in warm_start], *inside))
-    best = _solve(_ed_residuals, _ed_jacobian, starts, (r, logy), ([floor, 0.0, lo_r], [hi, upper, hi_r]))
+    best = solve_from_starts(_ed_residuals, _ed_jacobian, starts, (r, logy), ([floor, 0.0, lo_r], [hi, upper, hi_r]))
     nan = float("nan")
     if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
         return FamilyFit("effective_data", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)

@@ -137,6 +137,29 @@ def best_start(starts: list, residuals: Callable[[np.ndarray], np.ndarray]) -> l
     return [starts[int(np.nanargmin(costs))]] if np.isfinite(costs).any() else starts
 
 
+def solve_from_starts(residuals: Callable, jacobian: Callable, starts: list, args: tuple, bounds: tuple, *,
+                      screen: bool = True, tol: float = 1e-10, max_nfev: int = 500):
+    """scipy's box-bounded least squares (``dogbox``, ``x_scale="jac"``) from each of ``starts`` (only the best of
+    them, :func:`best_start`, when ``screen``); the result with the lowest cost, or None when every start failed.
+
+    ``dogbox`` (a dogleg in rectangular trust regions, for box bounds like these): on every prefix of every
+    corpus run it reaches the optima of ``trf`` (identical stopping decisions, BENCHMARKS.md) at two thirds of
+    the cost, which the live rule pays at every evaluation.
+    """
+    if screen:
+        starts = best_start(starts, lambda th: residuals(th, *args))
+    best = None
+    for theta0 in starts:
+        try:
+            res = least_squares(residuals, theta0, jac=jacobian, args=args, method="dogbox", x_scale="jac",
+                                bounds=bounds, xtol=tol, ftol=tol, gtol=tol, max_nfev=max_nfev)
+        except (ValueError, FloatingPointError):  # pragma: no cover - defensive
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
+    return best
+
+
 def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c_bounds: tuple[float, float],
                      start: np.ndarray | None = None, weights: np.ndarray | None = None, screen: bool = False,
                      extra_starts: Sequence[np.ndarray] = ()):
@@ -144,11 +167,7 @@ def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c
 
     ``start``: the only start (bootstrap resamples); else the standard starts plus ``extra_starts`` (e.g. the
     previous fit's optimum). ``screen``: run the optimizer only from the start with the lowest initial cost
-    (:func:`best_start`).
-
-    The solver is scipy's ``dogbox`` (a dogleg in rectangular trust regions, for box bounds like these): on every
-    prefix of every corpus run it reaches the optima of ``trf`` (identical stopping decisions, BENCHMARKS.md) at
-    two thirds of the cost, which the live rule pays at every evaluation.
+    (:func:`best_start`). The solver: :func:`solve_from_starts`.
     """
     y = np.exp(logy)
     fit_c = c_mode is True
@@ -170,18 +189,8 @@ def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c
         bounds = ([-np.inf, math.log(1e-4)], [np.inf, math.log(20.0)])
         inner = ([-np.inf, math.log(1e-4) + 1e-9], [np.inf, math.log(20.0) - 1e-9])
     starts = [np.clip(theta0, *inner) for theta0 in starts]
-    if screen:
-        starts = best_start(starts, lambda th: _log_residuals(th, logx, logy, fit_c, c_fixed, weights))
-    best = None
-    for theta0 in starts:
-        try:
-            res = least_squares(_log_residuals, theta0, jac=_log_jacobian, bounds=bounds,
-                                args=(logx, logy, fit_c, c_fixed, weights), method="dogbox", x_scale="jac",
-                                xtol=1e-12, ftol=1e-12, gtol=1e-12, max_nfev=2000)
-        except (ValueError, FloatingPointError) as err:  # pragma: no cover - defensive
-            continue
-        if best is None or res.cost < best.cost:
-            best = res
+    best = solve_from_starts(_log_residuals, _log_jacobian, starts, (logx, logy, fit_c, c_fixed, weights), bounds,
+                             screen=screen, tol=1e-12, max_nfev=2000)
     if best is None:
         return None, math.inf, False, "the optimizer failed from every start", None
     ok = bool(best.status > 0 and np.all(np.isfinite(best.x)))
