@@ -209,29 +209,34 @@ def attribution(steps: int, width: int, val_every: int, model: str = "mlp") -> N
     print(f"\nattribution ({model}{'' if model == 'chargpt' else f' width {width}'}, one run, {steps} steps, "
           f"SimpleProfiler): median training batch {step_time * 1e3:.3f} ms, wall {wall:.2f} s")
 
-    def split(cb) -> tuple[float, float]:
-        """(per-step hooks: seconds per step, other hooks: total seconds) of one callback."""
+    def split(cb) -> tuple[float, float, int]:
+        """(per-step hooks: seconds per step, other hooks: total seconds, per-step hooks dispatched) of one
+        callback; hooks a callback leaves None are not dispatched by Lightning at all."""
         prefix = f"[Callback]{cb.state_key}."
         per_step = other = 0.0
+        hooks = 0
         for key, values in durations.items():
             if not key.startswith(prefix):
                 continue
             if len(values) >= steps:  # called every step (or micro-batch)
                 per_step += statistics.median(values) * len(values) / steps
+                hooks += 1
             else:
                 other += sum(values)
-        return per_step, other
+        return per_step, other, hooks
 
-    floor = split(callbacks[-1])[0]
+    floor, _, floor_hooks = split(callbacks[-1])
+    per_hook = floor / max(floor_hooks, 1)  # the dispatch (and profiler) cost of one per-step hook
     per_step_total = other_total = own_total = 0.0
     for cb in callbacks:
-        per_step, other = split(cb)
+        per_step, other, hooks = split(cb)
+        own = per_step - per_hook * hooks
         if not isinstance(cb, (Control, Floor)):
             per_step_total += per_step
             other_total += other
-            own_total += max(per_step - floor, 0.0)
-        print(f"  {type(cb).__name__:20s} per-step hooks {per_step * 1e6:6.1f} us/step "
-              f"({100 * per_step / step_time:5.2f}% of a step; own work {(per_step - floor) * 1e6:5.1f} us); "
+            own_total += max(own, 0.0)
+        print(f"  {type(cb).__name__:20s} per-step hooks {per_step * 1e6:6.1f} us/step over {hooks} hook(s) "
+              f"({100 * per_step / step_time:5.2f}% of a step; own work {own * 1e6:5.1f} us); "
               f"other hooks {other * 1e3:6.1f} ms ({100 * other / wall:5.2f}% of the run)")
     fits = durations.get(f"[Callback]{callbacks[-2].state_key}.on_validation_end", [])
     print(f"  all four: per-step {100 * per_step_total / step_time:.2f}% (own work {100 * own_total / step_time:.2f}%, "

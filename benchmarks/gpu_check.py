@@ -43,8 +43,7 @@ from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping,
 from lightning_scaling.demo.model import CharGPT  # noqa: E402
 from lightning_scaling.flops import six_n  # noqa: E402
 
-PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
-                  "on_before_zero_grad", "on_train_batch_end")
+from lightning_scaling.callbacks._common import TRAIN_STEP_HOOKS as PER_STEP_HOOKS  # noqa: E402
 LOG_EVERY = 25
 
 

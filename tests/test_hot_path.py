@@ -8,16 +8,19 @@ process, the strategy's ``reduce``/``barrier``/``broadcast`` and ``torch.distrib
 recorded with the optimizer step. A callback that syncs every step shows up (the control).
 """
 
+from collections import Counter
+
+import pytest
 import pytorch_lightning as pl
 import torch
 import torch.distributed
+from pytorch_lightning.profilers import PassThroughProfiler
 
 from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw
 from lightning_scaling.callbacks import _common
 from models import TinyLM, TokenData, loader, make_trainer
 
-PER_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
-                  "on_before_zero_grad", "on_train_batch_end")
+PER_STEP_HOOKS = _common.TRAIN_STEP_HOOKS
 SYNCS = ("item", "__float__", "__int__", "__bool__", "tolist", "numpy")
 LOG_EVERY = 5
 
@@ -134,3 +137,61 @@ def test_the_step_tracker_is_global_step_in_one_read(tmp_path):
     make_trainer(tmp_path, [resumed], max_steps=9).fit(TinyLM(), loader(TokenData(64)), ckpt_path=tmp_path / "mid.ckpt")
     assert resumed.pairs[0] == (6, 6) and all(a == b for a, b in resumed.pairs) and resumed.pairs[-1] == (9, 9)
     assert _common.step_tracker(object(), TinyLM()) is None
+
+
+class _DispatchRecorder(PassThroughProfiler):
+    """Lightning enters ``profiler.profile("[Callback]{state_key}.{hook}")`` for each callback hook it calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = Counter()
+
+    def start(self, action_name):
+        if action_name.startswith("[Callback]"):
+            self.calls[action_name] += 1
+
+
+class _CountingSubclass(EffectiveEpochs):
+    """A user's subclass that uses a per-step hook the package leaves empty: it must still be called."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ends = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.ends += 1
+
+
+def test_lightning_dispatches_only_the_hooks_the_callbacks_use(tmp_path):
+    """Per-batch hooks a callback leaves empty are None on the instance, so Lightning's dispatcher (it calls
+    only callable hooks) skips them: 5 dispatches per optimizer step for the four callbacks instead of 24."""
+    profiler = _DispatchRecorder()
+    callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12), DataLimitGap(PowerLaw(2.0, 0.5, 0.1, unit="examples")),
+                 ExtraEarlyStopping(verbose=False, threshold=1.0001)]
+    trainer = make_trainer(tmp_path, callbacks, max_steps=10, profiler=profiler, val_check_interval=5,
+                           check_val_every_n_epoch=None, limit_val_batches=2)
+    trainer.fit(TinyLM(), loader(TokenData(64)), loader(TokenData(16, seed=1)))
+    per_batch = {name for name in profiler.calls
+                 if name.split(".")[-1] in _common.TRAIN_STEP_HOOKS + _common.EVAL_BATCH_HOOKS}
+    keys = {type(cb).__name__: cb.state_key for cb in callbacks}
+    assert per_batch == {f"[Callback]{keys['EffectiveEpochs']}.on_train_batch_start",
+                         f"[Callback]{keys['FlopCounter']}.on_train_batch_start",
+                         f"[Callback]{keys['FlopCounter']}.on_before_optimizer_step",
+                         f"[Callback]{keys['FlopCounter']}.on_train_batch_end",
+                         f"[Callback]{keys['ExtraEarlyStopping']}.on_before_optimizer_step"}
+    assert all(profiler.calls[name] == 10 for name in per_batch)
+    # the skipped hooks are still reachable hooks elsewhere: validation fits happened, counts were logged
+    assert callbacks[3].rule.times and callbacks[0]._cache.examples_seen == 80
+    sub = _CountingSubclass()
+    assert sub.on_before_backward is None and callable(sub.on_train_batch_end)
+    make_trainer(tmp_path, [sub], max_steps=4).fit(TinyLM(), loader(TokenData(64)))
+    assert sub.ends == 4
+
+
+def test_both_lightning_packages_skip_the_same_hooks():
+    unified = pytest.importorskip("lightning_scaling.unified")
+    for cls in ("EffectiveEpochs", "FlopCounter", "ExtraEarlyStopping"):
+        ours, theirs = globals()[cls](), getattr(unified, cls)()
+        for hook in _common.TRAIN_STEP_HOOKS + _common.EVAL_BATCH_HOOKS:
+            assert (getattr(ours, hook) is None) == (getattr(theirs, hook) is None), (cls, hook)
+    assert unified.EffectiveEpochs().on_before_backward is None

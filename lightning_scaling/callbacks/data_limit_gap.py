@@ -73,6 +73,7 @@ class DataLimitGapBase:
         self.figure_interval = float(figure_interval)
         self.data_limited_at: int | None = None
         self.history: list[tuple[float, float]] = []  # (data seen, loss) at each evaluation
+        _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
 
     @property
     def state_key(self) -> str:
@@ -131,9 +132,8 @@ class DataLimitGapBase:
         self.history.append((float(c.seen), loss))
         from ..dashboard import add_figure, data_limit_figure
 
-        seen, losses = zip(*self.history)
-        add_figure(trainer, self, f"{p}loss_vs_data", lambda: data_limit_figure(seen, losses, self.law, unit=c.unit),
-                   c.step, self.figure_interval)
+        add_figure(trainer, self, f"{p}loss_vs_data",  # drawn only with a TensorBoardLogger, at a bounded rate
+                   lambda: data_limit_figure(*zip(*self.history), self.law, unit=c.unit), c.step, self.figure_interval)
         if self.data_limited_at is None and loss - ld <= self.tolerance * ld:
             self.data_limited_at = c.step
             if self.model_law is None:

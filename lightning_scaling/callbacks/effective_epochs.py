@@ -95,6 +95,7 @@ class EffectiveEpochsBase:
         self._step_tracker: Any = None  # _common.step_tracker, set at the train start
         # Lightning reads state_key at every hook call of every callback: a string built once
         self._state_key = f"EffectiveEpochs{{tokens_per_example={tokens_per_example}}}"
+        _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
 
     @property
     def state_key(self) -> str:

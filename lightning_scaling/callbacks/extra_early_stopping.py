@@ -89,6 +89,7 @@ class ExtraEarlyStoppingBase:
         self._warned_missing = False
         self._counter: Any = None  # the EffectiveEpochs callback, found at the train start (U from its counts)
         self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
+        _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
 
     @property
     def state_key(self) -> str:
@@ -127,30 +128,24 @@ class ExtraEarlyStoppingBase:
             return None
         return float(c.dataset_size) * c.step / float(c.seen)
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if self.cooldown_start is None:
-            return
-        # during the hand-over the callback sets the LR of every group: a linear decay to 0 (WSD cool-down)
-        done = int(trainer.global_step) - self.cooldown_start
-        factor = max(0.0, 1.0 - done / self.cooldown_steps)
-        for optimizer, lrs in zip(trainer.optimizers, self._cooldown_lrs):
-            for group, lr in zip(optimizer.param_groups, lrs):
-                group["lr"] = lr * factor
-
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        """Add the learning rate of the optimizer step about to run to ``lr_sum`` (a host float: no sync).
+        """The one per-step hook: during a cool-down, set this optimizer's learning rates; then add the learning
+        rate of the optimizer step about to run to ``lr_sum`` (a host float: no sync).
 
         Lightning calls this once per optimizer step (under gradient accumulation after the last
-        micro-batch's backward), after a scheduler's update and the cool-down's setting at the batch start,
-        and hands over the optimizer: its first group's "lr" is exactly the LR this step uses, so after step
-        k ``lr_sum`` is lr_1 + ... + lr_k, what ``replay(lr=...)`` sums (index i = the LR of step i+1). Read
-        there, no step counter is needed (the first step after a start or a resume counts like any other)
-        and nothing of the Trainer is read: the cheapest place for it (read after the step, at the batch
-        end, it was both dearer and the next step's LR). The time axis is the first optimizer's LR; another
-        optimizer's steps (a GAN's second) are not added. The optimizer found first in
-        ``trainer.optimizers`` is remembered for the fit (``trainer.optimizers`` is a chain of properties,
-        ~1 us cold per step); a different optimizer looks the list up again, so a replaced one is followed.
+        micro-batch's backward), after a scheduler's update, and hands over the optimizer: its first group's
+        "lr" is exactly the LR this step uses, so after step k ``lr_sum`` is lr_1 + ... + lr_k, what
+        ``replay(lr=...)`` sums (index i = the LR of step i+1). Read there, no step counter is needed (the
+        first step after a start or a resume counts like any other) and nothing of the Trainer is read: the
+        cheapest place for it (read after the step, at the batch end, it was both dearer and the next step's
+        LR). The time axis is the first optimizer's LR; another optimizer's steps (a GAN's second) are not
+        added. The optimizer found first in ``trainer.optimizers`` is remembered for the fit
+        (``trainer.optimizers`` is a chain of properties, ~1 us cold per step); a different optimizer looks the
+        list up again, so a replaced one is followed. No other training hook of this callback is dispatched by
+        Lightning (:func:`_common.skip_unused_hooks`).
         """
+        if self.cooldown_start is not None:
+            self._cool_down(trainer, optimizer)
         if optimizer is not self._lr_optimizer:
             optimizers = trainer.optimizers
             if optimizer is not optimizers[0] and len(optimizers) > 1:
@@ -158,16 +153,25 @@ class ExtraEarlyStoppingBase:
             self._lr_optimizer = optimizer
         self.lr_sum += float(optimizer.param_groups[0]["lr"])
 
+    def _cool_down(self, trainer: Any, optimizer: Any) -> None:
+        """The hand-over: the LR of each of ``optimizer``'s groups falls linearly from its value at the decision,
+        by 1/``cooldown_steps`` per optimizer step (a WSD cool-down), overwriting a scheduler's; the Trainer is
+        told to stop after the ``cooldown_steps``-th step (set before that step runs, it still completes)."""
+        done = int(trainer.global_step) - self.cooldown_start  # cool-down steps completed before this one
+        factor = max(0.0, 1.0 - done / self.cooldown_steps)
+        for lrs, known in zip(self._cooldown_lrs, trainer.optimizers):
+            if known is optimizer:
+                for group, lr in zip(optimizer.param_groups, lrs):
+                    group["lr"] = lr * factor
+        if done + 1 >= self.cooldown_steps and self.stopped_step is None:
+            self._stop(trainer, f"cool-down of {self.cooldown_steps} steps done after: {self._cooldown_reason}",
+                       step=int(trainer.global_step) + 1)
+
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._lr_optimizer = None  # hold no optimizer (and its state) beyond the fit
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._lr_optimizer = None
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.cooldown_start is not None and self.stopped_step is None \
-                and int(trainer.global_step) - self.cooldown_start >= self.cooldown_steps:
-            self._stop(trainer, f"cool-down of {self.cooldown_steps} steps done after: {self._cooldown_reason}")
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if getattr(trainer, "sanity_checking", False) or getattr(trainer, "fast_dev_run", False):
@@ -251,15 +255,17 @@ class ExtraEarlyStoppingBase:
             metrics[f"{p}converged_loss_low"], metrics[f"{p}converged_loss_high"] = d.interval
         _common.log_scalars(trainer, metrics, d.step)
 
-    def _stop(self, trainer: Any, reason: str) -> None:
+    def _stop(self, trainer: Any, reason: str, step: int | None = None) -> None:
+        """Ask the Trainer to stop; ``step``: the last optimizer step of the run (default: the current one)."""
         trainer.should_stop = True
-        self.stopped_step = int(trainer.global_step)
+        self.stopped_step = int(trainer.global_step) if step is None else step
         if self.verbose:
             _common.rank_zero_info(trainer, self.summary(trainer, reason))
 
     def summary(self, trainer: Any, reason: str) -> str:
         d = self.decision
-        lines = [f"ExtraEarlyStopping: stopped at step {trainer.global_step}: {reason}"]
+        step = trainer.global_step if self.stopped_step is None else self.stopped_step
+        lines = [f"ExtraEarlyStopping: stopped at step {step}: {reason}"]
         if d is not None and d.converged_loss is not None:
             lo, hi = d.interval or (float("nan"), float("nan"))
             lines.append(f"  predicted converged {self.monitor}: {d.converged_loss:.4f} [{lo:.4f}, {hi:.4f}]; "

@@ -69,6 +69,7 @@ class FlopCounterBase:
         self._warned = False
         self._reported = False
         self._warned_zero = False
+        _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
 
     @property
     def state_key(self) -> str:
