@@ -15,9 +15,10 @@ On a shared machine the arms' difference drowns in noise, so one more run attrib
 within a single run: Lightning's ``SimpleProfiler`` times every callback hook, and the time inside
 each callback's hooks is set against the whole run's wall time (both measured at the same moment,
 so other tenants slow numerator and denominator alike). An empty callback last ("floor") is what any
-callback pays for Lightning's dispatch of its hooks (and the profiler's timing); each callback's own
-per-step work is its time beyond the floor. ExtraEarlyStopping's learning-curve fit is timed per
-validation.
+callback pays for Lightning's dispatch of its six per-step hooks (and the profiler's timing); the four
+callbacks are dispatched only for the hooks they use (the others are None: 5 hooks per step for the four,
+not 24), and each one's own per-step work is its time beyond the floor's cost per hook times its hooks.
+ExtraEarlyStopping's learning-curve fit is timed per validation.
 
     .venv/bin/python benchmarks/bench_overhead.py [--model mlp|chargpt] [--width 256] [--repeats 7]
         [--steps 400] [--clock cpu|wall] [--attribution-only] [--amplify K] [--dispatch]
@@ -190,8 +191,10 @@ def attribution(steps: int, width: int, val_every: int, model: str = "mlp") -> N
     their total against the run's wall time. An empty control callback goes first: the first callback
     of a hook absorbs some of the framework's own deferred work, and every callback pays the profiler
     and Lightning's dispatch, so the control's line is the floor under each of the others; an empty
-    callback last (``Floor``) gives the floor of a callback that does not go first, and each callback's
-    own work is its per-step time beyond it.
+    callback last (``Floor``) gives the floor of a callback that does not go first: its time over its six
+    per-step hooks is the dispatch cost of one hook. The four callbacks leave the per-step hooks they do not
+    use as None, which Lightning does not dispatch (``_common.skip_unused_hooks``), so each callback's own
+    work is its per-step time beyond that cost times the hooks it has dispatched.
     """
     module, train, val = make_job(model, width)
     callbacks = [Control(), *make_callbacks("all", model), Floor()]
