@@ -12,9 +12,11 @@ from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter  
 from models import CurveRegressor, loader, regression_data  # noqa: E402
 
 
-def main(out: str, devices: int, batch_size: int) -> None:
+def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0) -> None:
     pl.seed_everything(0)
-    callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12), ExtraEarlyStopping(verbose=False)]
+    # with a cool-down the stop (and its summary, which sums the FLOPs over ranks) comes inside the optimizer-step hook
+    callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12),
+                 ExtraEarlyStopping(verbose=cooldown_steps > 0, cooldown_steps=cooldown_steps)]
     trainer = pl.Trainer(callbacks=callbacks, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
                          max_steps=3000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, val_check_interval=16, check_val_every_n_epoch=None,
@@ -23,7 +25,7 @@ def main(out: str, devices: int, batch_size: int) -> None:
                 loader(regression_data(32, seed=1), 8))
     counts = callbacks[0].counts(trainer)
     Path(out, f"rank{trainer.global_rank}.json").write_text(json.dumps({
-        "stop": callbacks[2].stopped_step, "step": trainer.global_step, "examples": counts.examples_seen,
+        "stop": callbacks[2].stopped_step, "step": trainer.global_step, "cooldown_start": callbacks[2].cooldown_start, "examples": counts.examples_seen,
         "flops": callbacks[1].sync(trainer)}))
     # Tear gloo down before the interpreter does: left to exit, a rank can die of "terminate called without an
     # active exception" (SIGABRT) after writing its results, about one run in five here.
@@ -35,4 +37,4 @@ def main(out: str, devices: int, batch_size: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]))

@@ -175,6 +175,21 @@ def test_ddp_two_ranks_match_a_single_process_run(tmp_path):
         assert r["flops"] == pytest.approx(one["flops"], rel=1e-6)
 
 
+@pytest.mark.slow
+def test_ddp_cooldown_ends_on_the_same_step_on_both_ranks(tmp_path):
+    """The cool-down runs in the optimizer-step hook, where the stop's summary sums the FLOPs over ranks."""
+    script = Path(__file__).parent / "ddp_run.py"
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    single.mkdir(), ddp.mkdir()
+    subprocess.run([sys.executable, str(script), str(single), "1", "16", "8"], check=True, timeout=600, cwd=tmp_path)
+    subprocess.run([sys.executable, str(script), str(ddp), "2", "8", "8"], check=True, timeout=600, cwd=tmp_path)
+    one = json.loads((single / "rank0.json").read_text())
+    assert one["cooldown_start"] is not None and one["stop"] == one["step"] == one["cooldown_start"] + 8
+    for r in (json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)):
+        assert (r["cooldown_start"], r["stop"], r["step"]) == (one["cooldown_start"], one["stop"], one["step"])
+        assert r["flops"] == pytest.approx(one["flops"], rel=1e-6)
+
+
 class _LrRecorder(pl.Callback):
     """Records the learning rate each optimizer step actually used."""
 
