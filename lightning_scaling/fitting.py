@@ -546,12 +546,22 @@ def _overfitting_residuals(theta: np.ndarray, logn: np.ndarray, logd: np.ndarray
     return a_d * np.logaddexp((a_n / a_d) * (log_nc - logn), log_dc - logd) - logy
 
 
+def _overfitting_jacobian(theta: np.ndarray, logn: np.ndarray, logd: np.ndarray, logy: np.ndarray) -> np.ndarray:
+    """d residual / d theta of :func:`_overfitting_residuals`: with u = (alpha_N/alpha_D)(log N_c - log N),
+    v = log D_c - log D and w = e^u / (e^u + e^v), the residual is alpha_D logaddexp(u, v) - log y."""
+    log_nc, log_dc, a_n, a_d = theta
+    u = (a_n / a_d) * (log_nc - logn)
+    lse = np.logaddexp(u, log_dc - logd)
+    w = np.exp(u - lse)
+    return np.column_stack([a_n * w, a_d * (1.0 - w), w * (log_nc - logn), lse - w * u])
+
+
 def fit_overfitting_law(n_params, n_tokens, loss) -> OverfittingFit:
     """Fit ``L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D`` ([K] eq 1.5) by least squares on log L.
 
     Each point is one run's converged loss (e.g. ``demo.curves.converged_loss``) at its N and D; the sweep
-    must vary both (at least 5 runs, 3 model sizes, 2 dataset sizes). scipy's bounded ``least_squares`` from a
-    small grid of starts (36), the best kept. ``law.data_law(N)`` is the floor DataLimitGap gives a model of N
+    must vary both (at least 5 runs, 3 model sizes, 2 dataset sizes). scipy's bounded ``least_squares``
+    (:func:`solve_from_starts`, with the analytic Jacobian) from a small grid of starts (36), the best kept. ``law.data_law(N)`` is the floor DataLimitGap gives a model of N
     parameters.
 
     Raises:
@@ -562,15 +572,10 @@ def fit_overfitting_law(n_params, n_tokens, loss) -> OverfittingFit:
     if np.unique(d).size < 2:
         raise FitError("L(N, D) needs runs at >= 2 dataset sizes")
     logn, logd, logy = np.log(n), np.log(d), np.log(y)
-    best = None
-    for start in itertools.product((5.0, 10.0, 15.0), (5.0, 10.0, 15.0), (0.1, 0.3), (0.1, 0.3)):
-        try:
-            res = least_squares(_overfitting_residuals, start, args=(logn, logd, logy),
-                                bounds=([-50.0, -50.0, 1e-3, 1e-3], [100.0, 100.0, 3.0, 3.0]))
-        except (ValueError, FloatingPointError):  # pragma: no cover - defensive
-            continue
-        if best is None or res.cost < best.cost:
-            best = res
+    # every start is run (no screen): a sweep is fitted once, off the training path, so robustness beats speed
+    starts = list(itertools.product((5.0, 10.0, 15.0), (5.0, 10.0, 15.0), (0.1, 0.3), (0.1, 0.3)))
+    best = solve_from_starts(_overfitting_residuals, _overfitting_jacobian, starts, (logn, logd, logy),
+                             ([-50.0, -50.0, 1e-3, 1e-3], [100.0, 100.0, 3.0, 3.0]), screen=False)
     if best is None or not np.all(np.isfinite(best.x)) or best.status <= 0:
         return OverfittingFit(None, False, "did not converge from any start", math.inf, n.size, math.nan)
     log_nc, log_dc, a_n, a_d = (float(v) for v in best.x)

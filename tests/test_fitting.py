@@ -234,6 +234,28 @@ def test_chinchilla_screen_keeps_the_global_basin():
     assert fit.objective < 1e-4
 
 
+def test_the_analytic_jacobians_match_finite_differences():
+    """Every fit hands scipy an analytic Jacobian: each must be the derivative of its residuals."""
+    from scipy.optimize import approx_fprime
+
+    from lightning_scaling import curve_families, fitting
+
+    rng = np.random.default_rng(1)
+    logn, logd, logy = np.log(rng.uniform(1e4, 1e6, 12)), np.log(rng.uniform(1e4, 1e6, 12)), rng.normal(0.5, 0.1, 12)
+    logx, tau, epochs = np.log(np.linspace(100, 3000, 12)), np.linspace(0.1, 1.0, 12), np.linspace(0.2, 30.0, 12)
+    weights = rng.uniform(0.5, 1.5, 12)
+    cases = [(fitting._overfitting_residuals, fitting._overfitting_jacobian, theta, (logn, logd, logy))
+             for theta in ([11.5, 13.1, 0.25, 0.28], [8.0, 15.0, 0.6, 0.1], [14.0, 9.0, 0.05, 1.2])]
+    cases += [(fitting._log_residuals, fitting._log_jacobian, [6.0, -0.5, 1.3], (logx, logy, True, 0.0, None)),
+              (fitting._log_residuals, fitting._log_jacobian, [6.0, -0.5], (logx, logy, False, 1.1, weights)),
+              (curve_families._exp_residuals, curve_families._exp_jacobian, [1.2, 0.8, 3.0], (tau, logy)),
+              (curve_families._ed_residuals, curve_families._ed_jacobian, [1.1, 0.2, 8.0], (epochs, logy))]
+    for residuals, jacobian, theta, args in cases:
+        theta = np.asarray(theta, dtype=float)
+        numeric = approx_fprime(theta, residuals, 1e-7, *args)
+        assert jacobian(theta, *args) == pytest.approx(numeric, rel=1e-4, abs=1e-6), residuals.__name__
+
+
 def test_fit_overfitting_law_recovers_a_known_sweep():
     from lightning_scaling import OverfittingLaw, fit_overfitting_law
 
