@@ -14,11 +14,11 @@ from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping,
 from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
 
 
-def fit_curve(tmp_path, callbacks, **kw):
+def fit_curve(tmp_path, callbacks, module=None, **kw):
     defaults = dict(max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
     defaults.update(kw)
     trainer = make_trainer(tmp_path, callbacks, **defaults)
-    trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    trainer.fit(module or CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
     return trainer
 
 
@@ -191,26 +191,41 @@ def test_ddp_cooldown_ends_on_the_same_step_on_both_ranks(tmp_path):
 
 
 class _LrRecorder(pl.Callback):
-    """Records the learning rate each optimizer step actually used."""
+    """Records the learning rate each optimizer step actually used, and the one seen at the batch start (where
+    Lightning's LearningRateMonitor reads it)."""
 
     def __init__(self):
-        self.lrs = {}
+        self.lrs, self.at_start = {}, {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.at_start[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         self.lrs[trainer.global_step] = optimizer.param_groups[0]["lr"]
 
 
+class _Scheduled(CurveRegressor):
+    """A step-interval scheduler that sets the base LR after every optimizer step: the cool-down must win."""
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.parameters(), lr=self.lr)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 1.0), "interval": "step"}}
+
+
 def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
     ref = ExtraEarlyStopping(verbose=False)
-    fit_curve(tmp_path / "ref", [ref])
+    fit_curve(tmp_path / "ref", [ref], module=_Scheduled())
     stop, lrs = ExtraEarlyStopping(cooldown_steps=40), _LrRecorder()
-    trainer = fit_curve(tmp_path / "cool", [stop, lrs])
+    trainer = fit_curve(tmp_path / "cool", [stop, lrs], module=_Scheduled())
     start = stop.cooldown_start
     assert start == ref.stopped_step  # the same decision, taken at the same step
     assert stop.stopped_step == trainer.global_step == start + 40
     base = lrs.lrs[start - 1]
     for k in (0, 10, 20, 39):
         assert lrs.lrs[start + k] == pytest.approx(base * (1 - k / 40))
+    assert lrs.at_start == lrs.lrs  # set before the step: what the step uses is what a monitor sees during it
+    assert ref.on_train_batch_start is None and callable(stop.on_train_batch_start)  # dispatched only to cool down
     assert stop.lr_sum == pytest.approx(sum(lrs.lrs[s] for s in sorted(lrs.lrs)), rel=1e-12)  # the decay counted
     out = capsys.readouterr().out
     assert "cooling the learning rate down" in out and "cool-down of 40 steps done" in out

@@ -90,6 +90,8 @@ class ExtraEarlyStoppingBase:
         self._counter: Any = None  # the EffectiveEpochs callback, found at the train start (U from its counts)
         self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
+        if not cooldown_steps and type(self).on_train_batch_start is ExtraEarlyStoppingBase.on_train_batch_start:
+            self.on_train_batch_start = None  # the cool-down's hook: without a cool-down, not dispatched either
 
     @property
     def state_key(self) -> str:
@@ -128,24 +130,38 @@ class ExtraEarlyStoppingBase:
             return None
         return float(c.dataset_size) * c.step / float(c.seen)
 
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        """During the hand-over, set the LR of every group of every optimizer before the step runs: a linear decay
+        from its value at the decision, by 1/``cooldown_steps`` per optimizer step (a WSD cool-down), overwriting
+        a scheduler's update, so that the step and whatever reads the LR during it (a ``LearningRateMonitor``
+        placed after this callback) see the LR used. Dispatched only when ``cooldown_steps > 0``."""
+        if self.cooldown_start is None:
+            return
+        done = int(trainer.global_step) - self.cooldown_start  # cool-down steps completed before this one
+        factor = max(0.0, 1.0 - done / self.cooldown_steps)
+        for optimizer, lrs in zip(trainer.optimizers, self._cooldown_lrs):
+            for group, lr in zip(optimizer.param_groups, lrs):
+                group["lr"] = lr * factor
+
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        """The one per-step hook: during a cool-down, set this optimizer's learning rates; then add the learning
-        rate of the optimizer step about to run to ``lr_sum`` (a host float: no sync).
+        """The per-step hook (with ``on_train_batch_start`` during a cool-down): add the learning rate of the
+        optimizer step about to run to ``lr_sum`` (a host float: no sync); at the last step of a cool-down, ask
+        the Trainer to stop after it.
 
         Lightning calls this once per optimizer step (under gradient accumulation after the last
-        micro-batch's backward), after a scheduler's update, and hands over the optimizer: its first group's
-        "lr" is exactly the LR this step uses, so after step k ``lr_sum`` is lr_1 + ... + lr_k, what
-        ``replay(lr=...)`` sums (index i = the LR of step i+1). Read there, no step counter is needed (the
-        first step after a start or a resume counts like any other) and nothing of the Trainer is read: the
-        cheapest place for it (read after the step, at the batch end, it was both dearer and the next step's
-        LR). The time axis is the first optimizer's LR; another optimizer's steps (a GAN's second) are not
+        micro-batch's backward), after a scheduler's update and the cool-down's setting at the batch start,
+        and hands over the optimizer: its first group's "lr" is exactly the LR this step uses, so after step k
+        ``lr_sum`` is lr_1 + ... + lr_k, what ``replay(lr=...)`` sums (index i = the LR of step i+1). Read
+        there, no step counter is needed (the first step after a start or a resume counts like any other) and
+        nothing of the Trainer is read: the cheapest place for it (read after the step, at the batch end, it was
+        both dearer and the next step's LR). The time axis is the first optimizer's LR; another optimizer's steps (a GAN's second) are not
         added. The optimizer found first in ``trainer.optimizers`` is remembered for the fit
         (``trainer.optimizers`` is a chain of properties, ~1 us cold per step); a different optimizer looks the
-        list up again, so a replaced one is followed. No other training hook of this callback is dispatched by
+        list up again, so a replaced one is followed. No other per-step hook of this callback is dispatched by
         Lightning (:func:`_common.skip_unused_hooks`).
         """
-        if self.cooldown_start is not None:
-            self._cool_down(trainer, optimizer)
+        if self.cooldown_start is not None and self.stopped_step is None:
+            self._end_cooldown(trainer)
         if optimizer is not self._lr_optimizer:
             optimizers = trainer.optimizers
             if optimizer is not optimizers[0] and len(optimizers) > 1:
@@ -153,17 +169,11 @@ class ExtraEarlyStoppingBase:
             self._lr_optimizer = optimizer
         self.lr_sum += float(optimizer.param_groups[0]["lr"])
 
-    def _cool_down(self, trainer: Any, optimizer: Any) -> None:
-        """The hand-over: the LR of each of ``optimizer``'s groups falls linearly from its value at the decision,
-        by 1/``cooldown_steps`` per optimizer step (a WSD cool-down), overwriting a scheduler's; the Trainer is
-        told to stop after the ``cooldown_steps``-th step (set before that step runs, it still completes)."""
+    def _end_cooldown(self, trainer: Any) -> None:
+        """Stop after the ``cooldown_steps``-th step of the cool-down (set before that step runs, it still
+        completes): the stop comes in a hook that is dispatched anyway, not in one more per-step hook."""
         done = int(trainer.global_step) - self.cooldown_start  # cool-down steps completed before this one
-        factor = max(0.0, 1.0 - done / self.cooldown_steps)
-        for lrs, known in zip(self._cooldown_lrs, trainer.optimizers):
-            if known is optimizer:
-                for group, lr in zip(optimizer.param_groups, lrs):
-                    group["lr"] = lr * factor
-        if done + 1 >= self.cooldown_steps and self.stopped_step is None:
+        if done + 1 >= self.cooldown_steps:
             self._stop(trainer, f"cool-down of {self.cooldown_steps} steps done after: {self._cooldown_reason}",
                        step=int(trainer.global_step) + 1)
 
