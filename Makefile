@@ -33,6 +33,7 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_stopping.py
+	$(PY) benchmarks/bench_stopping.py --holdout
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

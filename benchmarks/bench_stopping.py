@@ -13,7 +13,11 @@ variants named below, and prints, side by side in one run:
    ``EarlyStopping`` (patience 5 and 10 validations, min_delta 0.002) and by the full run, and the
    loss each reached.
 
-    .venv/bin/python benchmarks/bench_stopping.py [--markdown] [--variants]
+    .venv/bin/python benchmarks/bench_stopping.py [--markdown] [--variants] [--holdout]
+
+``--holdout`` scores the out-of-sample runs instead (``lightning_scaling/data/curves_holdout``, recorded by
+``scripts/record_curves.py --holdout`` after the rule's options were chosen on the corpus): constant-LR runs on
+the standard library's source, with the floors fitted on the runs on that text.
 
 The floor: with DataLimitGap the rule gets L(D) at the distinct tokens seen. ``demo_ld.json`` is fitted
 from the converged losses of this very corpus, so for the runs it was fitted on it knows their answer; the
@@ -45,6 +49,7 @@ from lightning_scaling.demo.rule_quality import FRACTIONS, early_stopping_step, 
 from lightning_scaling.flops import six_n
 
 LD = Path(__file__).resolve().parents[1] / "lightning_scaling" / "data" / "demo_ld.json"
+HOLDOUT = LD.parent / "curves_holdout"  # scripts/record_curves.py --holdout
 WARMUP = 100  # steps: the runs warm up for 50 steps; the first evaluations after it are still transient
 
 
@@ -67,14 +72,20 @@ def _effective_data(curve) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", action="store_true", help="also the other families/windows (slower)")
+    parser.add_argument("--holdout", action="store_true",
+                        help="score the out-of-sample runs (data/curves_holdout, the standard library's source) instead")
     args = parser.parse_args()
     law = PowerLaw.from_json(LD)
-    curves = load_curves()
-    held_out = {c.name: (fit_ld(ld_points(curves, exclude_tokens=[c.train_tokens]))
-                         if c.config.get("source") == "pydoc" else None) for c in curves}
+    curves = load_curves(HOLDOUT) if args.holdout else load_curves()
+    source = "stdlib" if args.holdout else "pydoc"
+    # the floors are fitted on the runs on the scored runs' text (held out: without the scored run's D, or (N, D));
+    # for the out-of-sample runs that includes the main corpus's run on the same text
+    pool = curves + ([c for c in load_curves() if c.config.get("source") == source] if args.holdout else [])
+    held_out = {c.name: (fit_ld(ld_points(pool, exclude_tokens=[c.train_tokens], source=source))
+                         if c.config.get("source") == source else None) for c in curves}
     in_sample = {c.name: law if c.config.get("source") == "pydoc" else None for c in curves}
     # L(N, D) ([K] eq 1.5) at the run's N, fitted without the runs at the run's own (N, D)
-    held_out_nd = {c.name: held_out_overfitting_floor(curves, c) if c.config.get("source") == "pydoc" else None
+    held_out_nd = {c.name: held_out_overfitting_floor(pool, c) if c.config.get("source") == source else None
                    for c in curves}
     variants = {"default, floor L(D) held out": ({}, held_out), "default, floor demo_ld.json": ({}, in_sample),
                 "default, no floor": ({}, None),
@@ -86,6 +97,8 @@ def main() -> None:
                 "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out),
                 "effective-data family, floor L(D) held out": (_effective_data, held_out),
                 "effective-data family, no floor": (_effective_data, None)}
+    if args.holdout:  # demo_ld.json is the other text's law
+        del variants["default, floor demo_ld.json"]
     if args.variants:
         for fam in ("power", "exponential", "average"):
             for window in (0.0, 0.5):

@@ -15,7 +15,10 @@ run ends at ``max_steps`` or when the validation loss has not improved for ``pat
 (Lightning's EarlyStopping), i.e. at convergence or once it has turned up. Runs already recorded are
 skipped unless ``--force``.
 
-    python scripts/record_curves.py [--jobs 2] [--only NAME ...] [--force] [--list]
+    python scripts/record_curves.py [--jobs 2] [--only NAME ...] [--force] [--list] [--holdout]
+
+``--holdout`` records the out-of-sample grid (``HOLDOUT_RUNS``: the standard library's source, three model sizes
+x four dataset sizes, about 15 min on 2 cores) into ``lightning_scaling/data/curves_holdout/``.
 """
 
 from __future__ import annotations
@@ -87,6 +90,13 @@ RUNS = [
     _run("l_stdlib1m_const", "l", 1_048_576, "constant", 2500, source="stdlib"),
 ]
 
+#: Out-of-sample runs (``--holdout``, into ``lightning_scaling/data/curves_holdout/``): recorded after the rule's
+#: options were chosen on RUNS, on the other text (the standard library's source), to check those choices on runs
+#: they were not chosen on. Three model sizes x four dataset sizes, constant LR (the effective-data family's case).
+HOLDOUT_OUT = OUT.parent / "curves_holdout"
+HOLDOUT_RUNS = [_run(f"{m}_stdlib{k}k_const", m, k * 1024, max_steps=5000, source="stdlib")
+                for m in ("m", "l", "xl") for k in (32, 64, 128, 256)]
+
 COMMON = {"ctx": 64, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01, "warmup": 50, "val_every": 25,
           "val_tokens": 16_384, "decay_fraction": 0.2, "min_ratio": 0.1, "seed": 0, "min_delta": 0.002}
 
@@ -134,7 +144,8 @@ def record(spec: dict, out: Path = OUT, threads: int = 1, progress: bool = False
         "ended_by": "patience" if trainer.global_step < cfg["max_steps"] else "max_steps",
         "seconds": round(time.perf_counter() - start, 1), "threads": threads,
         "python": platform.python_version(), "torch": torch.__version__, "pytorch_lightning": pl.__version__,
-        "command": "python scripts/record_curves.py --only " + cfg["name"],
+        "command": "python scripts/record_curves.py " + ("--holdout " if out.name == "curves_holdout" else "")
+                   + "--only " + cfg["name"],
     })
     (out / cfg["name"] / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
     hparams = out / cfg["name"] / "hparams.yaml"
@@ -147,7 +158,9 @@ README_HEAD = """# Recorded learning curves
 
 Real training runs of the demo's character-level GPT (`lightning_scaling/demo/model.py`) on CPU, on text
 that ships with Python (`pydoc_data.topics`; `stdlib`: the standard library's `.py` source), recorded by
-`python scripts/record_curves.py` (the one command that regenerates them; `--only NAME` for one run).
+`python scripts/record_curves.py` (the one command that regenerates them; `--only NAME` for one run). The
+folder `curves_holdout/` holds the out-of-sample runs (`--holdout`: the standard library's source, recorded after
+the stopping rule's options were chosen on `curves/`, to check them on runs they were not chosen on).
 
 Each folder holds `metrics.csv` as Lightning's `CSVLogger` writes it (`train_loss` and `lr` at every
 optimizer step, row `step` = the 0-based index of that step; `val_loss` with `optimizer_steps` = the
@@ -184,10 +197,15 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="re-record runs that already have a config.json")
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
     parser.add_argument("--readme", action="store_true", help="only rewrite the folder's README.md")
+    parser.add_argument("--holdout", action="store_true",
+                        help=f"the out-of-sample grid (HOLDOUT_RUNS) into {HOLDOUT_OUT.relative_to(OUT.parents[2])}")
     args = parser.parse_args()
-    runs = [r for r in RUNS if not args.only or r["name"] in args.only]
+    grid = HOLDOUT_RUNS if args.holdout else RUNS
+    if args.holdout and args.out == OUT:
+        args.out = HOLDOUT_OUT
+    runs = [r for r in grid if not args.only or r["name"] in args.only]
     if args.only and len(runs) != len(args.only):
-        parser.error(f"unknown run names; known: {[r['name'] for r in RUNS]}")
+        parser.error(f"unknown run names; known: {[r['name'] for r in grid]}")
     if args.list:
         for r in runs:
             print(json.dumps(r))

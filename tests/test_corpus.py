@@ -14,6 +14,7 @@ from lightning_scaling.demo.ld import MIN_TOKENS, fit_ld, ld_points, overfitting
 from lightning_scaling.demo.model import schedule
 
 ROOT = Path(__file__).resolve().parent.parent
+HOLDOUT_DIR = CURVES_DIR.parent / "curves_holdout"
 
 
 @pytest.fixture(scope="module")
@@ -23,27 +24,40 @@ def curves():
     return loaded, time.perf_counter() - start
 
 
+def check_recorded(c):
+    """One recorded run: its config beside it, its metrics complete, its logged LR the schedule in its config."""
+    for key in ("n_params", "train_tokens", "schedule", "tokens_per_step", "steps_per_epoch", "max_steps"):
+        assert key in c.config, (c.name, key)
+    assert c.config["name"] == c.name and c.steps.size >= 4
+    assert np.all(np.diff(c.steps) > 0) and c.steps[-1] <= c.config["steps"] == c.lr.size
+    assert np.all(np.isfinite(c.val_loss)) and np.all(np.isfinite(c.train_loss)) and np.all(c.lr > 0)
+    assert np.array_equal(c.steps % c.config["val_every"], np.zeros_like(c.steps))
+    cfg = c.config
+    factor = schedule(cfg["schedule"], cfg["warmup"], cfg["max_steps"], cfg["decay_fraction"], cfg["min_ratio"])
+    expected = np.array([cfg["lr"] * factor(i) for i in range(c.lr.size)])
+    np.testing.assert_allclose(c.lr, expected, rtol=1e-6)
+    np.testing.assert_allclose(c.lr_sum, np.cumsum(expected)[c.steps - 1], rtol=1e-6)
+
+
 def test_every_run_has_its_config_beside_it_and_loads(curves):
     loaded, seconds = curves
     folders = sorted(p for p in CURVES_DIR.iterdir() if p.is_dir())
     assert folders and [c.path for c in loaded] == folders == list_curves()
     assert seconds < 5.0  # the whole corpus replays in well under a second on an idle machine
     for c in loaded:
-        for key in ("n_params", "train_tokens", "schedule", "tokens_per_step", "steps_per_epoch", "max_steps"):
-            assert key in c.config, (c.name, key)
-        assert c.config["name"] == c.name and c.steps.size >= 4
-        assert np.all(np.diff(c.steps) > 0) and c.steps[-1] <= c.config["steps"] == c.lr.size
-        assert np.all(np.isfinite(c.val_loss)) and np.all(np.isfinite(c.train_loss)) and np.all(c.lr > 0)
-        assert np.array_equal(c.steps % c.config["val_every"], np.zeros_like(c.steps))
+        check_recorded(c)
 
 
-def test_logged_lr_is_the_schedule_in_the_config(curves):
-    for c in curves[0]:
-        cfg = c.config
-        factor = schedule(cfg["schedule"], cfg["warmup"], cfg["max_steps"], cfg["decay_fraction"], cfg["min_ratio"])
-        expected = np.array([cfg["lr"] * factor(i) for i in range(c.lr.size)])
-        np.testing.assert_allclose(c.lr, expected, rtol=1e-6)
-        np.testing.assert_allclose(c.lr_sum, np.cumsum(expected)[c.steps - 1], rtol=1e-6)
+def test_the_out_of_sample_runs_are_the_holdout_grid():
+    """curves_holdout/ (scripts/record_curves.py --holdout): 3 models x 4 sizes of the stdlib source, converged."""
+    held = load_curves(HOLDOUT_DIR)
+    assert sorted(c.name for c in held) == sorted(f"{m}_stdlib{k}k_const" for m in ("m", "l", "xl")
+                                                  for k in (32, 64, 128, 256))
+    for c in held:
+        check_recorded(c)
+        assert (c.config["source"], c.config["schedule"], c.config["ended_by"]) == ("stdlib", "constant", "patience")
+        assert "--holdout" in c.config["command"]
+    assert not {c.name for c in held} & {c.name for c in load_curves()}
 
 
 def test_grid_covers_sizes_data_and_schedules(curves):

@@ -38,18 +38,18 @@ class LDPoints:
 MIN_TOKENS = 30_000
 
 
-def _scaling_runs(curves: Iterable[RecordedCurve], min_tokens: int) -> list[RecordedCurve]:
-    """The runs the laws are fitted on: constant LR, pydoc text, D >= ``min_tokens``."""
-    return [c for c in curves if c.config.get("schedule") == "constant" and c.config.get("source") == "pydoc"
+def _scaling_runs(curves: Iterable[RecordedCurve], min_tokens: int, source: str = "pydoc") -> list[RecordedCurve]:
+    """The runs the laws are fitted on: constant LR, one text (``source``), D >= ``min_tokens``."""
+    return [c for c in curves if c.config.get("schedule") == "constant" and c.config.get("source") == source
             and c.train_tokens >= min_tokens]
 
 
 def ld_points(curves: Iterable[RecordedCurve], model: str | None = None,
-              exclude_tokens: Iterable[int] = (), min_tokens: int = MIN_TOKENS) -> LDPoints:
+              exclude_tokens: Iterable[int] = (), min_tokens: int = MIN_TOKENS, source: str = "pydoc") -> LDPoints:
     """Best converged loss per dataset size (>= ``min_tokens``) over the (named) model sizes of constant-LR
-    pydoc runs."""
+    runs on one text (``source``: "pydoc", or "stdlib" for the out-of-sample runs)."""
     skip = set(exclude_tokens)
-    chosen = [c for c in _scaling_runs(curves, min_tokens)
+    chosen = [c for c in _scaling_runs(curves, min_tokens, source)
               if (model is None or c.config["model"] == model) and c.train_tokens not in skip]
     cut = [c.name for c in chosen if c.config.get("ended_by") != "patience"]
     best: dict[int, tuple[float, str, int]] = {}
@@ -78,14 +78,14 @@ def fit_ld(points: LDPoints, source: str = "") -> PowerLaw:
 # L(N, D): the floor for a model too small for its data
 # ---------------------------------------------------------------------------------------------
 def overfitting_law(curves: Iterable[RecordedCurve], exclude: Iterable[str] = (),
-                    min_tokens: int = MIN_TOKENS) -> OverfittingLaw:
+                    min_tokens: int = MIN_TOKENS, source: str = "pydoc") -> OverfittingLaw:
     """[K] eq 1.5 (:func:`lightning_scaling.fit_overfitting_law`) fitted to the converged losses of the
-    constant-LR pydoc runs that converged (ended by patience), with D >= ``min_tokens`` and N = all parameters,
+    constant-LR runs on one text (``source``) that converged (ended by patience), with D >= ``min_tokens`` and N = all parameters,
     leaving out the runs named in ``exclude``. ``law.data_law(N)`` is the floor of a model of N parameters: unlike
     L(D), which every model is above, it is that model's own limit. FitError when it cannot be fitted.
     """
     skip = set(exclude)
-    use = [c for c in _scaling_runs(curves, min_tokens)
+    use = [c for c in _scaling_runs(curves, min_tokens, source)
            if c.config.get("ended_by") == "patience" and c.name not in skip]
     fit = fit_overfitting_law([c.n_params for c in use], [c.train_tokens for c in use],
                               [converged_loss(c) for c in use])
@@ -95,7 +95,8 @@ def overfitting_law(curves: Iterable[RecordedCurve], exclude: Iterable[str] = ()
 
 
 def held_out_overfitting_floor(curves: Iterable[RecordedCurve], curve: RecordedCurve) -> ModelDataLaw:
-    """The L(N, D) floor of ``curve`` (a callable of D at its N), fitted without every run at its (N, D)."""
+    """The L(N, D) floor of ``curve`` (a callable of D at its N), fitted on the runs on its text without every run
+    at its (N, D)."""
     curves = list(curves)
     same = [c.name for c in curves if (c.n_params, c.train_tokens) == (curve.n_params, curve.train_tokens)]
-    return overfitting_law(curves, exclude=same).data_law(curve.n_params)
+    return overfitting_law(curves, exclude=same, source=curve.config.get("source", "pydoc")).data_law(curve.n_params)
