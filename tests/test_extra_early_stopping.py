@@ -93,6 +93,17 @@ def test_bad_arguments_raise_at_construction(kwargs):
         ExtraEarlyStopping(**kwargs)
 
 
+def test_data_limit_gap_says_when_the_loss_goes_below_its_law(tmp_path, capsys):
+    """A loss below L(D) means the law is wrong for this data: one warning, and no claim that the run is
+    data-limited."""
+    law = PowerLaw(scale=2.0, exponent=0.5, irreducible=1.5, unit="examples")  # above the curve's 1 + (40/S)^0.7
+    gap = DataLimitGap(law)
+    with pytest.warns(UserWarning, match="below the law") as caught:
+        fit_curve(tmp_path, [EffectiveEpochs(), gap], max_steps=400)
+    assert sum("below the law" in str(w.message) for w in caught) == 1
+    assert gap.data_limited_at is None and "data-limited" not in capsys.readouterr().out
+
+
 def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys):
     law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")  # L(D) for this toy
     logger = TensorBoardLogger(tmp_path, name="tb")

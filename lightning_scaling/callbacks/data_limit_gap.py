@@ -73,6 +73,7 @@ class DataLimitGapBase:
         self.figure_interval = float(figure_interval)
         self.data_limited_at: int | None = None
         self.history: list[tuple[float, float]] = []  # (data seen, loss) at each evaluation
+        self._warned_below = False  # the loss has gone below the law (warned once)
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
 
     @property
@@ -134,7 +135,16 @@ class DataLimitGapBase:
 
         add_figure(trainer, self, f"{p}loss_vs_data",  # drawn only with a TensorBoardLogger, at a bounded rate
                    lambda: data_limit_figure(*zip(*self.history), self.law, unit=c.unit), c.step, self.figure_interval)
-        if self.data_limited_at is None and loss - ld <= self.tolerance * ld:
+        if loss < (1 - self.tolerance) * ld:
+            if not self._warned_below:  # no model beats L(D): the law is wrong for this data, not the run
+                self._warned_below = True
+                _common.rank_zero_warn(trainer, (
+                    f"DataLimitGap: at step {c.step} {self.monitor} {loss:.4f} is {1 - loss / ld:.0%} below the law's "
+                    f"{ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen, which no model should beat: the "
+                    "law does not describe this run's data (fit it on runs over the same data and validation set, "
+                    "e.g. `lightning-scaling fit runs/ --law ld`); until then the gap is meaningless and "
+                    "ExtraEarlyStopping's floor from it is too high, so it stops early (BENCHMARKS.md, out of sample)"))
+        elif self.data_limited_at is None and loss - ld <= self.tolerance * ld:
             self.data_limited_at = c.step
             if self.model_law is None:
                 what = (f"L(D) = {ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen: the run is "
