@@ -8,6 +8,7 @@ process, the strategy's ``reduce``/``barrier``/``broadcast`` and ``torch.distrib
 recorded with the optimizer step. A callback that syncs every step shows up (the control).
 """
 
+import pickle
 from collections import Counter
 
 import pytest
@@ -195,3 +196,5 @@ def test_both_lightning_packages_skip_the_same_hooks():
         for hook in _common.TRAIN_STEP_HOOKS + _common.EVAL_BATCH_HOOKS:
             assert (getattr(ours, hook) is None) == (getattr(theirs, hook) is None), (cls, hook)
     assert unified.EffectiveEpochs().on_before_backward is None
+    copied = pickle.loads(pickle.dumps(ExtraEarlyStopping(cooldown_steps=5)))  # e.g. sent to a tuner's worker
+    assert copied.on_before_backward is None and callable(copied.on_train_batch_start)
