@@ -237,14 +237,17 @@ def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
         assert lrs.lrs[start + k] == pytest.approx(base * (1 - k / 40))
     assert lrs.at_start == lrs.lrs  # set before the step: what the step uses is what a monitor sees during it
     assert ref.on_train_batch_start is None and callable(stop.on_train_batch_start)  # dispatched only to cool down
+    assert set(lrs.at_start) >= set(range(start, start + 40))
     assert stop.lr_sum == pytest.approx(sum(lrs.lrs[s] for s in sorted(lrs.lrs)), rel=1e-12)  # the decay counted
     out = capsys.readouterr().out
     assert "cooling the learning rate down" in out and "cool-down of 40 steps done" in out
     state = stop.state_dict()
     torch.save(state, tmp_path / "state.pt")
     again = ExtraEarlyStopping(cooldown_steps=40)
+    assert again.on_train_batch_start is None  # no cool-down yet: not dispatched
     again.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     assert again.cooldown_start == start and again._cooldown_lrs == stop._cooldown_lrs
+    assert callable(again.on_train_batch_start)  # a resume inside a cool-down sets the LR again
 
 
 def test_cooldown_and_family_arguments_are_checked():

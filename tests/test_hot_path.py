@@ -197,4 +197,5 @@ def test_both_lightning_packages_skip_the_same_hooks():
             assert (getattr(ours, hook) is None) == (getattr(theirs, hook) is None), (cls, hook)
     assert unified.EffectiveEpochs().on_before_backward is None
     copied = pickle.loads(pickle.dumps(ExtraEarlyStopping(cooldown_steps=5)))  # e.g. sent to a tuner's worker
-    assert copied.on_before_backward is None and callable(copied.on_train_batch_start)
+    assert copied.on_before_backward is None and copied.on_train_batch_start is None
+    assert callable(copied.on_before_optimizer_step) and copied.cooldown_steps == 5

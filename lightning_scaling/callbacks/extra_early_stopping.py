@@ -90,8 +90,8 @@ class ExtraEarlyStoppingBase:
         self._counter: Any = None  # the EffectiveEpochs callback, found at the train start (U from its counts)
         self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
-        if not cooldown_steps and type(self).on_train_batch_start is ExtraEarlyStoppingBase.on_train_batch_start:
-            self.on_train_batch_start = None  # the cool-down's hook: without a cool-down, not dispatched either
+        if type(self).on_train_batch_start is ExtraEarlyStoppingBase.on_train_batch_start:
+            self.on_train_batch_start = None  # the cool-down's hook: dispatched only once a cool-down has begun
 
     @property
     def state_key(self) -> str:
@@ -134,7 +134,7 @@ class ExtraEarlyStoppingBase:
         """During the hand-over, set the LR of every group of every optimizer before the step runs: a linear decay
         from its value at the decision, by 1/``cooldown_steps`` per optimizer step (a WSD cool-down), overwriting
         a scheduler's update, so that the step and whatever reads the LR during it (a ``LearningRateMonitor``
-        placed after this callback) see the LR used. Dispatched only when ``cooldown_steps > 0``."""
+        placed after this callback) see the LR used. Dispatched only from the start of a cool-down on."""
         if self.cooldown_start is None:
             return
         done = int(trainer.global_step) - self.cooldown_start  # cool-down steps completed before this one
@@ -229,7 +229,14 @@ class ExtraEarlyStoppingBase:
         elif should_stop and self.cooldown_start is None:
             self._stop(trainer, decision.reason)
 
+    def _enable_cooldown_hook(self) -> None:
+        """From the start of a cool-down (or a resume inside one), let Lightning dispatch ``on_train_batch_start``
+        again: remove the instance's None that hid the class's hook (``__init__``)."""
+        if "on_train_batch_start" in self.__dict__ and self.on_train_batch_start is None:
+            del self.on_train_batch_start
+
     def _begin_cooldown(self, trainer: Any, reason: str) -> None:
+        self._enable_cooldown_hook()
         self.cooldown_start = int(trainer.global_step)
         self._cooldown_lrs = [[float(g["lr"]) for g in opt.param_groups] for opt in trainer.optimizers]
         self._cooldown_reason = reason
@@ -305,5 +312,7 @@ class ExtraEarlyStoppingBase:
         self.stopped_step = state["stopped_step"]
         self._last_eval_step = state["last_eval_step"]
         self.cooldown_start = state.get("cooldown_start")
+        if self.cooldown_start is not None:
+            self._enable_cooldown_hook()
         self._cooldown_lrs = [[float(v) for v in lrs] for lrs in state.get("cooldown_lrs", [])]
         self._cooldown_reason = state.get("cooldown_reason", "")
