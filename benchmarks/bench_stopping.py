@@ -43,13 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from lightning_scaling import PowerLaw
-from lightning_scaling.demo.curves import load_curves
+from lightning_scaling.demo.curves import HOLDOUT_DIR, load_curves
 from lightning_scaling.demo.ld import fit_ld, held_out_overfitting_floor, ld_points
 from lightning_scaling.demo.rule_quality import FRACTIONS, early_stopping_step, evaluate, loss_at, naive_errors
 from lightning_scaling.flops import six_n
 
 LD = Path(__file__).resolve().parents[1] / "lightning_scaling" / "data" / "demo_ld.json"
-HOLDOUT = LD.parent / "curves_holdout"  # scripts/record_curves.py --holdout
 WARMUP = 100  # steps: the runs warm up for 50 steps; the first evaluations after it are still transient
 
 
@@ -76,11 +75,11 @@ def main() -> None:
                         help="score the out-of-sample runs (data/curves_holdout, the standard library's source) instead")
     args = parser.parse_args()
     law = PowerLaw.from_json(LD)
-    curves = load_curves(HOLDOUT) if args.holdout else load_curves()
+    curves = load_curves(HOLDOUT_DIR) if args.holdout else load_curves()
     source = "stdlib" if args.holdout else "pydoc"
     # the floors are fitted on the runs on the scored runs' text (held out: without the scored run's D, or (N, D));
     # for the out-of-sample runs that includes the main corpus's run on the same text
-    pool = curves + ([c for c in load_curves() if c.config.get("source") == source] if args.holdout else [])
+    pool = curves + (load_curves(source=source) if args.holdout else [])
     held_out = {c.name: (fit_ld(ld_points(pool, exclude_tokens=[c.train_tokens], source=source))
                          if c.config.get("source") == source else None) for c in curves}
     in_sample = {c.name: law if c.config.get("source") == "pydoc" else None for c in curves}

@@ -46,6 +46,13 @@ def _check_finite(name: str, value: float, *, positive: bool = False, nonneg: bo
     return value
 
 
+def _check_fields(law: Any, *, positive: tuple[str, ...] = (), nonneg: tuple[str, ...] = ()) -> None:
+    """Check the named fields of a frozen law dataclass (:func:`_check_finite`) and store them as floats."""
+    for names, kind in ((nonneg, {"nonneg": True}), (positive, {"positive": True})):
+        for name in names:
+            object.__setattr__(law, name, _check_finite(name, getattr(law, name), **kind))
+
+
 def _model_and_data(n_params: ArrayLike, n_tokens: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """N and D as float arrays, both > 0 (the arguments of a law of N and D)."""
     n = np.asarray(n_params, dtype=float)
@@ -95,9 +102,7 @@ class PowerLaw(_JsonMixin):
     source: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", _check_finite("scale", self.scale, positive=True))
-        object.__setattr__(self, "exponent", _check_finite("exponent", self.exponent, positive=True))
-        object.__setattr__(self, "irreducible", _check_finite("irreducible", self.irreducible, nonneg=True))
+        _check_fields(self, positive=("scale", "exponent"), nonneg=("irreducible",))
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
 
@@ -154,9 +159,7 @@ class ChinchillaLaw(_JsonMixin):
     source: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "E", _check_finite("E", self.E, nonneg=True))
-        for name in ("A", "B", "alpha", "beta"):
-            object.__setattr__(self, name, _check_finite(name, getattr(self, name), positive=True))
+        _check_fields(self, nonneg=("E",), positive=("A", "B", "alpha", "beta"))
 
     def __call__(self, n_params: ArrayLike, n_tokens: ArrayLike) -> np.ndarray | float:
         n, d = _model_and_data(n_params, n_tokens)
@@ -201,8 +204,7 @@ class OverfittingLaw(_JsonMixin):
     source: str = ""
 
     def __post_init__(self) -> None:
-        for name in ("n_c", "d_c", "alpha_n", "alpha_d"):
-            object.__setattr__(self, name, _check_finite(name, getattr(self, name), positive=True))
+        _check_fields(self, positive=("n_c", "d_c", "alpha_n", "alpha_d"))
 
     def __call__(self, n_params: ArrayLike, n_tokens: ArrayLike) -> np.ndarray | float:
         n, d = _model_and_data(n_params, n_tokens)

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 
 from lightning_scaling import FitError, PowerLaw, replay
-from lightning_scaling.demo.curves import (CURVES_DIR, converged_loss, converged_step, list_curves, load_curve,
-                                           load_curves, smooth)
+from lightning_scaling.demo.curves import (CURVES_DIR, HOLDOUT_DIR, converged_loss, converged_step, list_curves,
+                                           load_curve, load_curves, smooth)
 from lightning_scaling.demo.ld import MIN_TOKENS, fit_ld, ld_points, overfitting_law
 from lightning_scaling.demo.model import schedule
 
 ROOT = Path(__file__).resolve().parent.parent
-HOLDOUT_DIR = CURVES_DIR.parent / "curves_holdout"
 
 
 @pytest.fixture(scope="module")

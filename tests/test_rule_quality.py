@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 
-from lightning_scaling.demo.curves import CURVES_DIR, converged_loss, load_curves
+from lightning_scaling.demo.curves import HOLDOUT_DIR, converged_loss, load_curves
 from lightning_scaling.demo.ld import fit_ld, ld_points
 from lightning_scaling.demo.rule_quality import early_stopping_step, evaluate, naive_errors
 
@@ -114,8 +114,8 @@ def test_the_effective_data_family_stops_runs_the_default_never_stops(corpus):
 @pytest.fixture(scope="module")
 def holdout():
     """The out-of-sample runs (curves_holdout/, the stdlib source), and the runs on that text the floors use."""
-    runs = load_curves(CURVES_DIR.parent / "curves_holdout")
-    return runs, runs + [c for c in load_curves() if c.config.get("source") == "stdlib"]
+    runs = load_curves(HOLDOUT_DIR)
+    return runs, runs + load_curves(source="stdlib")
 
 
 def test_out_of_sample_without_a_floor_the_rule_stops_late_and_accurately(holdout):

@@ -154,10 +154,10 @@ class ExtraEarlyStoppingBase:
         ``lr_sum`` is lr_1 + ... + lr_k, what ``replay(lr=...)`` sums (index i = the LR of step i+1). Read
         there, no step counter is needed (the first step after a start or a resume counts like any other) and
         nothing of the Trainer is read: the cheapest place for it (read after the step, at the batch end, it was
-        both dearer and the next step's LR). The time axis is the first optimizer's LR; another optimizer's steps (a GAN's second) are not
-        added. The optimizer found first in ``trainer.optimizers`` is remembered for the fit
-        (``trainer.optimizers`` is a chain of properties, ~1 us cold per step); a different optimizer looks the
-        list up again, so a replaced one is followed. No other per-step hook of this callback is dispatched by
+        both dearer and the next step's LR). The time axis is the first optimizer's LR; another optimizer's
+        steps (a GAN's second) are not added. The optimizer found first in ``trainer.optimizers`` is remembered
+        for the fit (``trainer.optimizers`` is a chain of properties, ~1 us cold per step); a different optimizer
+        looks the list up again, so a replaced one is followed. No other per-step hook of this callback is dispatched by
         Lightning (:func:`_common.skip_unused_hooks`).
         """
         if self.cooldown_start is not None and self.stopped_step is None:

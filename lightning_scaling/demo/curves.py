@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 CURVES_DIR = Path(__file__).resolve().parent.parent / "data" / "curves"
+#: The out-of-sample runs (``scripts/record_curves.py --holdout``), recorded after the rule's options were chosen.
+HOLDOUT_DIR = CURVES_DIR.parent / "curves_holdout"
 
 #: Number of consecutive validations averaged by :func:`smooth` (centred, odd).
 SMOOTHING = 3
