@@ -13,11 +13,17 @@ variants named below, and prints, side by side in one run:
    ``EarlyStopping`` (patience 5 and 10 validations, min_delta 0.002) and by the full run, and the
    loss each reached.
 
-    .venv/bin/python benchmarks/bench_stopping.py [--markdown] [--variants] [--holdout]
+    .venv/bin/python benchmarks/bench_stopping.py [--markdown] [--variants] [--holdout | --spread]
 
 ``--holdout`` scores the out-of-sample runs instead (``lightning_scaling/data/curves_holdout``, recorded by
 ``scripts/record_curves.py --holdout`` after the rule's options were chosen on the corpus): constant-LR runs on
-the standard library's source, with the floors fitted on the runs on that text.
+the standard library's source, with the floors fitted on the runs on that text. ``--spread`` scores the second
+out-of-sample set (``curves_spread``, ``record_curves.py --spread``): the same text with every training set and the
+validation set drawn from the same 1M characters, the floors fitted on those runs only.
+
+The stop-quality table also says how often the prediction at the stop was the floor itself (every family held
+there) and the floor's own error at the stops: where the rule stops on the floor, its error at the stop is the
+floor's error.
 
 The floor: with DataLimitGap the rule gets L(D) at the distinct tokens seen. ``demo_ld.json`` is fitted
 from the converged losses of this very corpus, so for the runs it was fitted on it knows their answer; the
@@ -43,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_scaling import PowerLaw
-from lightning_scaling.demo.curves import HOLDOUT_DIR, load_curves
+from lightning_scaling.demo.curves import CURVES_DIR, HOLDOUT_DIR, SPREAD_DIR, load_curves
 from lightning_scaling.demo.ld import fit_ld, held_out_overfitting_floor, ld_points
 from lightning_scaling.demo.rule_quality import FRACTIONS, early_stopping_step, evaluate, loss_at, naive_errors
 from lightning_scaling.flops import six_n
@@ -73,12 +79,17 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="also the other families/windows (slower)")
     parser.add_argument("--holdout", action="store_true",
                         help="score the out-of-sample runs (data/curves_holdout, the standard library's source) instead")
+    parser.add_argument("--spread", action="store_true",
+                        help="score the out-of-sample runs with training and validation text from one pool "
+                             "(data/curves_spread) instead")
     args = parser.parse_args()
+    if args.holdout and args.spread:
+        parser.error("give --holdout or --spread, not both")
     law = PowerLaw.from_json(LD)
-    curves = load_curves(HOLDOUT_DIR) if args.holdout else load_curves()
-    source = "stdlib" if args.holdout else "pydoc"
+    curves = load_curves(HOLDOUT_DIR if args.holdout else SPREAD_DIR if args.spread else CURVES_DIR)
+    source = "stdlib" if args.holdout or args.spread else "pydoc"
     # the floors are fitted on the runs on the scored runs' text (held out: without the scored run's D, or (N, D));
-    # for the out-of-sample runs that includes the main corpus's run on the same text
+    # for the first out-of-sample runs that includes the main corpus's run on the same text (the same layout)
     pool = curves + (load_curves(source=source) if args.holdout else [])
     held_out = {c.name: (fit_ld(ld_points(pool, exclude_tokens=[c.train_tokens], source=source))
                          if c.config.get("source") == source else None) for c in curves}
@@ -96,7 +107,7 @@ def main() -> None:
                 "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out),
                 "effective-data family, floor L(D) held out": (_effective_data, held_out),
                 "effective-data family, no floor": (_effective_data, None)}
-    if args.holdout:  # demo_ld.json is the other text's law
+    if args.holdout or args.spread:  # demo_ld.json is the other text's law
         del variants["default, floor demo_ld.json"]
     if args.variants:
         for fam in ("power", "exponential", "average"):
@@ -128,15 +139,21 @@ def main() -> None:
             print(f"| {sched} | rule: {name} | {cells} | {stop:.3f} ({sum(x.stop_error is not None for x in q)}/{len(q)}) |")
 
     print("\n## Stop quality (threshold 1.1): smoothed loss at the stop / converged loss\n")
-    print("| variant | stopped | median ratio | within 1.1 +- 0.05 | runs outside (ratio) | data-limited, no stop |")
-    print("|---|---|---|---|---|---|")
+    print("| variant | stopped | median ratio | within 1.1 +- 0.05 | on the floor | floor's error | runs outside (ratio) "
+          "| data-limited, no stop |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, qs in results.items():
         ratios = [x.stop_ratio for x in qs if x.stop_ratio is not None]
         outside = [f"{x.run} ({x.stop_ratio:.3f})" for x in qs if x.stop_ratio is not None and abs(x.stop_ratio - 1.1) > 0.05]
         never = [x.run for x in qs if x.stop_ratio is None and x.data_limited]
+        floored = [x for x in qs if x.stop_floor_error is not None]
         print(f"| {name} | {len(ratios)}/{len(qs)} | {_fmt(statistics.median(ratios) if ratios else None)} | "
-              f"{sum(abs(r - 1.1) <= 0.05 for r in ratios)}/{len(ratios)} | {', '.join(outside) or '--'} | "
+              f"{sum(abs(r - 1.1) <= 0.05 for r in ratios)}/{len(ratios)} | "
+              f"{sum(x.stopped_on_floor for x in floored)}/{len(floored)} | "
+              f"{_fmt(_med([x.stop_floor_error for x in floored]) if floored else None)} | {', '.join(outside) or '--'} | "
               f"{', '.join(never) or '--'} |")
+    print("\n(on the floor: stops whose prediction was the floor itself, every family held there; floor's error: median "
+          "|floor at the stop / converged - 1| over the stops with a floor)")
 
     first = next(iter(results))
     print(f"\n## Compute per run (rule: {first}; FLOPs = 6N x tokens, [K] 2.1)\n")

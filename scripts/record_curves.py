@@ -15,10 +15,12 @@ run ends at ``max_steps`` or when the validation loss has not improved for ``pat
 (Lightning's EarlyStopping), i.e. at convergence or once it has turned up. Runs already recorded are
 skipped unless ``--force``.
 
-    python scripts/record_curves.py [--jobs 2] [--only NAME ...] [--force] [--list] [--holdout]
+    python scripts/record_curves.py [--jobs 2] [--only NAME ...] [--force] [--list] [--holdout | --spread]
 
 ``--holdout`` records the out-of-sample grid (``HOLDOUT_RUNS``: the standard library's source, three model sizes
-x four dataset sizes, about 15 min on 2 cores) into ``lightning_scaling/data/curves_holdout/``.
+x four dataset sizes, about 15 min on 2 cores) into ``lightning_scaling/data/curves_holdout/``; ``--spread`` the
+same models x five dataset sizes with training and validation text drawn from the same 1M characters
+(``SPREAD_RUNS``) into ``lightning_scaling/data/curves_spread/``.
 """
 
 from __future__ import annotations
@@ -97,6 +99,18 @@ HOLDOUT_OUT = OUT.parent / "curves_holdout"
 HOLDOUT_RUNS = [_run(f"{m}_stdlib{k}k_const", m, k * 1024, max_steps=5000, source="stdlib")
                 for m in ("m", "l", "xl") for k in (32, 64, 128, 256)]
 
+#: Out-of-sample runs with the ``"spread"`` layout (``--spread``, into ``lightning_scaling/data/curves_spread/``):
+#: HOLDOUT_RUNS's validation text lies in the first ~160k characters, which the 128k+ training prefixes cover, so
+#: the L(D) fitted there is no power law and the floor it gives the rule is wrong. Here every training set and the
+#: validation set are drawn from the same 1M characters of the standard library's source in 1k-character chunks
+#: (:func:`lightning_scaling.demo.data.split`), five dataset sizes so that a held-out L(D) still has four points.
+SPREAD_OUT = OUT.parent / "curves_spread"
+SPREAD = {"layout": "spread", "chunk": 1024, "pool_chars": 1_000_000}
+SPREAD_RUNS = [{**_run(f"{m}_spread{k}k_const", m, k * 1024, max_steps=6000, source="stdlib"), **SPREAD}
+               for m in ("xl", "l", "m") for k in (512, 256, 128, 64, 32)]  # the longest first: both workers stay busy
+#: The grids besides RUNS: command-line flag -> (runs, folder).
+GRIDS = {"holdout": (HOLDOUT_RUNS, HOLDOUT_OUT), "spread": (SPREAD_RUNS, SPREAD_OUT)}
+
 COMMON = {"ctx": 64, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01, "warmup": 50, "val_every": 25,
           "val_tokens": 16_384, "decay_fraction": 0.2, "min_ratio": 0.1, "seed": 0, "min_delta": 0.002}
 
@@ -116,7 +130,8 @@ def record(spec: dict, out: Path = OUT, threads: int = 1, progress: bool = False
     torch.set_num_threads(threads)
     cfg = {**COMMON, **spec}
     pl.seed_everything(cfg["seed"], verbose=False)
-    data = char_data(cfg["source"], cfg["ctx"], train_tokens=cfg["train_tokens"], val_tokens=cfg["val_tokens"])
+    data = char_data(cfg["source"], cfg["ctx"], train_tokens=cfg["train_tokens"], val_tokens=cfg["val_tokens"],
+                     chunk=cfg.get("chunk", 4096), layout=cfg.get("layout", "prefix"), pool_chars=cfg.get("pool_chars"))
     d_model, n_layer, n_head = MODELS[cfg["model"]]
     model = CharGPT(d_model=d_model, n_layer=n_layer, n_head=n_head, ctx=cfg["ctx"], lr=cfg["lr"],
                     weight_decay=cfg["weight_decay"], warmup=cfg["warmup"], schedule=cfg["schedule"],
@@ -144,7 +159,8 @@ def record(spec: dict, out: Path = OUT, threads: int = 1, progress: bool = False
         "ended_by": "patience" if trainer.global_step < cfg["max_steps"] else "max_steps",
         "seconds": round(time.perf_counter() - start, 1), "threads": threads,
         "python": platform.python_version(), "torch": torch.__version__, "pytorch_lightning": pl.__version__,
-        "command": "python scripts/record_curves.py " + ("--holdout " if out.name == "curves_holdout" else "")
+        "command": "python scripts/record_curves.py "
+                   + "".join(f"--{flag} " for flag, (_, folder) in GRIDS.items() if out.name == folder.name)
                    + "--only " + cfg["name"],
     })
     (out / cfg["name"] / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
@@ -160,7 +176,9 @@ Real training runs of the demo's character-level GPT (`lightning_scaling/demo/mo
 that ships with Python (`pydoc_data.topics`; `stdlib`: the standard library's `.py` source), recorded by
 `python scripts/record_curves.py` (the one command that regenerates them; `--only NAME` for one run). The
 folder `curves_holdout/` holds the out-of-sample runs (`--holdout`: the standard library's source, recorded after
-the stopping rule's options were chosen on `curves/`, to check them on runs they were not chosen on).
+the stopping rule's options were chosen on `curves/`, to check them on runs they were not chosen on), and
+`curves_spread/` a second such set (`--spread`: the same text, every training set and the validation set drawn
+from the same 1M characters in 1k-character chunks, `config.json`'s `layout`, `chunk` and `pool_chars`).
 
 Each folder holds `metrics.csv` as Lightning's `CSVLogger` writes it (`train_loss` and `lr` at every
 optimizer step, row `step` = the 0-based index of that step; `val_loss` with `optimizer_steps` = the
@@ -199,10 +217,16 @@ def main() -> None:
     parser.add_argument("--readme", action="store_true", help="only rewrite the folder's README.md")
     parser.add_argument("--holdout", action="store_true",
                         help=f"the out-of-sample grid (HOLDOUT_RUNS) into {HOLDOUT_OUT.relative_to(OUT.parents[2])}")
+    parser.add_argument("--spread", action="store_true",
+                        help=f"the out-of-sample grid with the spread layout (SPREAD_RUNS) into "
+                             f"{SPREAD_OUT.relative_to(OUT.parents[2])}")
     args = parser.parse_args()
-    grid = HOLDOUT_RUNS if args.holdout else RUNS
-    if args.holdout and args.out == OUT:
-        args.out = HOLDOUT_OUT
+    flags = [flag for flag in GRIDS if getattr(args, flag)]
+    if len(flags) > 1:
+        parser.error("give at most one of " + ", ".join(f"--{flag}" for flag in GRIDS))
+    grid = GRIDS[flags[0]][0] if flags else RUNS
+    if flags and args.out == OUT:
+        args.out = GRIDS[flags[0]][1]
     runs = [r for r in grid if not args.only or r["name"] in args.only]
     if args.only and len(runs) != len(args.only):
         parser.error(f"unknown run names; known: {[r['name'] for r in grid]}")

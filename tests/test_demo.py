@@ -60,6 +60,26 @@ def test_text_ships_with_python_and_splits_by_contiguous_chunks():
         char_data("pydoc", 64, train_tokens=10**9)
 
 
+def test_the_spread_layout_samples_one_pool_for_every_dataset_size():
+    """layout="spread" (the curves_spread runs): the same chunks as "prefix", each split in a seeded random order,
+    so a small training set is a sample of the whole pool nested in the larger ones, and the validation set is the
+    same for every size."""
+    data = torch.arange(1000) % 256
+    train, val = split(data, chunk=10, val_every=5, layout="spread")
+    prefix_train, prefix_val = split(data, chunk=10, val_every=5)
+    assert sorted(train.tolist()) == sorted(prefix_train.tolist()) and sorted(val.tolist()) == sorted(prefix_val.tolist())
+    assert not torch.equal(train, prefix_train) and torch.equal(split(data, 10, 5, "spread")[0], train)  # seeded
+    assert int(train[:100].max()) - int(train[:100].min()) > 150  # the first 100 bytes come from across the pool
+    small, big = (char_data("stdlib", 64, train_tokens=n, val_tokens=4096, chunk=1024, layout="spread",
+                            pool_chars=200_000) for n in (8192, 32768))
+    assert torch.equal(small.train.data, big.train.data[: len(small.train.data)])
+    assert torch.equal(small.val.data, big.val.data)
+    with pytest.raises(ValueError, match="layout"):
+        split(data, layout="shuffled")
+    with pytest.raises(ValueError, match="pool_chars"):
+        char_data("pydoc", 64, pool_chars=0)
+
+
 def test_schedules():
     const, cos, wsd = (schedule(k, warmup=10, total_steps=100, decay_fraction=0.2, min_ratio=0.1)
                        for k in ("constant", "cosine", "wsd"))

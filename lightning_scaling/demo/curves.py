@@ -21,6 +21,9 @@ import numpy as np
 CURVES_DIR = Path(__file__).resolve().parent.parent / "data" / "curves"
 #: The out-of-sample runs (``scripts/record_curves.py --holdout``), recorded after the rule's options were chosen.
 HOLDOUT_DIR = CURVES_DIR.parent / "curves_holdout"
+#: The out-of-sample runs with training and validation text drawn from the same pool
+#: (``scripts/record_curves.py --spread``; :func:`lightning_scaling.demo.data.split`, layout "spread").
+SPREAD_DIR = CURVES_DIR.parent / "curves_spread"
 
 #: Number of consecutive validations averaged by :func:`smooth` (centred, odd).
 SMOOTHING = 3

@@ -11,8 +11,17 @@ Both change a little between Python versions; a recorded run keeps the version i
 The vocabulary is the 256 byte values of the UTF-8 text, so no table has to be stored.
 
 The split is by contiguous chunks: the text is cut into ``chunk`` characters, every ``val_every``-th
-chunk validates and the rest, in order, train. ``train_tokens`` keeps only the first so many training
-bytes, which makes the data-limited runs of the corpus (D = ``train_tokens``).
+chunk validates and the rest train. ``train_tokens`` keeps only the first so many training bytes, which
+makes the data-limited runs of the corpus (D = ``train_tokens``). Two layouts (:data:`LAYOUTS`):
+
+* ``"prefix"`` (the corpus's): the chunks in text order, so a training set of D bytes is the text's first
+  ~D/0.9 characters and ``val_tokens`` takes the first validation chunks. The validation text then lies near
+  the start, which larger training prefixes cover more of: D changes what the training text is, not only
+  how much of it there is (on the standard library's source the 128k-byte prefix reaches past every chunk of
+  the 16k validation bytes, and the converged loss drops by 26% from 64k to 128k).
+* ``"spread"``: the first ``pool_chars`` characters, cut into chunks; the training chunks and the validation
+  chunks are each put in one seeded random order. A training set of D bytes is then a sample of the whole
+  pool (the smaller sets nested in the larger), and every D is validated on the same sample of it.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ import torch
 from torch.utils.data import Dataset
 
 SOURCES = ("pydoc", "stdlib")
+#: How :func:`split` lays out the chunks (see the module docstring).
+LAYOUTS = ("prefix", "spread")
 VOCAB = 256
 
 
@@ -64,13 +75,24 @@ def text_bytes(source: str = "pydoc") -> torch.Tensor:
     return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).clone()
 
 
-def split(data: torch.Tensor, chunk: int = 4096, val_every: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train/validation split by contiguous chunks: every ``val_every``-th chunk validates."""
+def split(data: torch.Tensor, chunk: int = 4096, val_every: int = 10, layout: str = "prefix",
+          seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train/validation split by contiguous chunks: every ``val_every``-th chunk validates.
+
+    ``layout="prefix"`` keeps the chunks in text order; ``"spread"`` puts the training chunks and the
+    validation chunks each in a random order drawn from ``seed`` (see the module docstring).
+    """
     if chunk < 2 or val_every < 2:
         raise ValueError("chunk must be >= 2 characters and val_every >= 2 (one chunk in val_every validates)")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     chunks = list(torch.split(data, chunk))
     val = [c for i, c in enumerate(chunks) if i % val_every == val_every - 1]
     train = [c for i, c in enumerate(chunks) if i % val_every != val_every - 1]
+    if layout == "spread":
+        rng = torch.Generator().manual_seed(seed)
+        train = [train[i] for i in torch.randperm(len(train), generator=rng).tolist()]
+        val = [val[i] for i in torch.randperm(len(val), generator=rng).tolist()]
     return torch.cat(train), torch.cat(val)
 
 
@@ -101,14 +123,23 @@ class CharData:
 
 
 def char_data(source: str = "pydoc", ctx: int = 64, train_tokens: int | None = None,
-              val_tokens: int | None = None, chunk: int = 4096, val_every: int = 10) -> CharData:
+              val_tokens: int | None = None, chunk: int = 4096, val_every: int = 10, layout: str = "prefix",
+              pool_chars: int | None = None) -> CharData:
     """Windows over ``source`` split by contiguous chunks.
 
     Args:
         train_tokens: keep only the first so many training bytes (the dataset-size knob); all by default.
         val_tokens: keep only the first so many validation bytes (cheaper evaluation); all by default.
+        layout: ``"prefix"`` (chunks in text order) or ``"spread"`` (each split in a seeded random order, so that
+            every training size and the validation set sample the same text; see the module docstring).
+        pool_chars: split only the first so many bytes of the text (all by default).
     """
-    train, val = split(text_bytes(source), chunk, val_every)
+    data = text_bytes(source)
+    if pool_chars is not None:
+        if not (0 < pool_chars <= len(data)):
+            raise ValueError(f"pool_chars must be in 1..{len(data)} (the bytes of {source!r}), got {pool_chars!r}")
+        data = data[:pool_chars]
+    train, val = split(data, chunk, val_every, layout)
     if train_tokens is not None:
         if train_tokens > len(train):
             raise ValueError(f"train_tokens={train_tokens} exceeds the {len(train)} training bytes of {source!r}")

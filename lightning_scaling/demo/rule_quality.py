@@ -49,6 +49,8 @@ class RunQuality:
     stop_ratio: float | None  # smoothed loss at the stop / converged
     data_limited: bool  # the rule reported the run data-limited before it could stop
     options: dict[str, Any] = field(default_factory=dict, repr=False)
+    stop_floor_error: float | None = None  # the floor handed to the rule at the stop / converged - 1 (None: no floor)
+    stopped_on_floor: bool = False  # the prediction at the stop was the floor itself (every family held there)
 
     @property
     def steps_fraction(self) -> float | None:
@@ -77,14 +79,20 @@ def evaluate(curve: RecordedCurve, *, floor_law: PowerLaw | None = None, **rule_
         upto = [d for d in result.decisions if d.step <= frac * cstep]
         pred = next((d.converged_loss for d in reversed(upto) if d.converged_loss is not None), None)
         errors[frac] = None if pred is None else pred / conv - 1
-    stop_error = stop_ratio = None
+    stop_error = stop_ratio = floor_error = None
+    on_floor = False
     if result.stop_step is not None:
         stop_error = None if result.converged_loss is None else result.converged_loss / conv - 1
         known = curve.val_loss[: result.stop_index + 1]
         stop_ratio = float(np.mean(known[-2:]) / conv)
+        if floor is not None:
+            at_stop = floor[result.stop_index]
+            floor_error = at_stop / conv - 1
+            on_floor = result.converged_loss is not None and abs(result.converged_loss - at_stop) <= 1e-9 * at_stop
     limited = any(d.data_limited for d in result.decisions) and result.stop_step is None
     return RunQuality(curve.name, curve.config.get("schedule", "constant"), conv, cstep, int(curve.config["steps"]),
-                      errors, result.stop_step, stop_error, stop_ratio, limited, dict(rule_options))
+                      errors, result.stop_step, stop_error, stop_ratio, limited, dict(rule_options), floor_error,
+                      on_floor)
 
 
 def naive_errors(curve: RecordedCurve, warmup_steps: int = 100) -> dict[float, float | None]:
