@@ -34,6 +34,7 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_overhead.py
 	$(PY) benchmarks/bench_stopping.py
 	$(PY) benchmarks/bench_stopping.py --holdout
+	$(PY) benchmarks/bench_stopping.py --spread
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

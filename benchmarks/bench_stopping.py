@@ -30,7 +30,8 @@ from the converged losses of this very corpus, so for the runs it was fitted on 
 headline rows use instead, for each run, L(D) refitted without that run's dataset size ("held out",
 :mod:`lightning_scaling.demo.ld`), and the rows "no floor" show the rule without any. The rows "L(N, D)" give
 the rule the converged loss of a model of the run's size instead, [K] eq 1.5 fitted without the run's own
-(N, D) point (``demo.ld.held_out_overfitting_floor``): the floor of a model too small for its data. Runs on other text
+(N, D) point (``demo.ld.held_out_overfitting_floor``): the floor of a model too small for its data, with which the
+default ``family="auto"`` fits the power law alone (``floor_kind="model"``). Runs on other text
 (stdlib) get no floor: the pydoc L(D) does not describe them.
 
 The rows "effective-data family" give the constant-LR runs the opt-in ``family="effective_data"`` (a log law in
@@ -101,8 +102,9 @@ def main() -> None:
                 "default, no floor": ({}, None),
                 "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),
                 "floor_weight 0.5, floor held out": (dict(floor_weight=0.5), held_out),
-                "default, floor L(N, D) held out": ({}, held_out_nd),
-                "power law only, floor L(N, D) held out": (dict(family="power"), held_out_nd),
+                "default (auto: power law), floor L(N, D) held out": (dict(floor_kind="model"), held_out_nd),
+                "both families averaged, floor L(N, D) held out": (dict(family="average", floor_kind="model"),
+                                                                   held_out_nd),
                 "BIC-weighted average, floor held out": (dict(weighting="bic"), held_out),
                 "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out),
                 "effective-data family, floor L(D) held out": (_effective_data, held_out),

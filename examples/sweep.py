@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
               "(tokens_per_example=64))")
     if laws.get("lnd") is not None:
         print(f"for a model of N non-embedding parameters too small for its data: DataLimitGap(law='"
-              f"{args.out / 'lnd.json'}', n_params=N) and ExtraEarlyStopping(family='power')")
+              f"{args.out / 'lnd.json'}', n_params=N) (ExtraEarlyStopping then fits the power law to it)")
     print(f"figure: {args.out / 'sweep.png'}")
     return {"runs": runs, "laws": laws, "out": args.out}
 

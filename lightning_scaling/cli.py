@@ -329,14 +329,18 @@ def _replay_inputs(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.n
     and the time axis: ``scaling/lr_sum`` or the per-step learning rate ``--lr-tag``, and the L(D) floor the
     live callback took from DataLimitGap (``scaling/ld_loss``, logged at the same steps) unless ``--no-data-floor``,
     and for ``--rule family=effective_data`` the steps of an epoch it used (``scaling/epoch_steps``) unless
-    ``--rule epoch_steps=U`` gives them."""
+    ``--rule epoch_steps=U`` gives them. A floor that was the model's own limit L(N, D) (``scaling/floor_kind`` = 1)
+    is replayed as such (``floor_kind="model"``) unless ``--rule floor_kind=...`` says otherwise."""
     s = run.get(P + "monitored_loss") or run.evaluations(args.monitor)
     time_axis: dict[str, Any] = {}
     ld_loss = run.get(P + "ld_loss")
+    rule = dict(args.rule or [])
     if args.data_floor and ld_loss is not None:
         lookup = dict(zip(ld_loss.steps.tolist(), ld_loss.values.tolist()))
         time_axis["floor"] = [lookup.get(int(st)) for st in s.steps]
-    rule = dict(args.rule or [])
+        kind = run.get(P + "floor_kind")
+        if kind is not None and "floor_kind" not in rule and bool(np.any(kind.values == 1.0)):
+            time_axis["floor_kind"] = "model"
     if rule.get("family") == "effective_data" and "epoch_steps" not in rule:
         # the steps of one epoch the live callback derived from EffectiveEpochs and logged at each evaluation
         epoch_steps = run.get(P + "epoch_steps")
@@ -378,7 +382,7 @@ def replay_run(run: Run, args: argparse.Namespace) -> list[dict[str, Any]]:
         stop_flops = flops_at(run, r.stop_step, n)[0] if r.stop_step is not None else None
         target = next((d.stop_loss for d in reversed(r.decisions) if d.stop_loss is not None), None)
         rows.append({
-            "run": run.name, "threshold": threshold, "stop_step": r.stop_step,
+            "run": run.name, "threshold": threshold, "family": r.family, "stop_step": r.stop_step,
             "flops_at_stop": stop_flops,
             "loss_at_stop": None if r.stop_index is None else float(values[r.stop_index]),
             "best_loss": best, "predicted_converged": r.converged_loss, "stop_loss": target,

@@ -234,6 +234,32 @@ def test_replay_takes_the_data_floor_the_live_callback_had_from_datalimitgap(tmp
 
 
 @pytest.mark.slow
+def test_with_an_ln_d_floor_the_live_rule_fits_the_power_law_and_replay_does_the_same(tmp_path, capsys):
+    """DataLimitGap given L(N, D) (an OverfittingLaw): the floor is this model's own limit, so the default
+    family="auto" fits the power law alone; the callback logs scaling/floor_kind = 1 and replay reads it."""
+    from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, OverfittingLaw
+
+    # at N = 1e9, L(64 examples) = 0.9: below the curve's limit 1.0, where the power law fits it exactly and the
+    # exponential does not
+    law = OverfittingLaw(n_c=1.0, d_c=51.84, alpha_n=0.3, alpha_d=0.5)
+    stop = ExtraEarlyStopping(verbose=False)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    trainer = make_trainer(tmp_path, [EffectiveEpochs(tokens_per_example=1), DataLimitGap(law, n_params=10**9), stop],
+                           logger=logger, max_steps=1500, val_check_interval=16, check_val_every_n_epoch=None,
+                           limit_val_batches=1)
+    trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    assert stop.rule.floor_kind == "model" and stop.rule.fitted_family == "power"
+    assert stop.stopped_step is not None
+    assert "L(N, D_seen)" in capsys.readouterr().out  # DataLimitGap's note at setup
+    (row,) = run_json(capsys, ["replay", logger.log_dir])
+    assert (row["family"], row["stop_step"]) == ("power", stop.stopped_step)
+    (power,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "family=power", "--rule", "floor_kind=data"])
+    assert (power["family"], power["stop_step"]) == ("power", stop.stopped_step)
+    (averaged,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "floor_kind=data"])
+    assert averaged["family"] == "average"  # the logged floor kind is what made it the power law
+
+
+@pytest.mark.slow
 def test_report_draws_the_three_figures_and_names_what_it_cannot_draw(stopped_run, tmp_path, capsys):
     log_dir, stopped_step = stopped_run
     law = tmp_path / "ld.json"

@@ -151,7 +151,7 @@ def test_out_of_sample_with_a_sound_floor_every_stop_is_within_the_band():
     point falls at the first fit) within 1.1 +- 0.05 (measured 12 of 12, median 1.094). Each stop's prediction is the
     floor itself, so the error at the stop is L(N, D)'s own (measured median 2.4%)."""
     runs = load_curves(SPREAD_DIR)
-    scored = [evaluate(c, floor_law=held_out_overfitting_floor(runs, c), warmup_steps=WARMUP, family="power")
+    scored = [evaluate(c, floor_law=held_out_overfitting_floor(runs, c), warmup_steps=WARMUP, floor_kind="model")
               for c in runs]
     stops = [q for q in scored if q.stop_ratio is not None]
     assert len(stops) >= 12 and all(abs(q.stop_ratio - 1.1) <= 0.05 for q in stops), [q.stop_ratio for q in stops]

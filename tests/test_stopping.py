@@ -96,7 +96,8 @@ def test_floor_bounds_the_prediction():
 
 @pytest.mark.parametrize("kwargs", [dict(threshold=0.9), dict(threshold=float("nan")), dict(min_points=2),
                                     dict(smoothing=1.0), dict(irreducible=-1), dict(stable_fits=0),
-                                    dict(floor_weight=-0.1), dict(stop_at="soon")])
+                                    dict(floor_weight=-0.1), dict(stop_at="soon"), dict(family="magic"),
+                                    dict(floor_kind="bound")])
 def test_bad_options_raise(kwargs):
     with pytest.raises(ValueError):
         StoppingRule(**kwargs)
@@ -170,3 +171,19 @@ def test_the_callback_passes_stop_at_to_the_rule_and_checks_it():
     assert ExtraEarlyStopping(stop_at="below").rule.stop_at == "below"
     with pytest.raises(ValueError, match="stop_at"):
         ExtraEarlyStopping(stop_at="later")
+
+
+def test_auto_family_fits_the_power_law_to_a_models_own_floor_and_averages_under_ld():
+    """family="auto" (the default): with floor_kind="model" (L(N, D), this model's own limit) the power law alone,
+    otherwise the average of both families (stopping.rule_family; BENCHMARKS.md measures both choices)."""
+    assert StoppingRule().family == "auto" and StoppingRule().fitted_family == "average"
+    assert StoppingRule(floor_kind="model").fitted_family == "power"
+    assert StoppingRule(family="exponential", floor_kind="model").fitted_family == "exponential"  # a named family
+    losses = curve(STEPS, conv=1.0, t_c=300.0, alpha=0.5, noise=0.002, seed=3)
+
+    def decisions(**options):
+        return [(d.step, d.converged_loss, d.should_stop) for d in replay(STEPS, losses, floor=1.5, **options).decisions]
+
+    assert decisions(floor_kind="model") == decisions(family="power")
+    assert decisions() == decisions(family="average") == decisions(floor_kind="data")
+    assert decisions(floor_kind="model") != decisions()

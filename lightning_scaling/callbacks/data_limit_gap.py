@@ -32,7 +32,7 @@ class DataLimitGapBase:
     instead (:class:`~lightning_scaling.laws.OverfittingLaw`, [K] eq 1.5, or a ChinchillaLaw), the floor is
     L(N, D_seen) for this model's N: the loss this model converges to on the data seen, which for a model too
     small for its data lies well above L(D). ExtraEarlyStopping uses the floor (``use_data_floor``); with
-    an L(N, D) floor ``family="power"`` is the measured best rule (BENCHMARKS.md).
+    an L(N, D) floor its default ``family="auto"`` fits the power law alone, the measured best rule (BENCHMARKS.md).
 
     Args:
         law: a :class:`PowerLaw` in tokens or examples, an :class:`OverfittingLaw` or :class:`ChinchillaLaw`

@@ -32,7 +32,11 @@ class ExtraEarlyStoppingBase:
         strict: raise when ``monitor`` is missing (like ``EarlyStopping``), or, for ``family="effective_data"``,
             when the steps of an epoch cannot be known; otherwise warn once and skip.
         check_finite: stop the run when the monitored loss is NaN or inf (else the point is skipped).
-        use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction.
+        use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction. When
+            DataLimitGap holds a law of N and D (L(N, D): this model's own limit), the rule's ``floor_kind`` is
+            "model", and ``family="auto"`` (the default) fits the power law alone
+            (:func:`lightning_scaling.stopping.rule_family`); it is logged as ``scaling/floor_kind`` = 1 so that a
+            replay of the logs does the same.
         cooldown_steps: 0 stops at the decision. N > 0 hands over to a cool-down instead: the learning rate of
             every parameter group falls linearly from its value at the decision to 0 over N optimizer steps
             (the decay phase of a warmup-stable-decay schedule: Hagele et al. 2024, "Scaling Laws and
@@ -49,7 +53,7 @@ class ExtraEarlyStoppingBase:
                  smoothing: float = 0.3, stable_fits: int = 2, stability: float = 0.02,
                  max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "steps",
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
-                 verbose: bool = True, figure_interval: float = 60.0, family: str = "average",
+                 verbose: bool = True, figure_interval: float = 60.0, family: str = "auto",
                  window: float = 0.0, weighting: str = "equal", cooldown_steps: int = 0,
                  floor_weight: float = 1.0, stop_at: str = "nearest", epoch_steps: float | None = None) -> None:
         if not isinstance(monitor, str) or not monitor:
@@ -104,6 +108,8 @@ class ExtraEarlyStoppingBase:
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._counter = _common.find_callback(trainer, "EffectiveEpochsBase")
+        gap = _common.find_callback(trainer, "DataLimitGapBase") if self.use_data_floor else None
+        self.rule.floor_kind = "model" if gap is not None and gap.model_law is not None else "data"
         self._no_epoch_steps = ""
         if self.rule.family == "effective_data" and self.rule.epoch_steps is None and self._counter is None:
             self._missing_epoch_steps(trainer, "ExtraEarlyStopping(family='effective_data') needs the steps of one "
@@ -261,10 +267,12 @@ class ExtraEarlyStoppingBase:
         return None if gap is None else gap.data_floor(trainer)
 
     def _log(self, trainer: Any, d: StopDecision, loss: float, epoch_steps: float | None = None) -> None:
-        # the rule's own inputs (step = global_step, the loss, the LR sum, the steps of an epoch) go to the logs,
-        # so a replay of scaling/monitored_loss, scaling/lr_sum (and scaling/epoch_steps) reaches this decision
+        # the rule's own inputs (step = global_step, the loss, the LR sum, the steps of an epoch, a floor that is the
+        # model's own limit) go to the logs, so a replay of scaling/monitored_loss, scaling/lr_sum (and
+        # scaling/epoch_steps, scaling/floor_kind, with DataLimitGap's scaling/ld_loss) reaches this decision
         p = _common.PREFIX
         metrics = {f"{p}monitored_loss": loss, f"{p}lr_sum": self.lr_sum, f"{p}epoch_steps": epoch_steps,
+                   f"{p}floor_kind": 1.0 if self.rule.floor_kind == "model" else None,
                    f"{p}smoothed_loss": d.smoothed_loss,
                    f"{p}converged_loss": d.converged_loss, f"{p}stop_loss": d.stop_loss,
                    f"{p}predicted_stop_step": d.predicted_stop_step, f"{p}progress": d.progress}
