@@ -161,7 +161,8 @@ class StoppingRule:
 
     @property
     def fitted_family(self) -> str:
-        """The family the fits use: ``family``, with "auto" resolved for ``floor_kind`` (:func:`rule_family`)."""
+        """The family the fits use: ``family``, with "auto" resolved for ``floor_kind`` (:func:`rule_family`); a point
+        given no floor is fitted as with an L(D) floor."""
         return rule_family(self.family, self.floor_kind)
 
     def reset(self) -> None:
@@ -212,8 +213,10 @@ class StoppingRule:
             return self._remember(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
                                                smoothed_loss=s, data_limited=data_limited))
         base = max(self.irreducible, float(floor) if floor is not None and math.isfinite(floor) else 0.0)
+        # a point without a floor (e.g. DataLimitGap could not count the data) is fitted as without an L(N, D)
+        family = self.fitted_family if base > self.irreducible else rule_family(self.family)
         try:
-            fit = predict_converged(self.times, self.losses, family=self.fitted_family, window=self.window,
+            fit = predict_converged(self.times, self.losses, family=family, window=self.window,
                                     irreducible=min(base, min(self.losses) * (1 - 1e-6)),
                                     unit="lr_sum" if lr_sum is not None else "steps",
                                     max_relative_width=self.max_relative_width, min_points=self.min_points,
@@ -356,6 +359,11 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
                         epoch_steps[i] if per_point else None)
         decisions.append(d)
         if d.should_stop:
-            return ReplayResult(step, d.converged_loss, i, decisions, rule.fitted_family)
+            return ReplayResult(step, d.converged_loss, i, decisions, _family_of(rule))
     last_pred = next((d.converged_loss for d in reversed(decisions) if d.converged_loss is not None), None)
-    return ReplayResult(None, last_pred, None, decisions, rule.fitted_family)
+    return ReplayResult(None, last_pred, None, decisions, _family_of(rule))
+
+
+def _family_of(rule: StoppingRule) -> str:
+    """The family of the rule's last fit (before any fit: the one it would use with its floor)."""
+    return rule.last_fit.family if rule.last_fit is not None else rule.fitted_family

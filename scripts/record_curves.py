@@ -15,12 +15,13 @@ run ends at ``max_steps`` or when the validation loss has not improved for ``pat
 (Lightning's EarlyStopping), i.e. at convergence or once it has turned up. Runs already recorded are
 skipped unless ``--force``.
 
-    python scripts/record_curves.py [--jobs 2] [--only NAME ...] [--force] [--list] [--holdout | --spread]
+    python scripts/record_curves.py [--jobs 2] [--only NAME ...] [--force] [--list] [--holdout | --spread | --seeds]
 
 ``--holdout`` records the out-of-sample grid (``HOLDOUT_RUNS``: the standard library's source, three model sizes
 x four dataset sizes, about 15 min on 2 cores) into ``lightning_scaling/data/curves_holdout/``; ``--spread`` the
 same models x five dataset sizes with training and validation text drawn from the same 1M characters
-(``SPREAD_RUNS``) into ``lightning_scaling/data/curves_spread/``.
+(``SPREAD_RUNS``) into ``lightning_scaling/data/curves_spread/``; ``--seeds`` four of those with two more seeds
+(``SEED_RUNS``) into ``lightning_scaling/data/curves_seeds/``.
 """
 
 from __future__ import annotations
@@ -108,8 +109,16 @@ SPREAD_OUT = OUT.parent / "curves_spread"
 SPREAD = {"layout": "spread", "chunk": 1024, "pool_chars": 1_000_000}
 SPREAD_RUNS = [{**_run(f"{m}_spread{k}k_const", m, k * 1024, max_steps=6000, source="stdlib"), **SPREAD}
                for m in ("xl", "l", "m") for k in (512, 256, 128, 64, 32)]  # the longest first: both workers stay busy
+#: The same data and configuration as four SPREAD_RUNS with two other seeds (``--seeds``, into
+#: ``lightning_scaling/data/curves_seeds/``): the initialisation and the batch order change, the data do not. How far
+#: apart the converged losses of one configuration land bounds how well any law fitted on other runs can predict
+#: one run's converged loss.
+SEEDS_OUT = OUT.parent / "curves_seeds"
+SEED_RUNS = [{**_run(f"{m}_spread{k}k_const_seed{seed}", m, k * 1024, max_steps=6000, source="stdlib"), **SPREAD,
+              "seed": seed}
+             for m, k in (("xl", 256), ("l", 512), ("l", 128), ("m", 64)) for seed in (1, 2)]
 #: The grids besides RUNS: command-line flag -> (runs, folder).
-GRIDS = {"holdout": (HOLDOUT_RUNS, HOLDOUT_OUT), "spread": (SPREAD_RUNS, SPREAD_OUT)}
+GRIDS = {"holdout": (HOLDOUT_RUNS, HOLDOUT_OUT), "spread": (SPREAD_RUNS, SPREAD_OUT), "seeds": (SEED_RUNS, SEEDS_OUT)}
 
 COMMON = {"ctx": 64, "batch_size": 32, "lr": 3e-3, "weight_decay": 0.01, "warmup": 50, "val_every": 25,
           "val_tokens": 16_384, "decay_fraction": 0.2, "min_ratio": 0.1, "seed": 0, "min_delta": 0.002}
@@ -178,7 +187,9 @@ that ships with Python (`pydoc_data.topics`; `stdlib`: the standard library's `.
 folder `curves_holdout/` holds the out-of-sample runs (`--holdout`: the standard library's source, recorded after
 the stopping rule's options were chosen on `curves/`, to check them on runs they were not chosen on), and
 `curves_spread/` a second such set (`--spread`: the same text, every training set and the validation set drawn
-from the same 1M characters in 1k-character chunks, `config.json`'s `layout`, `chunk` and `pool_chars`).
+from the same 1M characters in 1k-character chunks, `config.json`'s `layout`, `chunk` and `pool_chars`);
+`curves_seeds/` holds four of those again with seeds 1 and 2 (`--seeds`: the same data, another initialisation and
+batch order).
 
 Each folder holds `metrics.csv` as Lightning's `CSVLogger` writes it (`train_loss` and `lr` at every
 optimizer step, row `step` = the 0-based index of that step; `val_loss` with `optimizer_steps` = the
@@ -220,6 +231,9 @@ def main() -> None:
     parser.add_argument("--spread", action="store_true",
                         help=f"the out-of-sample grid with the spread layout (SPREAD_RUNS) into "
                              f"{SPREAD_OUT.relative_to(OUT.parents[2])}")
+    parser.add_argument("--seeds", action="store_true",
+                        help=f"four SPREAD_RUNS configurations with seeds 1 and 2 (SEED_RUNS) into "
+                             f"{SEEDS_OUT.relative_to(OUT.parents[2])}")
     args = parser.parse_args()
     flags = [flag for flag in GRIDS if getattr(args, flag)]
     if len(flags) > 1:

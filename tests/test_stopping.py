@@ -187,3 +187,7 @@ def test_auto_family_fits_the_power_law_to_a_models_own_floor_and_averages_under
     assert decisions(floor_kind="model") == decisions(family="power")
     assert decisions() == decisions(family="average") == decisions(floor_kind="data")
     assert decisions(floor_kind="model") != decisions()
+    assert replay(STEPS, losses, floor=1.5, floor_kind="model").family == "power"
+    # points given no floor (DataLimitGap could not count the data) are fitted as without L(N, D): the average
+    unfloored = replay(STEPS, losses, floor_kind="model")
+    assert unfloored.family == "average" and unfloored.stop_step == replay(STEPS, losses).stop_step

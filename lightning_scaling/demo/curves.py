@@ -24,6 +24,8 @@ HOLDOUT_DIR = CURVES_DIR.parent / "curves_holdout"
 #: The out-of-sample runs with training and validation text drawn from the same pool
 #: (``scripts/record_curves.py --spread``; :func:`lightning_scaling.demo.data.split`, layout "spread").
 SPREAD_DIR = CURVES_DIR.parent / "curves_spread"
+#: Four of the spread runs again with seeds 1 and 2 (``scripts/record_curves.py --seeds``): the same data.
+SEEDS_DIR = CURVES_DIR.parent / "curves_seeds"
 
 #: Number of consecutive validations averaged by :func:`smooth` (centred, odd).
 SMOOTHING = 3
