@@ -161,8 +161,8 @@ class StoppingRule:
 
     @property
     def fitted_family(self) -> str:
-        """The family the fits use: ``family``, with "auto" resolved for ``floor_kind`` (:func:`rule_family`); a point
-        given no floor is fitted as with an L(D) floor."""
+        """The family the fits use when given a floor: ``family``, with "auto" resolved for ``floor_kind``
+        (:func:`rule_family`)."""
         return rule_family(self.family, self.floor_kind)
 
     def reset(self) -> None:
@@ -213,14 +213,15 @@ class StoppingRule:
             return self._remember(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
                                                smoothed_loss=s, data_limited=data_limited))
         base = max(self.irreducible, float(floor) if floor is not None and math.isfinite(floor) else 0.0)
+        floored = base > self.irreducible
         # a point without a floor (e.g. DataLimitGap could not count the data) is fitted as without an L(N, D)
-        family = self.fitted_family if base > self.irreducible else rule_family(self.family)
+        family = rule_family(self.family, self.floor_kind if floored else "data")
         try:
             fit = predict_converged(self.times, self.losses, family=family, window=self.window,
                                     irreducible=min(base, min(self.losses) * (1 - 1e-6)),
                                     unit="lr_sum" if lr_sum is not None else "steps",
                                     max_relative_width=self.max_relative_width, min_points=self.min_points,
-                                    known_floor=base > self.irreducible, weighting=self.weighting,
+                                    known_floor=floored, weighting=self.weighting,
                                     warm_start=self.warm_start, floor_weight=self.floor_weight,
                                     epoch_steps=epoch_steps)
         except FitError as err:
@@ -313,7 +314,7 @@ class ReplayResult:
     converged_loss: float | None  # the prediction it stopped on, or the last prediction
     stop_index: int | None  # index of the stopping point in the inputs
     decisions: list[StopDecision] = field(repr=False, default_factory=list)
-    family: str = ""  # the curve family the fits used (StoppingRule.fitted_family)
+    family: str = ""  # the curve family of the last fit (before any fit: StoppingRule.fitted_family)
 
 
 def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[float] | None = None,
