@@ -19,7 +19,8 @@ variants named below, and prints, side by side in one run:
 ``scripts/record_curves.py --holdout`` after the rule's options were chosen on the corpus): constant-LR runs on
 the standard library's source, with the floors fitted on the runs on that text. ``--spread`` scores the second
 out-of-sample set (``curves_spread``, ``record_curves.py --spread``): the same text with every training set and the
-validation set drawn from the same 1M characters, the floors fitted on those runs only.
+validation set drawn from the same 1M characters, the floors fitted on those runs only, and the run-to-run noise of
+four of its configurations (``curves_seeds``, ``record_curves.py --seeds``).
 
 The stop-quality table also says how often the prediction at the stop was the floor itself (every family held
 there) and the floor's own error at the stops: where the rule stops on the floor, its error at the stop is the
@@ -50,8 +51,8 @@ from pathlib import Path
 import numpy as np
 
 from lightning_scaling import PowerLaw
-from lightning_scaling.demo.curves import CURVES_DIR, HOLDOUT_DIR, SPREAD_DIR, load_curves
-from lightning_scaling.demo.ld import fit_ld, held_out_overfitting_floor, ld_points
+from lightning_scaling.demo.curves import CURVES_DIR, HOLDOUT_DIR, SEEDS_DIR, SPREAD_DIR, converged_loss, load_curves
+from lightning_scaling.demo.ld import fit_ld, held_out_overfitting_floor, ld_points, overfitting_law
 from lightning_scaling.demo.rule_quality import FRACTIONS, early_stopping_step, evaluate, loss_at, naive_errors
 from lightning_scaling.flops import six_n
 
@@ -181,6 +182,35 @@ def main() -> None:
           f"(patience 10); steps to the stop / steps to the converged point, median over the {len(stopped)} stops: "
           f"{_fmt(statistics.median([q.steps_fraction for q in stopped]) if stopped else None, '.2f')} "
           f"([K] B.13 predicts ~0.12-0.13 of the steps to within 2% for an ideal power law)")
+    print_law_fits(pool, source, seeds=args.spread)
+
+
+def print_law_fits(pool, source: str, seeds: bool = False) -> None:
+    """How well the floors' laws fit the runs they are fitted on (in sample): the bound on the error of a rule that
+    stops on the floor; with ``seeds``, how far apart the converged losses of one configuration land across seeds."""
+    points = ld_points(pool, source=source)
+    ld = fit_ld(points)
+    ld_miss = [abs(ld(d) / loss - 1) for d, loss in zip(points.tokens, points.losses)]
+    nd = overfitting_law(pool, source=source)
+    fitted = [c for c in pool if c.config.get("source") == source and c.config.get("schedule") == "constant"
+              and c.config.get("ended_by") == "patience" and c.train_tokens >= points.tokens[0]]
+    nd_miss = [abs(nd(c.n_params, c.train_tokens) / converged_loss(c) - 1) for c in fitted]
+    print(f"\n## The laws in sample\n\nL(D) on the best run of {len(ld_miss)} dataset sizes: max |misfit| "
+          f"{max(ld_miss):.3f}; L(N, D) ([K] eq 1.5) on {len(nd_miss)} runs: median |misfit| "
+          f"{statistics.median(nd_miss):.3f}, max {max(nd_miss):.3f}")
+    if not seeds:
+        return
+    by_name = {c.name: c for c in pool}
+    print("\n## Run-to-run noise (curves_seeds: the same data, seeds 0, 1, 2)\n\n| configuration | converged losses | "
+          "max / min - 1 | relative sd |\n|---|---|---|---|")
+    repeats: dict[str, list[float]] = {}
+    for c in load_curves(SEEDS_DIR):
+        base = c.name.rsplit("_seed", 1)[0]
+        repeats.setdefault(base, [converged_loss(by_name[base])]).append(converged_loss(c))
+    for base, losses in sorted(repeats.items()):
+        v = np.array(losses)
+        print(f"| {base} | {', '.join(f'{x:.4f}' for x in v)} | {v.max() / v.min() - 1:.3f} | "
+              f"{v.std(ddof=1) / v.mean():.4f} |")
 
 
 if __name__ == "__main__":
