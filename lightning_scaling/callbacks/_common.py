@@ -56,12 +56,37 @@ def rank_zero_info(trainer: Any, message: str) -> None:
         print(message, flush=True)
 
 
+class ScalingWarning(UserWarning):
+    """The category of every warning the callbacks give (``warnings.filterwarnings("ignore", category=...)``)."""
+
+
 def rank_zero_warn(trainer: Any, message: str) -> None:
-    """One warning on rank zero (a UserWarning, shown once by Python's filter; not also logged: no echo)."""
+    """One warning on rank zero (a :class:`ScalingWarning`, shown once by Python's filter; not also logged: no echo),
+    attributed to the lightning_scaling line that called this, not to Lightning's hook dispatcher."""
     if is_global_zero(trainer):
         import warnings
 
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warnings.warn(message, ScalingWarning, stacklevel=2)
+
+
+def write_run_info(trainer: Any, section: str, values: Mapping[str, Any]) -> None:
+    """Merge ``values`` into ``section`` of the run-info file (:mod:`lightning_scaling.run_info`) in the log
+    directory of every logger that has one; rank zero only. A directory that cannot be written is logged and
+    skipped: the run-info file is never worth a user's training."""
+    if not is_global_zero(trainer):
+        return
+    from .. import run_info
+
+    seen = set()
+    for logger in getattr(trainer, "loggers", []) or []:
+        log_dir = getattr(logger, "log_dir", None)
+        if not log_dir or log_dir in seen:
+            continue
+        seen.add(log_dir)
+        try:
+            run_info.write(log_dir, section, values)
+        except (OSError, TypeError, ValueError) as err:
+            log.warning("lightning_scaling: could not write %s in %s: %s", run_info.FILENAME, log_dir, err)
 
 
 def should_log(trainer: Any) -> bool:

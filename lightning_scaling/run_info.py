@@ -1,0 +1,90 @@
+"""The run-info file: what the callbacks know about a run that is not a scalar, written beside its logs.
+
+Each callback writes its own section of ``lightning_scaling.json`` in the logger's ``log_dir`` (rank zero, at the
+start of the fit and at its end): the model's parameter count and the dataset size (EffectiveEpochs), the stopping
+rule's options and what it concluded (ExtraEarlyStopping). ``lightning-scaling replay`` / ``report`` / ``fit`` read it,
+so a replay uses the live run's options without retyping them, and a sweep's runs carry their N and D.
+
+The format is versioned JSON, one object of sections::
+
+    {"version": 1,
+     "model": {"n_params": 84032, "trainable_params": 84032},
+     "data": {"dataset_size": 65536, "unit": "tokens"},
+     "stopping": {"monitor": "val_loss", "time_axis": "steps", "use_data_floor": true,
+                  "options": {...StoppingRule keyword arguments...},
+                  "outcome": {"stopped_step": 475, "reason": "...", "n_points": 40}}}
+
+Writes are atomic (a temporary file, then ``os.replace``), so a reader never sees half a file. Pure: no Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+#: The file's name in a run's log directory.
+FILENAME = "lightning_scaling.json"
+#: The format's version (the ``version`` key).
+VERSION = 1
+
+
+def read(run_dir: str | Path) -> dict[str, Any]:
+    """The run-info sections of ``run_dir`` (a log directory, or the file itself); ``{}`` when there is none.
+
+    Raises:
+        ValueError: the file exists but is not a run-info object of a known version (the message names the file).
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable run-info JSON file ({err})") from None
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        raise ValueError(f"{path}: not a lightning-scaling run-info file of version {VERSION}")
+    return {k: v for k, v in data.items() if k != "version"}
+
+
+def write(log_dir: str | Path, section: str, values: Mapping[str, Any]) -> Path:
+    """Merge ``values`` into ``section`` of the run-info file in ``log_dir`` (created if needed), atomically.
+
+    Args:
+        log_dir: the run's log directory (a logger's ``log_dir``).
+        section: the section to update, e.g. ``"stopping"``.
+        values: JSON-serialisable values; keys already in the section are replaced, others kept.
+
+    Returns the file's path. Raises ``OSError`` when the directory cannot be written, ``TypeError`` for values
+    JSON cannot hold.
+
+    Example:
+        >>> import tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> _ = write(d, "model", {"n_params": 1000})
+        >>> read(d)["model"]["n_params"]
+        1000
+    """
+    folder = Path(log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        data = read(folder)
+    except ValueError:
+        data = {}  # a corrupt or foreign file is replaced by this run's
+    merged = dict(data.get(section) or {})
+    merged.update(values)
+    data[section] = merged
+    text = json.dumps({"version": VERSION, **data}, indent=1, sort_keys=True)
+    fd, tmp = tempfile.mkstemp(prefix=".lightning_scaling.", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, folder / FILENAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return folder / FILENAME
