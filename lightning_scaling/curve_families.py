@@ -35,7 +35,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from .errors import FitError
-from .fitting import fit_learning_curve, normal_quantile, solve_from_starts
+from .fitting import CURVE_MAX_NFEV, fit_learning_curve, normal_quantile, solve_from_starts
 
 #: The curve families :func:`predict_converged` knows: ``average`` (power and exponential, weighted) and the
 #: opt-in ``effective_data`` (alone; needs ``epoch_steps``).
@@ -43,6 +43,9 @@ FAMILIES = ("power", "exponential", "average", "effective_data")
 #: The bounds of R* in :func:`fit_effective_data_curve` (repetitions at which the value of repeated data has
 #: decayed by 1/e; [M] fits 15.39 on C4, the recorded corpus needs 3-40 run by run).
 R_STAR_BOUNDS = (0.5, 100.0)
+#: The most residual evaluations one effective-data fit may take (its three parameters need more than the other
+#: families; still bounded, as the live rule fits at every evaluation).
+EFFECTIVE_DATA_MAX_NFEV = 100
 #: How ``average`` weighs the families.
 WEIGHTINGS = ("inverse_mse", "equal", "bic")
 
@@ -247,7 +250,8 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     if warm_start is not None and all(math.isfinite(v) for v in warm_start) and warm_start[3] > 0:
         c_w, a_w, rate_w, t_ref_w = (float(v) for v in warm_start)  # the same curve on this t_ref's scale
         starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], *inside))
-    best = solve_from_starts(_exp_residuals, _exp_jacobian, starts, (tau, logy), ([floor, 0.0, 1e-3], [hi, upper, 200.0]))
+    best = solve_from_starts(_exp_residuals, _exp_jacobian, starts, (tau, logy), ([floor, 0.0, 1e-3], [hi, upper, 200.0]),
+                             max_nfev=CURVE_MAX_NFEV)
     nan = float("nan")
     if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
         return FamilyFit("exponential", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)
@@ -316,7 +320,8 @@ def fit_effective_data_curve(t, loss, *, epoch_steps: float, irreducible: float 
             starts.append(np.clip([c0, max(a0, 1e-6), rstar0], *inside))
     if warm_start is not None and len(warm_start) == 3 and all(math.isfinite(v) for v in warm_start):
         starts.append(np.clip([float(v) for v in warm_start], *inside))
-    best = solve_from_starts(_ed_residuals, _ed_jacobian, starts, (r, logy), ([floor, 0.0, lo_r], [hi, upper, hi_r]))
+    best = solve_from_starts(_ed_residuals, _ed_jacobian, starts, (r, logy), ([floor, 0.0, lo_r], [hi, upper, hi_r]),
+                             max_nfev=EFFECTIVE_DATA_MAX_NFEV)
     nan = float("nan")
     if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
         return FamilyFit("effective_data", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)

@@ -81,7 +81,9 @@ def learning_curve_figure(times, losses, law=None, converged=None, stop_loss=Non
     ax.plot(times, losses, "o", ms=3, label="monitored loss")
     if law is not None and len(times):
         grid = np.geomspace(min(times), max(times) * 4, 200)
-        ax.plot(grid, law(grid), "-", label="fit")
+        curve = np.broadcast_to(np.asarray(law(grid), dtype=float), grid.shape)  # a constant fit is a scalar
+        if np.isfinite(curve).any():
+            ax.plot(grid, curve, "-", label="fit")
     if converged is not None:
         ax.axhline(converged, ls="--", c="gray", label=f"predicted converged {converged:.4g}")
     if stop_loss is not None:
@@ -95,8 +97,18 @@ def learning_curve_figure(times, losses, law=None, converged=None, stop_loss=Non
     return fig
 
 
-def data_limit_figure(seen, losses, law, *, unit="examples"):
-    """Loss against data seen (log-log) with the fitted L(D): the gap is what more model could still win."""
+def data_limit_figure(seen, losses, law, *, unit="examples", dataset_size=None):
+    """Loss against data seen (log-log) with the fitted L(D): the gap is what more model could still win.
+
+    Args:
+        seen, losses: the data seen (E, in ``unit``) and the monitored loss at each evaluation.
+        law: L(D), a callable of the distinct data.
+        unit: the unit of ``seen``, for the axis label.
+        dataset_size: D; the law is drawn at the distinct data seen, min(E, D), so beyond one epoch it stays at
+            L(D) (what ``scaling/ld_loss`` logs). None: every example seen is distinct.
+
+    Returns a matplotlib figure, or None without matplotlib.
+    """
     plt = _pyplot()
     if plt is None:
         return None
@@ -105,7 +117,11 @@ def data_limit_figure(seen, losses, law, *, unit="examples"):
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.loglog(seen, losses, "o-", ms=3, label="monitored loss")
     grid = np.geomspace(max(min(seen), 1.0), max(seen) * 4, 200)
-    ax.loglog(grid, law(grid), "--", label="L(D), D = distinct data seen")
+    distinct = grid if dataset_size is None else np.minimum(grid, float(dataset_size))
+    ax.loglog(grid, np.broadcast_to(np.asarray(law(distinct), dtype=float), grid.shape), "--",
+              label="L(D), D = distinct data seen")
+    if dataset_size is not None and dataset_size < grid[-1]:
+        ax.axvline(float(dataset_size), ls=":", c="gray", label=f"one epoch ({float(dataset_size):.3g} {unit})")
     ax.set_xlabel(f"{unit} seen")
     ax.set_ylabel("loss")
     ax.set_title("loss against data seen, with L(D)")
@@ -118,7 +134,8 @@ def add_figure(trainer: Any, owner: Any, tag: str, make_figure, step: int, min_i
                force: bool = False) -> bool:
     """Add ``make_figure()`` to every TensorBoard logger, at most once per ``min_interval`` seconds per owner.
 
-    Rank zero only; figures are built only when they will be written (a figure costs ~50 ms).
+    Rank zero only; figures are built only when they will be written. A figure that fails to draw is skipped with
+    one warning per owner, never raised.
     """
     import time
 
@@ -132,13 +149,25 @@ def add_figure(trainer: Any, owner: Any, tag: str, make_figure, step: int, min_i
     last = getattr(owner, "_last_figure_time", None)
     if not force and last is not None and now - last < min_interval:
         return False
-    fig = make_figure()
-    if fig is None:
-        return False
-    owner._last_figure_time = now
-    for writer in writers:
-        writer.add_figure(tag, fig, global_step=int(step), close=False)
-    import matplotlib.pyplot as plt
+    fig = None
+    try:
+        fig = make_figure()
+        if fig is None:
+            return False
+        owner._last_figure_time = now
+        for writer in writers:
+            writer.add_figure(tag, fig, global_step=int(step), close=False)
+    except Exception as err:  # a figure is never worth a user's training: say so once, go on without it
+        if not getattr(owner, "_figure_failed", False):
+            owner._figure_failed = True
+            from .callbacks._common import rank_zero_warn
 
-    plt.close(fig)
+            rank_zero_warn(trainer, f"{type(owner).__name__.replace('Base', '')}: the figure {tag!r} could not be "
+                                    f"drawn ({type(err).__name__}: {err}); training goes on without it")
+        return False
+    finally:
+        if fig is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
     return True

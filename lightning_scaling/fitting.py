@@ -160,9 +160,16 @@ def solve_from_starts(residuals: Callable, jacobian: Callable, starts: list, arg
     return best
 
 
+#: The most residual evaluations one learning-curve fit may take (the live rule fits at every evaluation: its cost must
+#: stay bounded on every curve shape; a fit that needs more, e.g. on a noisy plateau, did not converge).
+CURVE_MAX_NFEV = 40
+#: How far (in e-folds) the fitted scale of a power law may lie from the range of the data it is fitted to.
+LOG_SCALE_MARGIN = 600.0
+
+
 def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c_bounds: tuple[float, float],
                      start: np.ndarray | None = None, weights: np.ndarray | None = None, screen: bool = False,
-                     extra_starts: Sequence[np.ndarray] = ()):
+                     extra_starts: Sequence[np.ndarray] = (), max_nfev: int = 2000):
     """Least squares in log space; returns (theta, cost, success, message, jacobian).
 
     ``start``: the only start (bootstrap resamples); else the standard starts plus ``extra_starts`` (e.g. the
@@ -182,15 +189,18 @@ def _solve_power_law(logx: np.ndarray, logy: np.ndarray, c_mode: bool | float, c
         starts = list(_linear_starts(logx, y, np.array([c_fixed])))
     if start is None:
         starts += [np.asarray(th, dtype=float) for th in extra_starts]
+    # log s within 600 e-folds of the data: every scale the fit may reach is a finite, positive float (a flat
+    # curve otherwise sends log s past exp's range as alpha falls to its bound)
+    s_lo, s_hi = max(float(logx.min()) - LOG_SCALE_MARGIN, -700.0), min(float(logx.max()) + LOG_SCALE_MARGIN, 700.0)
     if fit_c:
-        bounds = ([-np.inf, math.log(1e-4), c_bounds[0]], [np.inf, math.log(20.0), c_bounds[1]])
-        inner = ([-np.inf, math.log(1e-4) + 1e-9, c_bounds[0]], [np.inf, math.log(20.0) - 1e-9, c_bounds[1]])
+        bounds = ([s_lo, math.log(1e-4), c_bounds[0]], [s_hi, math.log(20.0), c_bounds[1]])
+        inner = ([s_lo + 1e-9, math.log(1e-4) + 1e-9, c_bounds[0]], [s_hi - 1e-9, math.log(20.0) - 1e-9, c_bounds[1]])
     else:
-        bounds = ([-np.inf, math.log(1e-4)], [np.inf, math.log(20.0)])
-        inner = ([-np.inf, math.log(1e-4) + 1e-9], [np.inf, math.log(20.0) - 1e-9])
+        bounds = ([s_lo, math.log(1e-4)], [s_hi, math.log(20.0)])
+        inner = ([s_lo + 1e-9, math.log(1e-4) + 1e-9], [s_hi - 1e-9, math.log(20.0) - 1e-9])
     starts = [np.clip(theta0, *inner) for theta0 in starts]
     best = solve_from_starts(_log_residuals, _log_jacobian, starts, (logx, logy, fit_c, c_fixed, weights), bounds,
-                             screen=screen, tol=1e-12, max_nfev=2000)
+                             screen=screen, tol=1e-12, max_nfev=max_nfev)
     if best is None:
         return None, math.inf, False, "the optimizer failed from every start", None
     ok = bool(best.status > 0 and np.all(np.isfinite(best.x)))
@@ -337,7 +347,8 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit
     if warm_start is not None and all(math.isfinite(v) for v in warm_start) and min(warm_start[1:]) > 0:
         c0, scale0, exponent0 = (float(v) for v in warm_start)
         extra.append(np.array([math.log(scale0), math.log(exponent0), c0]))
-    theta, cost, ok, message, jac = _solve_power_law(logx, logy, True, c_bounds, screen=True, extra_starts=extra)
+    theta, cost, ok, message, jac = _solve_power_law(logx, logy, True, c_bounds, screen=True, extra_starts=extra,
+                                                     max_nfev=CURVE_MAX_NFEV)
     nan = float("nan")
     if theta is None or not ok:
         return LearningCurveFit(None, nan, nan, nan, (nan, nan), False, False, f"did not converge: {message}",

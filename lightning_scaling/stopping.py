@@ -74,6 +74,7 @@ class StopDecision:
     progress: float | None = None
     trusted: bool = False
     data_limited: bool = False
+    error: str | None = None  # why the fit failed at this point (then there is no prediction), else None
 
 
 class StoppingRule:
@@ -132,8 +133,11 @@ class StoppingRule:
             raise ValueError("smoothing must be in [0, 1)")
         if int(stable_fits) < 1 or not (stability > 0) or not (max_relative_width > 0):
             raise ValueError("stable_fits must be >= 1, stability and max_relative_width > 0")
-        if int(warmup_steps) < 0 or not (turn_up > 0):
-            raise ValueError("warmup_steps must be >= 0 and turn_up > 0")
+        if int(warmup_steps) < 0:
+            raise ValueError(f"warmup_steps must be an int >= 0 (the last step of the warm-up; 0 = none), got "
+                             f"{warmup_steps!r}")
+        if not (turn_up > 0):
+            raise ValueError(f"turn_up must be > 0 (a relative rise of the smoothed loss, e.g. 0.01), got {turn_up!r}")
         if family not in RULE_FAMILIES:
             raise ValueError(f"family must be one of {RULE_FAMILIES}, got {family!r}")
         check_options(rule_family(family, floor_kind), window, weighting, floor_weight)
@@ -158,6 +162,17 @@ class StoppingRule:
         self.stop_when_data_limited = bool(stop_when_data_limited)
         self.turn_up = float(turn_up)
         self.reset()
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that build this rule again (``StoppingRule(**rule.options())``; plain types: what
+        the live callback writes into the run-info file so that a replay uses the same rule)."""
+        return {"threshold": self.threshold, "irreducible": self.irreducible, "warmup_steps": self.warmup_steps,
+                "min_points": self.min_points, "smoothing": self.smoothing, "stable_fits": self.stable_fits,
+                "stability": self.stability, "max_relative_width": self.max_relative_width,
+                "stop_when_data_limited": self.stop_when_data_limited, "turn_up": self.turn_up,
+                "family": self.family, "window": self.window, "weighting": self.weighting,
+                "floor_weight": self.floor_weight, "stop_at": self.stop_at, "epoch_steps": self.epoch_steps,
+                "floor_kind": self.floor_kind}
 
     @property
     def fitted_family(self) -> str:
@@ -224,9 +239,12 @@ class StoppingRule:
                                     known_floor=floored, weighting=self.weighting,
                                     warm_start=self.warm_start, floor_weight=self.floor_weight,
                                     epoch_steps=epoch_steps)
-        except FitError as err:
-            return self._stop_if_data_limited(StopDecision(step, False, f"no fit: {err}", smoothed_loss=s,
-                                                           data_limited=data_limited))
+        except (FitError, ArithmeticError, np.linalg.LinAlgError, ValueError) as err:
+            # a fit that fails is "no prediction" for this point, never an exception in the user's training
+            # (FitError is a ValueError; a numerical failure inside scipy or numpy is one of the others)
+            return self._stop_if_data_limited(StopDecision(step, False, f"no prediction: the fit failed ({err})",
+                                                           smoothed_loss=s, data_limited=data_limited,
+                                                           error=f"{type(err).__name__}: {err}"))
         self.last_fit = fit
         self.warm_start.update({f.family: f.params for f in fit.fits if f.params is not None})
         if not math.isfinite(fit.converged_loss):
@@ -311,7 +329,7 @@ class ReplayResult:
     """The decisions of :class:`StoppingRule` over a finished run."""
 
     stop_step: int | None  # the step at which the rule stops, or None
-    converged_loss: float | None  # the prediction it stopped on, or the last prediction
+    converged_loss: float | None  # the prediction it stopped on, or the last trusted prediction (None: none)
     stop_index: int | None  # index of the stopping point in the inputs
     decisions: list[StopDecision] = field(repr=False, default_factory=list)
     family: str = ""  # the curve family of the last fit (before any fit: StoppingRule.fitted_family)
@@ -361,7 +379,8 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
         decisions.append(d)
         if d.should_stop:
             return ReplayResult(step, d.converged_loss, i, decisions, _family_of(rule))
-    last_pred = next((d.converged_loss for d in reversed(decisions) if d.converged_loss is not None), None)
+    last_pred = next((d.converged_loss for d in reversed(decisions) if d.trusted and d.converged_loss is not None),
+                     None)
     return ReplayResult(None, last_pred, None, decisions, _family_of(rule))
 
 

@@ -112,6 +112,21 @@ def log_scalars(trainer: Any, metrics: Mapping[str, float], step: int) -> None:
         logger.log_metrics(clean, step=int(step))
 
 
+def publish(trainer: Any, metrics: Mapping[str, float | None]) -> None:
+    """Put host numbers into ``trainer.callback_metrics`` (as 0-d tensors, on every rank), where ``ModelCheckpoint``
+    and ``EarlyStopping`` can monitor them; a None or non-finite value removes the key (no number is stale)."""
+    import torch
+
+    target = getattr(trainer, "callback_metrics", None)
+    if not isinstance(target, dict):
+        return
+    for key, value in metrics.items():
+        if value is None or not math.isfinite(float(value)):
+            target.pop(key, None)
+        else:
+            target[key] = torch.tensor(float(value))
+
+
 def reduce_sum(trainer: Any, values: Iterable[float], device: Any = None) -> list[float]:
     """Sum host numbers (or 0-d tensors) over all ranks in ONE all-reduce; a no-op on one process.
 

@@ -74,6 +74,7 @@ class DataLimitGapBase:
         self.data_limited_at: int | None = None
         self.history: list[tuple[float, float]] = []  # (data seen, loss) at each evaluation
         self._warned_below = False  # the loss has gone below the law (warned once)
+        self._warned: set[str] = set()  # the kinds of skipped evaluation already warned about
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
 
     @property
@@ -107,6 +108,11 @@ class DataLimitGapBase:
                                 else "use an L(D) law fitted in tokens, or count examples"))
         ensure_layout(trainer)
 
+    def _stopping_logs_loss(self, trainer: Any) -> bool:
+        """Whether an ExtraEarlyStopping on the same metric logs ``scaling/monitored_loss`` (one writer per step)."""
+        stopping = _common.find_callback(trainer, "ExtraEarlyStoppingBase")
+        return stopping is not None and getattr(stopping, "monitor", None) == self.monitor
+
     def data_floor(self, trainer: Any) -> float | None:
         """L(D_seen) now (collective), or None before any data or without a dataset size."""
         c = self._counter(trainer).counts(trainer)
@@ -114,27 +120,48 @@ class DataLimitGapBase:
             return None
         return float(self.law(c.distinct_seen))
 
+    def _warn_once(self, trainer: Any, key: str, message: str) -> None:
+        """One warning per kind of trouble (``key``) per fit: the evaluation is skipped, training goes on."""
+        if key not in self._warned:
+            self._warned.add(key)
+            _common.rank_zero_warn(trainer, f"DataLimitGap: {message}")
+
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if getattr(trainer, "sanity_checking", False):
             return
         c = self._counter(trainer).counts(trainer)
         value = trainer.callback_metrics.get(self.monitor)
-        if value is None or c.distinct_seen is None or not c.distinct_seen > 0:
+        if value is None:
+            self._warn_once(trainer, "monitor", f"the monitored metric {self.monitor!r} was not logged at this "
+                                                f"validation (available: {sorted(trainer.callback_metrics)}); log it "
+                                                f"with self.log({self.monitor!r}, ...) or pass monitor=...; nothing is "
+                                                "compared with the law until it appears")
+            return
+        if c.distinct_seen is None or not c.distinct_seen > 0:
+            self._warn_once(trainer, "size", "the dataset size D is unknown, so the distinct data seen and L(D_seen) "
+                                             "are too; give EffectiveEpochs(dataset_size=...) (the train dataset has "
+                                             "no length); the gap is not logged")
             return
         (loss,) = _common.reduce_sum(trainer, [value])
         loss /= _common.world_size(trainer)
         if not math.isfinite(loss):
+            self._warn_once(trainer, "finite", f"{self.monitor} = {loss} at step {c.step} is not finite: that "
+                                               "evaluation (and any later non-finite one) is skipped")
             return
         ld = float(self.law(c.distinct_seen))
         p = _common.PREFIX
-        _common.log_scalars(trainer, {f"{p}ld_loss": ld, f"{p}ld_gap": loss - ld, f"{p}ld_ratio": loss / ld,
-                                      f"{p}monitored_loss": loss}, c.step)
+        metrics = {f"{p}ld_loss": ld, f"{p}ld_gap": loss - ld, f"{p}ld_ratio": loss / ld}
+        if not self._stopping_logs_loss(trainer):  # ExtraEarlyStopping on the same metric writes it at this step
+            metrics[f"{p}monitored_loss"] = loss
+        _common.log_scalars(trainer, metrics, c.step)
+        _common.publish(trainer, metrics)
         _common.log_scalars(trainer, {f"{p}loss_vs_examples": loss}, int(c.seen))
         self.history.append((float(c.seen), loss))
         from ..dashboard import add_figure, data_limit_figure
 
         add_figure(trainer, self, f"{p}loss_vs_data",  # drawn only with a TensorBoardLogger, at a bounded rate
-                   lambda: data_limit_figure(*zip(*self.history), self.law, unit=c.unit), c.step, self.figure_interval)
+                   lambda: data_limit_figure(*zip(*self.history), self.law, unit=c.unit, dataset_size=c.dataset_size),
+                   c.step, self.figure_interval)
         if loss < (1 - self.tolerance) * ld:
             if not self._warned_below:  # no model beats L(D): the law is wrong for this data, not the run
                 self._warned_below = True

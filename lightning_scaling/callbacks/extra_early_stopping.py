@@ -88,9 +88,10 @@ class ExtraEarlyStoppingBase:
         self.lr_sum = 0.0
         self._lr_optimizer: Any = None  # the optimizer whose LR is summed, found at its first step
         self.stopped_step: int | None = None
+        self._stop_reason = ""
         self.decision: StopDecision | None = None
         self._last_eval_step: int | None = None
-        self._warned_missing = False
+        self._warned: set[str] = set()  # the kinds of trouble already warned about (once each)
         self._counter: Any = None  # the EffectiveEpochs callback, found at the train start (U from its counts)
         self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
@@ -115,6 +116,15 @@ class ExtraEarlyStoppingBase:
             self._missing_epoch_steps(trainer, "ExtraEarlyStopping(family='effective_data') needs the steps of one "
                                                "epoch: pass epoch_steps=... or add the EffectiveEpochs callback, "
                                                "from whose counts it is derived")
+        _common.write_run_info(trainer, "stopping", {"monitor": self.monitor, "time_axis": self.time_axis,
+                                                     "use_data_floor": self.use_data_floor,
+                                                     "options": self.rule.options()})
+
+    def _warn_once(self, trainer: Any, key: str, message: str) -> None:
+        """One warning per kind of trouble (``key``) per fit; the point is skipped and training goes on."""
+        if key not in self._warned:
+            self._warned.add(key)
+            _common.rank_zero_warn(trainer, f"ExtraEarlyStopping: {message}")
 
     def _missing_epoch_steps(self, trainer: Any, message: str) -> None:
         """Raise (strict), or warn once and skip the rule from now on (as for a missing metric)."""
@@ -185,6 +195,16 @@ class ExtraEarlyStoppingBase:
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         self._lr_optimizer = None  # hold no optimizer (and its state) beyond the fit
+        d = self.decision
+        reason = self._stop_reason if self.stopped_step is not None else (
+            "no evaluation of the monitored metric reached the rule" if d is None else d.reason)
+        _common.write_run_info(trainer, "stopping", {"outcome": {
+            "stopped_step": self.stopped_step, "reason": reason, "n_points": len(self.rule.steps),
+            "last_step": None if d is None else d.step,
+            "converged_loss": d.converged_loss if d is not None and d.trusted else None}})
+        if self.verbose and self.stopped_step is None:
+            _common.rank_zero_info(trainer, self.summary(trainer, f"the rule did not stop the run: {reason}",
+                                                         stopped=False))
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._lr_optimizer = None
@@ -198,23 +218,23 @@ class ExtraEarlyStoppingBase:
         self._last_eval_step = step
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
-            message = (f"ExtraEarlyStopping could not find the monitored metric {self.monitor!r}; available: "
-                       f"{sorted(trainer.callback_metrics)}. Log it with self.log({self.monitor!r}, ...) or set "
-                       "strict=False")
+            message = (f"could not find the monitored metric {self.monitor!r}; available: "
+                       f"{sorted(trainer.callback_metrics)}. Log it with self.log({self.monitor!r}, ...)")
             if self.strict:
-                raise RuntimeError(message)
-            if not self._warned_missing:
-                self._warned_missing = True
-                _common.rank_zero_warn(trainer, message)
+                raise RuntimeError(f"ExtraEarlyStopping {message}, or set strict=False to skip such evaluations")
+            self._warn_once(trainer, "monitor", f"{message}; evaluations without it are skipped")
             return
         if self._no_epoch_steps:
             return
         # every rank decides on the same number: the mean over ranks (one reduce per evaluation)
         (loss,) = _common.reduce_sum(trainer, [value])
         loss /= _common.world_size(trainer)
-        if not math.isfinite(loss) and self.check_finite:
-            self._stop(trainer, f"monitored {self.monitor} = {loss} is not finite")
-            return
+        if not math.isfinite(loss):
+            if self.check_finite:
+                self._stop(trainer, f"monitored {self.monitor} = {loss} is not finite")
+                return
+            self._warn_once(trainer, "finite", f"{self.monitor} = {loss} at step {step} is not finite: the point is "
+                                               "skipped (and any later non-finite one); check_finite=True stops instead")
         floor = self._data_floor(trainer)
         # U only for the family that uses it: other families add no collective (EffectiveEpochs' counts) here
         epoch_steps = self._epoch_steps(trainer) if self.rule.family == "effective_data" else None
@@ -223,8 +243,17 @@ class ExtraEarlyStoppingBase:
                                                "cannot be derived (EffectiveEpochs does not know the dataset size); "
                                                "pass epoch_steps=... or EffectiveEpochs(dataset_size=...)")
             return
-        decision = self.rule.update(step, loss, self.lr_sum if self.time_axis == "lr_sum" else None, floor,
-                                    epoch_steps)
+        try:
+            decision = self.rule.update(step, loss, self.lr_sum if self.time_axis == "lr_sum" else None, floor,
+                                        epoch_steps)
+        except Exception as err:  # the rule reports a failed fit as a decision; anything else must not end training
+            self._warn_once(trainer, "update", f"the stopping rule failed at step {step} ({type(err).__name__}: "
+                                               f"{err}); the point is skipped and training goes on")
+            return
+        if decision.error is not None:
+            self._warn_once(trainer, "fit", f"the learning-curve fit failed at step {step} ({decision.error}): no "
+                                            "prediction at that point (nor at later ones that fail the same way); "
+                                            "training goes on")
         self.decision = decision
         self._log(trainer, decision, loss, epoch_steps)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
@@ -273,25 +302,33 @@ class ExtraEarlyStoppingBase:
         p = _common.PREFIX
         metrics = {f"{p}monitored_loss": loss, f"{p}lr_sum": self.lr_sum, f"{p}epoch_steps": epoch_steps,
                    f"{p}floor_kind": 1.0 if self.rule.floor_kind == "model" else None,
-                   f"{p}smoothed_loss": d.smoothed_loss,
-                   f"{p}converged_loss": d.converged_loss, f"{p}stop_loss": d.stop_loss,
-                   f"{p}predicted_stop_step": d.predicted_stop_step, f"{p}progress": d.progress}
-        if d.interval is not None:
-            metrics[f"{p}converged_loss_low"], metrics[f"{p}converged_loss_high"] = d.interval
-        _common.log_scalars(trainer, metrics, d.step)
+                   f"{p}smoothed_loss": d.smoothed_loss}
+        # a prediction exists only where the fit is trusted: an untrusted one is not logged as a number
+        prediction = {f"{p}converged_loss": d.converged_loss, f"{p}stop_loss": d.stop_loss,
+                      f"{p}predicted_stop_step": d.predicted_stop_step, f"{p}progress": d.progress,
+                      f"{p}converged_loss_low": d.interval[0] if d.interval else None,
+                      f"{p}converged_loss_high": d.interval[1] if d.interval else None}
+        if not d.trusted:
+            prediction = dict.fromkeys(prediction)
+        _common.log_scalars(trainer, {**metrics, **prediction}, d.step)
+        _common.publish(trainer, prediction)
 
     def _stop(self, trainer: Any, reason: str, step: int | None = None) -> None:
         """Ask the Trainer to stop; ``step``: the last optimizer step of the run (default: the current one)."""
         trainer.should_stop = True
         self.stopped_step = int(trainer.global_step) if step is None else step
+        self._stop_reason = reason
         if self.verbose:
             _common.rank_zero_info(trainer, self.summary(trainer, reason))
 
-    def summary(self, trainer: Any, reason: str) -> str:
+    def summary(self, trainer: Any, reason: str, stopped: bool = True) -> str:
+        """What the rule concluded and why: the stop (or that there was none), the prediction and its interval, the
+        compute used."""
         d = self.decision
         step = trainer.global_step if self.stopped_step is None else self.stopped_step
-        lines = [f"ExtraEarlyStopping: stopped at step {step}: {reason}"]
-        if d is not None and d.converged_loss is not None:
+        lines = [f"ExtraEarlyStopping: stopped at step {step}: {reason}" if stopped else
+                 f"ExtraEarlyStopping: training ended at step {step}; {reason}"]
+        if d is not None and d.converged_loss is not None and d.trusted:
             lo, hi = d.interval or (float("nan"), float("nan"))
             lines.append(f"  predicted converged {self.monitor}: {d.converged_loss:.4f} [{lo:.4f}, {hi:.4f}]; "
                          f"smoothed loss now {d.smoothed_loss:.4f}")
@@ -301,7 +338,7 @@ class ExtraEarlyStoppingBase:
 
             total = counter.sync(trainer)
             lines.append(f"  compute used: {total:.3e} FLOP ({pf_days(total):.3e} PF-days)")
-            if d is not None and d.converged_loss is not None and self.time_axis == "steps":
+            if stopped and d is not None and d.trusted and self.time_axis == "steps":
                 from ..planning import tradeoff
 
                 t = tradeoff(self.rule.threshold - 1.0, 0.02)
@@ -312,7 +349,7 @@ class ExtraEarlyStoppingBase:
     def state_dict(self) -> dict[str, Any]:
         return {"rule": self.rule.state_dict(), "lr_sum": self.lr_sum, "stopped_step": self.stopped_step,
                 "last_eval_step": self._last_eval_step, "cooldown_start": self.cooldown_start,
-                "cooldown_lrs": [list(v) for v in self._cooldown_lrs], "cooldown_reason": self._cooldown_reason}
+                "cooldown_lrs": [list(v) for v in self._cooldown_lrs], "cooldown_reason": self._cooldown_reason, "stop_reason": self._stop_reason}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rule.load_state_dict(state["rule"])
@@ -324,3 +361,4 @@ class ExtraEarlyStoppingBase:
             self._enable_cooldown_hook()
         self._cooldown_lrs = [[float(v) for v in lrs] for lrs in state.get("cooldown_lrs", [])]
         self._cooldown_reason = state.get("cooldown_reason", "")
+        self._stop_reason = state.get("stop_reason", "")
