@@ -2,8 +2,10 @@
 
 SCIENCE.md 8: per token C ~ 2N + 2N_act + 2N_trainable (6N fully trainable, [K] 2.1; forward
 2N + 2 n_layer n_ctx d_attn, [K] Table 1). The counter counts the matmuls that actually run, so frozen
-weights are handled, with two blind spots corrected here: causal scaled_dot_product_attention is
-counted as if unmasked (2x), and on CPU the fused SDPA kernel is not counted at all. Work the counter
+weights are handled, with the blind spots of attention corrected here: causal attention is counted as if
+unmasked (2x: scaled_dot_product_attention with is_causal=True or a causal mask, or eager matmuls), and on
+CPU the fused SDPA kernel is not counted at all. Attention is booked by one convention whatever computes it
+(:class:`_AttentionWatch`), so a shape's count is a property of the shape and the model. Work the counter
 never counts (element-wise ops, norms, softmax; the optimizer is outside the measured window) is
 estimated and reported beside the measurement, not added: 6N leaves it out too ([K] 2.1).
 """
@@ -17,7 +19,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils.flop_counter import FlopCounterMode
 
 from .planning import PF_DAY  # one PF-day in FLOP ([K]): 1e15 FLOP/s x 86400 s
@@ -105,34 +107,148 @@ def _sdpa_flops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool)
     return flops / 2 if causal else flops
 
 
+#: How :class:`_AttentionWatch` books an attention call (the keys of ``StepFlops.attention_booking``).
+CAUSAL_FLAG = "causal (scaled_dot_product_attention, is_causal=True)"
+CAUSAL_MASK = "causal (scaled_dot_product_attention, a causal attn_mask)"
+CAUSAL_EAGER = "causal (eager: matmul, causal softmax, matmul)"
+FULL_SDPA = "full (scaled_dot_product_attention)"
+FULL_EAGER = "full (eager: matmul, softmax, matmul)"
+
+_MATMULS = frozenset({torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.bmm, torch.Tensor.bmm})
+_SOFTMAXES = frozenset({F.softmax, torch.softmax, torch.Tensor.softmax})
+
+
+def _hides_upper_triangle(allowed: torch.Tensor) -> bool:
+    """True when no query attends to a later key (SDPA's ``is_causal``): ``allowed`` (..., Lq, Lk) is true or
+    nonzero where a query may attend, and nothing above the diagonal is. Reads the tensor: a host sync, paid
+    once per measured micro-batch, outside the counters."""
+    if allowed.dim() < 2 or allowed.shape[-2] < 2:
+        return False
+    with _disable_current_modes(), torch.no_grad():
+        return not bool(torch.triu(allowed.detach(), 1).any())
+
+
+def _mask_is_causal(mask: torch.Tensor) -> bool:
+    """Whether an SDPA ``attn_mask`` (boolean: true = attend; float: added to the scores, masked where it is
+    -inf or near the dtype's minimum, as Hugging Face builds it) hides every later key: causal with padding."""
+    if mask.dtype == torch.bool:
+        return _hides_upper_triangle(mask)
+    if not mask.is_floating_point():
+        return False
+    with _disable_current_modes(), torch.no_grad():
+        allowed = mask.detach() > torch.finfo(mask.dtype).min / 2
+    return _hides_upper_triangle(allowed)
+
+
+def _activations(args: tuple) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The two operands of a batched matmul when both are activations (neither a parameter, both 3-D or
+    more), as in attention's Q K^T and P V; None otherwise (a layer's weight, a plain matrix product)."""
+    if len(args) < 2:
+        return None
+    a, b = args[0], args[1]
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dim() < 3 or b.dim() < 3:
+        return None
+    if isinstance(a, torch.nn.Parameter) or isinstance(b, torch.nn.Parameter):
+        return None
+    return a, b
+
+
+def _backward_factor(*tensors: torch.Tensor) -> float:
+    """Forward plus backward over forward of a product of ``tensors``: 1, plus 1 per operand needing a gradient."""
+    if not torch.is_grad_enabled():
+        return 1.0
+    return 1.0 + sum(bool(t.requires_grad) for t in tensors)
+
+
 class _AttentionWatch(TorchFunctionMode):
-    """Sees every F.scaled_dot_product_attention call and how much the FLOP counter booked for it."""
+    """Books attention as the same FLOPs whatever kernel or mask computes it, and corrects what the counter saw.
+
+    The convention: attention costs its score and weighted-value products, 2 B H Lq Lk (d + d_v) forward
+    ([K] Table 1's attention term), halved when causal (each query sees the keys up to itself, as a causal
+    kernel computes it), and twice that again backward. Causal is read from the model, not from the
+    kernel it happened to pick: ``scaled_dot_product_attention`` with ``is_causal=True`` or with an
+    ``attn_mask`` that hides every later key (causal plus padding, as Hugging Face models pass it for a padded
+    batch); eager attention, a batched matmul of two activations whose result goes through a softmax that is
+    zero above the diagonal, and the matmul of that softmax with the values. So a padded and an unpadded
+    batch of one shape, or the eager and the SDPA implementation of one model, measure the same. What the
+    counter booked for each call (unmasked, or nothing for the fused CPU kernel) is replaced by this.
+    """
 
     def __init__(self, counter: FlopCounterMode) -> None:
         super().__init__()
         self.counter = counter
         self.correction = 0.0  # FLOPs to add to the counter's total
+        self.flops = 0.0  # attention FLOPs as booked, forward and backward
         self.calls = 0
         self.uncounted_calls = 0
+        self.booking: dict[str, int] = {}
+        self._scores: dict[tuple, list[tuple[float, float]]] = {}  # scores' shape -> (counted, factor), unpaired
+        self._probs: dict[tuple, list[bool]] = {}  # softmaxed scores' shape -> causal?, awaiting their values
+
+    def _book(self, kind: str | None, counted: float, booked: float) -> None:
+        """Replace what the counter counted for a product by what the convention books; ``kind``: a new call."""
+        if kind is not None:
+            self.calls += 1
+            self.booking[kind] = self.booking.get(kind, 0) + 1
+        self.correction += booked - counted
+        self.flops += booked
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is not F.scaled_dot_product_attention:
-            return func(*args, **kwargs)
+        if func is F.scaled_dot_product_attention:
+            return self._sdpa(func, args, kwargs)
+        if func in _MATMULS:
+            operands = _activations(args)
+            if operands is not None:
+                return self._matmul(func, args, kwargs, operands)
+        elif func in _SOFTMAXES:
+            return self._softmax(func, args, kwargs)
+        return func(*args, **kwargs)
+
+    def _sdpa(self, func, args, kwargs):
         before = self.counter.get_total_flops()
         out = func(*args, **kwargs)
         counted = self.counter.get_total_flops() - before
         q, k, v = args[:3]
-        causal = bool(kwargs.get("is_causal", args[5] if len(args) > 5 else False))
-        true_fwd = _sdpa_flops(q, k, v, causal)
-        grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-        factor = 3.0 if grad else 1.0  # backward of attention ~ 2x its forward
-        self.calls += 1
+        mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+        if kwargs.get("is_causal", args[5] if len(args) > 5 else False):
+            kind = CAUSAL_FLAG
+        elif isinstance(mask, torch.Tensor) and _mask_is_causal(mask):
+            kind = CAUSAL_MASK
+        else:
+            kind = FULL_SDPA
+        factor = 3.0 if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)) else 1.0
         if counted == 0:
             self.uncounted_calls += 1
-            self.correction += factor * true_fwd
-        else:
-            self.correction += factor * (true_fwd - counted)  # e.g. causal counted as unmasked
+        self._book(kind, factor * counted, factor * _sdpa_flops(q, k, v, kind != FULL_SDPA))
+        return out
+
+    def _matmul(self, func, args, kwargs, operands):
+        before = self.counter.get_total_flops()
+        out = func(*args, **kwargs)
+        counted = float(self.counter.get_total_flops() - before)
+        factor = _backward_factor(*operands)
+        pending = self._probs.get(tuple(operands[0].shape))
+        if pending:  # softmaxed scores times the values: the second half of an eager attention
+            causal = pending.pop(0)
+            self._book(None, factor * counted, factor * counted / (2 if causal else 1))
+        elif isinstance(out, torch.Tensor):  # maybe Q K^T: booked when a softmax takes it
+            self._scores.setdefault(tuple(out.shape), []).append((counted, factor))
+        return out
+
+    def _softmax(self, func, args, kwargs):
+        out = func(*args, **kwargs)
+        x = args[0] if args else kwargs.get("input")
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if not isinstance(x, torch.Tensor) or dim is None or dim not in (-1, x.dim() - 1):
+            return out
+        scores = self._scores.get(tuple(x.shape))
+        if scores:
+            counted, factor = scores.pop()
+            causal = _hides_upper_triangle(out)
+            self._book(CAUSAL_EAGER if causal else FULL_EAGER, factor * counted,
+                       factor * counted / (2 if causal else 1))
+            self._probs.setdefault(tuple(out.shape), []).append(causal)
         return out
 
 
@@ -200,6 +316,8 @@ class StepFlops:
     uncounted_attention_calls: int
     uncounted: float = 0.0  # estimated element-wise / norm / softmax work, not in ``flops``
     uncounted_ops: dict[str, int] | None = None  # aten op name -> calls behind ``uncounted``
+    attention_flops: float = 0.0  # attention as booked (in ``flops``), forward and backward
+    attention_booking: dict[str, int] | None = None  # how each attention call was booked -> calls
 
     @property
     def uncounted_fraction(self) -> float:
@@ -228,7 +346,8 @@ class StepMeasurement:
         self.uncounted.__exit__(None, None, None)
         counted = float(self.counter.get_total_flops())
         return StepFlops(counted + self.watch.correction, counted, self.watch.correction, self.watch.calls,
-                         self.watch.uncounted_calls, self.uncounted.flops, dict(self.uncounted.ops))
+                         self.watch.uncounted_calls, self.uncounted.flops, dict(self.uncounted.ops),
+                         self.watch.flops, dict(self.watch.booking))
 
 
 def measure_step(step: Callable[[], Any]) -> StepFlops:

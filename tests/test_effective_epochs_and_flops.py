@@ -1,10 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from lightning_scaling import EffectiveEpochs, FlopCounter
+from lightning_scaling import EffectiveEpochs, FlopCounter, run_info
 from lightning_scaling.flops import frozen_estimate, six_n
 from models import Regressor, StreamOfTokens, TinyLM, TokenData, loader, make_trainer, regression_data
 
@@ -65,6 +66,38 @@ def test_count_tokens_needs_d_in_tokens(tmp_path):
 def test_effective_epochs_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         EffectiveEpochs(**kwargs)
+
+
+@pytest.mark.parametrize("size", [512, np.int64(512), np.int32(512), np.uint16(512), 512.0, np.float64(512)])
+def test_dataset_size_is_any_whole_number(size, tmp_path):
+    ee = EffectiveEpochs(dataset_size=size, count_tokens=lambda batch: (batch[0] >= 0).sum())
+    assert ee.dataset_size == 512 and type(ee.dataset_size) is int
+    run(tmp_path, TinyLM(), TokenData(32), [ee], max_steps=2, limit_val_batches=0)
+    assert ee._cache.dataset_size == 512 and ee._cache.effective_epochs == pytest.approx(2 * 8 * 16 / 512)
+
+
+@pytest.mark.parametrize("size", [True, np.bool_(True), -8, np.int64(-8), 0, 2.5, float("nan"), "512", [512]])
+def test_dataset_size_that_is_not_a_positive_whole_number_is_refused(size):
+    with pytest.raises(ValueError, match=r"dataset_size must be a positive whole number .* e\.g\. dataset_size=65536"):
+        EffectiveEpochs(dataset_size=size)
+
+
+@pytest.mark.parametrize("tokens", [False, True])
+def test_run_info_holds_n_d_and_the_flops(tokens, tmp_path):
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    model, fc = TinyLM(freeze_body=True), FlopCounter(peak_flops=1e12)
+    ee = EffectiveEpochs(count_tokens=lambda batch: (batch[0] >= 0).sum(), dataset_size=32 * 16) if tokens \
+        else EffectiveEpochs()
+    run(tmp_path, model, TokenData(32), [ee, fc], max_steps=2, limit_val_batches=0, logger=logger)
+    info = run_info.read(logger.log_dir)
+    n = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for m in (model.norm, model.head) for p in m.parameters())
+    assert info["model"] == {"n_params": n, "trainable_params": trainable} and trainable < n
+    assert info["data"] == ({"dataset_size": 512, "unit": "tokens"} if tokens else {"dataset_size": 32, "unit": "examples"})
+    assert info["flops"]["total_flops"] == fc.total_flops > 0
+    assert info["flops"]["attention_booking"] == {"causal (scaled_dot_product_attention, is_causal=True)": 1}
+    # no padding here: every position is a token, so the useful FLOPs are all of them
+    assert info["flops"]["useful_flops"] == (pytest.approx(fc.total_flops) if tokens else None)
 
 
 @pytest.mark.parametrize("kwargs", [dict(peak_flops=-1), dict(dtype="int4")])

@@ -1,5 +1,6 @@
 """FlopCounter in real Trainer runs: one measurement per batch shape, accumulation, MFU, the report."""
 
+import csv
 import warnings
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from pytorch_lightning.loggers import CSVLogger
 
-from lightning_scaling import FlopCounter
+from lightning_scaling import EffectiveEpochs, FlopCounter
+from lightning_scaling.callbacks.flop_counter import _signature
 from lightning_scaling.flops import measure_step
 from models import Regressor, TinyLM, TokenData, loader, make_trainer, regression_data
 
@@ -34,7 +36,7 @@ def test_gradient_accumulation_counts_every_micro_batch(tmp_path):
     trainer.fit(model, loader(data, 8))
     micro = step_flops(model, data[:8])
     assert fc.total_flops == 3 * 2 * micro
-    assert fc.flops_per_step(trainer) == 2 * micro
+    assert fc.step_flops == 2 * micro
 
 
 def test_unknown_peak_warns_once_and_logs_no_mfu(tmp_path):
@@ -55,7 +57,8 @@ def test_report_names_the_corrections_and_the_uncounted_work(tmp_path, capsys):
     make_trainer(tmp_path, [fc], max_steps=2, limit_val_batches=0).fit(TinyLM(), loader(TokenData(32)))
     out = capsys.readouterr().out
     assert out.count("FlopCounter: one micro-batch measures") == 1  # once, not per step
-    assert "1 of them invisible to the counter" in out and "6N =" in out
+    assert "1 call(s) invisible to the counter" in out and "6N =" in out
+    assert "causal (scaled_dot_product_attention, is_causal=True): 1 call(s)" in out
     m = fc.last_measurement
     assert m.uncounted > 0 and "native_layer_norm" in m.uncounted_ops
     assert m.flops == pytest.approx(fc.total_flops / 2)
@@ -99,3 +102,44 @@ def test_throughput_clock_restarts_after_a_resume_and_mfu_is_rate_over_peak(tmp_
     for r in rates:
         assert float(r["scaling/mfu"]) == pytest.approx(float(r["scaling/flops_per_sec"]) / 1e12)
     assert float(rows[-1]["scaling/flops"]) == pytest.approx(2 * first.total_flops)
+
+
+@pytest.mark.parametrize("on_device", [True, False])
+def test_useful_flops_weigh_each_micro_batch_by_its_real_tokens(tmp_path, on_device):
+    def real(batch):  # "padding": the token ids below 4
+        n = (batch[0] >= 4).sum()
+        return n if on_device else int(n)
+
+    ee, fc = EffectiveEpochs(count_tokens=real, dataset_size=60 * 16), FlopCounter(peak_flops=1e12)
+    data = TokenData(60)  # 7 batches of 8 and one of 4: two shapes
+    logger = CSVLogger(tmp_path, name="run")
+    make_trainer(tmp_path, [ee, fc], max_steps=-1, max_epochs=1, limit_val_batches=0, logger=logger,
+                 log_every_n_steps=3).fit(TinyLM(), loader(data))
+    batches = list(loader(data))
+    expected = sum(fc.per_shape[_signature(b)] * float(real(b)) / b[0].numel() for b in batches)
+    assert len(fc.per_shape) == 2 and 0.7 < expected / fc.total_flops < 0.95
+    assert fc.useful_flops == pytest.approx(expected, rel=1e-12)
+    assert ee._cache.tokens_seen == sum(float(real(b)) for b in batches)
+    with open(tmp_path / "run" / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("scaling/useful_flops")]
+    assert [int(r["step"]) for r in rows] == [3, 6, 8]  # with the other counts, on log steps and at the end
+    assert float(rows[-1]["scaling/useful_flops"]) == pytest.approx(expected)
+
+
+def test_a_batch_without_token_positions_warns_once_and_is_left_out_of_the_useful_flops(tmp_path):
+    class Lookup(Regressor):  # batches of 1-D tensors: token ids and targets, no (batch, sequence) tensor
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(64, 8)
+
+        def training_step(self, batch, batch_idx):
+            ids, y = batch
+            return F.mse_loss(self.net(self.emb(ids)).squeeze(-1), y)
+
+    data = torch.utils.data.TensorDataset(torch.arange(64), torch.randn(64))
+    fc = FlopCounter(peak_flops=1e12)
+    with pytest.warns(UserWarning, match="no \\(batch, sequence\\) tensor") as caught:
+        make_trainer(tmp_path, [EffectiveEpochs(count_tokens=lambda b: b[0].numel(), dataset_size=64), fc],
+                     max_steps=4, limit_val_batches=0).fit(Lookup(), loader(data))
+    assert sum("no (batch, sequence) tensor" in str(w.message) for w in caught) == 1
+    assert fc.total_flops > 0 and fc.useful_flops == 0

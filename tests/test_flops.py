@@ -1,13 +1,16 @@
 """The pure FLOP helpers of lightning_scaling.flops, checked against hand-derived counts (SCIENCE.md 8)."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from lightning_scaling.flops import (PF_DAY, frozen_estimate, kaplan_flops_per_token, measure_step, mfu,
-                                     non_embedding_params, peak_flops, pf_days, precision_dtype, six_n)
+from lightning_scaling.flops import (CAUSAL_EAGER, CAUSAL_FLAG, CAUSAL_MASK, FULL_EAGER, FULL_SDPA, PF_DAY,
+                                     frozen_estimate, kaplan_flops_per_token, measure_step, mfu, non_embedding_params,
+                                     peak_flops, pf_days, precision_dtype, six_n)
 from models import TinyLM
 
 
@@ -32,6 +35,59 @@ def test_attention_is_counted_once_and_halved_when_causal_on_every_cpu_kernel(ca
         assert result.uncounted_attention_calls == 0 and result.counted == 3 * scores_and_values
     assert result.attention_calls == 1
     assert result.flops == expected
+
+
+def attention_masks(b=2, lq=16, padded=5):
+    """Boolean masks (true: attend) of shape (b, 1, lq, lq): causal, causal with the last keys of the second
+    sequence padded (as Hugging Face passes a padded batch), and that padding alone (bidirectional)."""
+    causal = torch.ones(lq, lq, dtype=torch.bool).tril().expand(b, 1, lq, lq)
+    keys = torch.ones(b, 1, 1, lq, dtype=torch.bool)
+    keys[1, ..., lq - padded:] = False
+    return {"causal": causal, "causal+padding": causal & keys, "padding": keys.expand(b, 1, lq, lq)}
+
+
+def additive(mask: torch.Tensor) -> torch.Tensor:
+    """A boolean mask as the float mask eager attention adds to the scores (the dtype's minimum where masked)."""
+    return torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+
+
+@pytest.mark.parametrize("name", ["causal", "causal+padding", "padding"])
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+@pytest.mark.parametrize("backend", [None, SDPBackend.MATH])
+def test_a_causal_attn_mask_is_booked_like_is_causal_padded_or_not(name, dtype, backend):
+    b, h, lq, d = 2, 3, 16, 8
+    q, k, v = (torch.randn(b, h, lq, d, requires_grad=True) for _ in range(3))
+    mask = attention_masks(b, lq)[name]
+    mask = mask if dtype is torch.bool else additive(mask)
+    with sdpa_kernel(backend) if backend else contextlib.nullcontext():
+        result = measure_step(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward())
+        flag = measure_step(attention_step(True, b, h, lq, d))
+    full = 3 * 2 * b * h * lq * lq * (d + d)
+    if name == "padding":  # bidirectional: every key of the row is computed and booked
+        assert result.attention_booking == {FULL_SDPA: 1} and result.flops == full
+    else:  # padding or not, the same as is_causal=True: half the score matrix
+        assert result.attention_booking == {CAUSAL_MASK: 1} and flag.attention_booking == {CAUSAL_FLAG: 1}
+        assert result.flops == flag.flops == full / 2
+
+
+def eager_attention(q, k, v, mask):
+    scores = torch.matmul(q, k.transpose(-1, -2)) / q.shape[-1] ** 0.5 + additive(mask)
+    return torch.matmul(F.softmax(scores, dim=-1), v)
+
+
+@pytest.mark.parametrize("name", ["causal", "causal+padding", "padding"])
+def test_eager_attention_is_booked_like_sdpa(name):
+    b, h, lq, d = 2, 3, 16, 8
+    q, k, v = (torch.randn(b, h, lq, d, requires_grad=True) for _ in range(3))
+    mask = attention_masks(b, lq)[name]
+    eager = measure_step(lambda: eager_attention(q, k, v, mask).sum().backward())
+    sdpa = measure_step(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask).sum().backward())
+    assert eager.flops == sdpa.flops  # the same model, whichever implementation
+    assert eager.attention_booking == {(FULL_EAGER if name == "padding" else CAUSAL_EAGER): 1}
+    assert eager.attention_calls == 1 and eager.attention_flops == sdpa.attention_flops
+    # the counter saw Q K^T and A V in full (forward, and both operands' gradients); a causal booking halves them
+    assert eager.counted == 3 * 2 * b * h * lq * lq * (d + d)
+    assert eager.flops == eager.counted / (1 if name == "padding" else 2)
 
 
 def test_a_whole_model_measures_the_same_on_the_fused_and_the_math_kernel():

@@ -3,11 +3,30 @@ effective data D' of repeated data (Muennighoff et al. 2023 eq 5; SCIENCE.md 1 a
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..planning import effective_data
 from . import _common
+
+
+def _positive_count(name: str, value: Any, what: str) -> int | None:
+    """``value`` as an int when it is a positive whole number (an int, a numpy integer, or a whole float such
+    as ``1e9``), None when it is None.
+
+    Raises:
+        ValueError: a bool, a number that is not a positive whole number, or not a number; the message says
+            what to pass.
+    """
+    if value is None:
+        return None
+    whole = (isinstance(value, numbers.Integral)
+             or (isinstance(value, numbers.Real) and float(value).is_integer()))
+    if isinstance(value, bool) or not whole or value <= 0:
+        raise ValueError(f"{name} must be a positive whole number ({what}), e.g. {name}=65536; got {value!r}")
+    return int(value)
 
 
 @dataclass
@@ -37,7 +56,7 @@ def batch_size_of(batch: Any) -> int:
         return int(shape[0])
     if hasattr(batch, "shape") and len(batch.shape) > 0:
         return int(batch.shape[0])
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):  # a dict, or a UserDict such as Hugging Face's BatchEncoding
         batch = list(batch.values())
     if isinstance(batch, (list, tuple)):
         for item in batch:
@@ -58,24 +77,36 @@ class EffectiveEpochsBase:
     counted although it is not trained on.
 
     Args:
-        dataset_size: D; default ``len(train_dataloader.dataset)`` (the global dataset). In examples
-            (times ``tokens_per_example`` when given), or with ``count_tokens`` in tokens (the only way to
-            know D in tokens then).
+        dataset_size: D, a positive whole number (an int, a numpy integer, or a whole float such as 1e9);
+            default ``len(train_dataloader.dataset)`` (the global dataset). In examples (times
+            ``tokens_per_example`` when given), or with ``count_tokens`` in tokens (the only way to know D in
+            tokens then).
         tokens_per_example: count tokens as this many per example (D is then in tokens too).
         count_tokens: a callable ``batch -> int | tensor`` counting a batch's tokens (e.g. a mask sum).
             Without ``dataset_size`` D is unknown (the dataset's length counts examples, not tokens): E is
             logged, E/D and the data seen are left out with one warning.
         strict: raise instead of warning when D cannot be known (an iterable dataset without a length, or
             ``count_tokens`` without ``dataset_size``).
+
+    At the start of training (rank zero) the run's N and D go into the run-info file beside the logs
+    (:mod:`lightning_scaling.run_info`): ``model`` = every parameter of the LightningModule and the trainable
+    ones (a rank's shard under a sharding strategy), ``data`` = D and its unit.
+
+    Raises:
+        ValueError: ``dataset_size`` or ``tokens_per_example`` not a positive whole number (numpy integers
+            are fine), both ``tokens_per_example`` and ``count_tokens``, or ``count_tokens`` not callable.
+
+    Example:
+        >>> from lightning_scaling import EffectiveEpochs
+        >>> ee = EffectiveEpochs(count_tokens=lambda b: b["attention_mask"].sum(), dataset_size=2**20)
+        >>> ee.unit
+        'tokens'
     """
 
     def __init__(self, dataset_size: int | None = None, tokens_per_example: int | None = None,
                  count_tokens: Callable[[Any], Any] | None = None, strict: bool = False) -> None:
-        if dataset_size is not None and not (isinstance(dataset_size, int) and dataset_size > 0):
-            raise ValueError(f"dataset_size must be a positive int (examples; tokens with count_tokens), got "
-                             f"{dataset_size!r}")
-        if tokens_per_example is not None and not (isinstance(tokens_per_example, int) and tokens_per_example > 0):
-            raise ValueError(f"tokens_per_example must be a positive int, got {tokens_per_example!r}")
+        dataset_size = _positive_count("dataset_size", dataset_size, "D in examples; in tokens with count_tokens")
+        tokens_per_example = _positive_count("tokens_per_example", tokens_per_example, "tokens in every example")
         if tokens_per_example is not None and count_tokens is not None:
             raise ValueError("give tokens_per_example or count_tokens, not both")
         if count_tokens is not None and not callable(count_tokens):
@@ -86,6 +117,7 @@ class EffectiveEpochsBase:
         self.strict = strict
         self._local_examples = 0  # this rank, since the last sync
         self._local_tokens: Any = 0  # int, or a device tensor from count_tokens
+        self._batch_tokens: Any = 0  # count_tokens of the current micro-batch (FlopCounter's useful FLOPs read it)
         self._examples = 0.0  # all ranks, as of the last sync (restored on resume)
         self._tokens = 0.0
         self._size: float | None = None
@@ -139,6 +171,13 @@ class EffectiveEpochsBase:
                     self._warned = True
         if self._size is not None and self.tokens_per_example:
             self._size *= self.tokens_per_example
+        if _common.is_global_zero(trainer):
+            params = list(pl_module.parameters())
+            _common.write_run_info(trainer, "model", {
+                "n_params": sum(int(p.numel()) for p in params),
+                "trainable_params": sum(int(p.numel()) for p in params if p.requires_grad)})
+            _common.write_run_info(trainer, "data", {
+                "dataset_size": None if self._size is None else int(self._size), "unit": self.unit})
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         """All the per-step work, in the one hook where the batch and the Trainer are still warm in the CPU's
@@ -160,7 +199,8 @@ class EffectiveEpochsBase:
             n = batch_size_of(batch)
         self._local_examples += n
         if self.count_tokens is not None:
-            self._local_tokens = self._local_tokens + self.count_tokens(batch)  # stays on the device
+            self._batch_tokens = self.count_tokens(batch)
+            self._local_tokens = self._local_tokens + self._batch_tokens  # stays on the device
         elif self.tokens_per_example:
             self._local_tokens += n * self.tokens_per_example
 
