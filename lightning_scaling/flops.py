@@ -172,6 +172,8 @@ class _AttentionWatch(TorchFunctionMode):
     zero above the diagonal, and the matmul of that softmax with the values. So a padded and an unpadded
     batch of one shape, or the eager and the SDPA implementation of one model, measure the same. What the
     counter booked for each call (unmasked, or nothing for the fused CPU kernel) is replaced by this.
+    One exception: in eager attention a query row with every key masked (left padding) softmaxes to uniform
+    weights, not zeros, so such a batch is booked full.
     """
 
     def __init__(self, counter: FlopCounterMode) -> None:
