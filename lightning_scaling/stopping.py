@@ -239,9 +239,12 @@ class StoppingRule:
                                     known_floor=floored, weighting=self.weighting,
                                     warm_start=self.warm_start, floor_weight=self.floor_weight,
                                     epoch_steps=epoch_steps)
-        except (FitError, ArithmeticError, np.linalg.LinAlgError, ValueError) as err:
-            # a fit that fails is "no prediction" for this point, never an exception in the user's training
-            # (FitError is a ValueError; a numerical failure inside scipy or numpy is one of the others)
+        except FitError as err:  # the points do not admit a fit (yet): no prediction at this point
+            return self._stop_if_data_limited(StopDecision(step, False, f"no prediction: {err}", smoothed_loss=s,
+                                                           data_limited=data_limited))
+        except (ArithmeticError, np.linalg.LinAlgError, ValueError) as err:
+            # a numerical failure inside the fit is "no prediction" for this point too, never an exception in the
+            # user's training; it is reported (StopDecision.error) so that the callback can say so once
             return self._stop_if_data_limited(StopDecision(step, False, f"no prediction: the fit failed ({err})",
                                                            smoothed_loss=s, data_limited=data_limited,
                                                            error=f"{type(err).__name__}: {err}"))
