@@ -9,11 +9,14 @@ Subcommands (``lightning-scaling SUBCOMMAND --help`` shows an example for each):
 
 Runs are TensorBoard log directories (read with tensorboard's own event reader) or CSVLogger
 ``metrics.csv`` files, or directories holding several of them; see :mod:`lightning_scaling.logs` for
-where each number comes from. replay and report run the core StoppingRule (stopping.replay) on the
-callback's logged inputs (scaling/monitored_loss, scaling/lr_sum, the L(D) floor scaling/ld_loss) with
-the live callback's options: the common ones by name, any other as --rule KEY=VALUE. A run that cannot
-be used is reported in one line naming it and the reason, the other runs are still processed, and the
-exit code is 1 when anything was skipped (2 on bad arguments, 0 otherwise).
+where each number comes from (a resumed run is read with the values written last; a run logged by both a
+TensorBoard and a CSV logger is read once). replay and report run the core StoppingRule (stopping.replay) on
+the callback's logged inputs (scaling/monitored_loss, scaling/lr_sum, the L(D) floor scaling/ld_loss) with the
+live callback's options, read from the run-info file the callbacks write beside the logs
+(``lightning_scaling.json``); options given on the command line override them (the common ones by name, any
+other as --rule KEY=VALUE). A run that cannot be used is reported in one line naming it and the reason, the
+other runs are still processed, and the exit code is 1 when anything was skipped (2 on bad arguments, 0
+otherwise).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +35,22 @@ import numpy as np
 
 from . import planning, presets
 from .errors import FitError
-from .laws import ChinchillaLaw, PowerLaw, load_law
-from .logs import P, Run, RunError, flops_at, read_runs, run_point, tokens_seen
+from .laws import ChinchillaLaw, Law, OverfittingLaw, PowerLaw
+from .logs import P, Run, RunError, Series, flops_at, read_runs, run_point, tokens_seen
+from .run_info import FILENAME as RUN_INFO
 
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def _law_arg(text: str):
-    if text in presets.names():
-        return presets.get(text)
-    if not Path(text).is_file():
-        raise ValueError(f"{text!r} is neither a preset ({', '.join(presets.names())}) nor a law JSON file")
-    return load_law(text)
+def _plain(text: str) -> str:
+    """A docstring as plain text for ``--help``: reStructuredText roles, literals and ``::`` without their markup.
+
+    >>> _plain("see :mod:`a.b` and ``x``::")
+    'see a.b and x:'
+    """
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE)
 
 
 def _emit(data: dict, as_json: bool) -> None:
@@ -56,18 +65,37 @@ def _skip(err: Exception) -> None:
     print(f"skipped {err}", file=sys.stderr)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def _each_run(paths: list[str], work) -> tuple[list[Any], int]:
-    """``work(run)`` for every run found at ``paths``; a run that fails is one line on stderr and is counted."""
+    """``work(run)`` for every run found at ``paths``; a run that fails, for whatever reason, is one line on
+    stderr naming it and is counted, and the other runs are still processed."""
     runs, errors = read_runs(paths)
     for err in errors:
         _skip(err)
+    for run in runs:
+        for copy in run.also_logged_at:
+            print(f"note: {copy} holds the same run as {run.name} (a second logger): read once, from the event files",
+                  file=sys.stderr)
     results, skipped = [], len(errors)
     for run in _progress(runs, "runs"):
         try:
             results.append(work(run))
-        except (RunError, FitError) as err:
+        except RunError as err:
             skipped += 1
-            _skip(err if isinstance(err, RunError) else RunError(run.name, str(err)))
+            _skip(err)
+        except (FitError, ValueError) as err:
+            skipped += 1
+            _skip(RunError(run.name, _one_line(err)))
+        except Exception as err:  # noqa: BLE001 - one run's failure must not drop the others' results
+            skipped += 1
+            _skip(RunError(run.name, f"unexpected {type(err).__name__}: {_one_line(err)} (a bug: please report it)"))
     return results, skipped
 
 
@@ -94,7 +122,7 @@ def _pyplot():
 
 # ------------------------------------------------------------------------------------------ allocate
 def cmd_allocate(args: argparse.Namespace) -> int:
-    law = _law_arg(args.law)
+    law = presets.resolve(args.law)
     flop = args.compute * planning.PF_DAY if args.pf_days else args.compute
     if isinstance(law, ChinchillaLaw):
         a = planning.chinchilla_optimal(law, flop)
@@ -103,17 +131,55 @@ def cmd_allocate(args: argparse.Namespace) -> int:
     else:
         raise ValueError("allocate needs a Chinchilla law (e.g. hoffmann2022, besiroglu2024, a fitted L(N, D) JSON) "
                          "or kaplan2020_lc (Kaplan 2020 Table 6)")
+    _warn_if_extrapolated(args.law, flop)
     _emit({"compute_flop": a.compute_flop, "pf_days": a.compute_flop / planning.PF_DAY, "n_params": a.n_params,
            "n_tokens": a.n_tokens, "tokens_per_param": a.tokens_per_param, "loss": a.loss, "source": a.source},
           args.json)
     return 0
 
 
+def _warn_if_extrapolated(law: str, flop: float) -> None:
+    """One line on stderr when ``flop`` is outside the compute ``law`` was fitted on (or that is unknown)."""
+    fitted = presets.compute_range(law)
+    if fitted is None:
+        _warn(f"{law} records no compute range, so whether {flop:.3g} FLOP is inside what it was fitted on is "
+              "unknown (`lightning-scaling fit --law nd --out` records it)")
+    elif not fitted.contains(flop):
+        factor, side = (fitted.low / flop, "below") if flop < fitted.low else (flop / fitted.high, "above")
+        _warn(f"{flop:.3g} FLOP is {factor:.3g}x {side} the compute {law} was fitted on ({fitted.low:.2g} to "
+              f"{fitted.high:.2g} FLOP, {fitted.what}): the allocation extrapolates the law")
+
+
 # ------------------------------------------------------------------------------------------ crossover
+_TABLE6 = presets.KAPLAN_TABLE6
+#: crossover's inputs: option -> what it is, Kaplan 2020's value (the default).
+_CROSSOVER = {"lc": ("L(C)", "kaplan2020_lc"), "ld": ("L(D)", "kaplan2020_ld"),
+              "data_coefficient": ("D(C)'s coefficient", _TABLE6["tokens"].coefficient),
+              "data_exponent": ("D(C)'s exponent", _TABLE6["tokens"].exponent),
+              "params_coefficient": ("N(C)'s coefficient", _TABLE6["n_params"].coefficient),
+              "params_exponent": ("N(C)'s exponent", _TABLE6["n_params"].exponent)}
+
+
 def cmd_crossover(args: argparse.Namespace) -> int:
-    c = planning.crossover(_law_arg(args.lc), _law_arg(args.ld), data_coefficient=args.data_coefficient,
-                           data_exponent=args.data_exponent, params_coefficient=args.params_coefficient,
-                           params_exponent=args.params_exponent)
+    given = [key for key in _CROSSOVER if getattr(args, key) is not None]
+    value = {key: getattr(args, key) if key in given else default for key, (_, default) in _CROSSOVER.items()}
+    laws = {}
+    for key, unit in (("lc", "pf_days"), ("ld", "tokens")):
+        law = presets.resolve(value[key])
+        if not (isinstance(law, PowerLaw) and law.unit == unit):
+            raise ValueError(f"--{key} {value[key]}: crossover needs {_CROSSOVER[key][0]} as a power law in {unit} "
+                             f"(e.g. {_CROSSOVER[key][1]})")
+        laws[key] = law
+    if given and len(given) < len(_CROSSOVER):
+        def show(keys):
+            return ", ".join(f"{_CROSSOVER[k][0]} = {value[k]:g}" if isinstance(value[k], float)
+                             else f"{_CROSSOVER[k][0]} = {value[k]}" for k in keys)
+        print(f"note: crossover combines your {show(given)} with Kaplan et al. 2020's "
+              f"{show(k for k in _CROSSOVER if k not in given)} (eq 1.2-1.3, Table 6); give those too to replace them",
+              file=sys.stderr)
+    c = planning.crossover(laws["lc"], laws["ld"], data_coefficient=value["data_coefficient"],
+                           data_exponent=value["data_exponent"], params_coefficient=value["params_coefficient"],
+                           params_exponent=value["params_exponent"])
     _emit({"compute_pf_days": c.compute_pf_days, "compute_flop": c.compute_pf_days * planning.PF_DAY,
            "n_params": c.n_params, "n_tokens": c.n_tokens, "loss": c.loss}, args.json)
     return 0
@@ -124,9 +190,10 @@ _NEEDS = {"ld": ("data",), "ln": ("n_params",), "lc": ("flops",), "nd": ("n_para
           "nd-kaplan": ("n_params", "data")}
 #: The laws of N and D: "nd" is [C] eq 2 (fit_chinchilla), "nd-kaplan" [K] eq 1.5 (fit_overfitting_law).
 _ND = ("nd", "nd-kaplan")
-_HOW = {"data": "log scaling/distinct_seen (EffectiveEpochs) or the hyperparameters train_tokens and "
-                "tokens_per_step",
-        "n_params": "log the hyperparameter named by --params-key",
+_HOW = {"data": "log scaling/distinct_seen (EffectiveEpochs), or give the dataset size (the hyperparameter "
+                "train_tokens or dataset_size, or EffectiveEpochs' run-info file) and tokens_per_step",
+        "n_params": f"log the hyperparameter named by --params-key, or train with EffectiveEpochs (it records N in "
+                    f"{RUN_INFO})",
         "flops": "log scaling/flops (FlopCounter), or N and tokens seen for 6N"}
 
 
@@ -242,7 +309,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"fit failed: {fit.message}", file=sys.stderr)
         return 1
     if args.out:
-        fit.law.to_json(args.out)
+        _write_law(fit.law, args.law, pts, args.out)
     if args.plot:
         _fit_figure(args.law, pts, fit.law, args.plot)
     points = [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in pts.items()}
@@ -259,6 +326,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 print(f"  {name:12} [{lo:.6g}, {hi:.6g}]")
         print(f"{len(points)} points, {skipped} skipped" + (f"; law written to {args.out}" if args.out else ""))
     return 1 if skipped else 0
+
+
+def _write_law(law, kind: str, pts: dict[str, np.ndarray], path: str) -> None:
+    """The law's JSON (what DataLimitGap and allocate read), with the compute of the points it was fitted on when
+    they have one (L(N, D): 6 N D; L(C)): ``allocate`` warns outside it
+    (:func:`lightning_scaling.presets.compute_range`)."""
+    data = law.to_dict()
+    compute = 6 * pts["n_params"] * pts["data"] if kind in _ND else pts["flops"] if kind == "lc" else None
+    if compute is not None and compute.size:
+        data[presets.FITTED_ON] = {"compute_flop": [float(compute.min()), float(compute.max())],
+                                   "points": int(compute.size)}
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _fit_figure(kind: str, pts: dict[str, np.ndarray], law, path: str) -> None:
@@ -300,85 +379,158 @@ def _rule_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def _rule_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The StoppingRule arguments: the named options, then every ``--rule KEY=VALUE`` passed through as is
-    (so options the rule gains need no change here)."""
-    options = {"warmup_steps": args.warmup_steps, "irreducible": args.irreducible,
-               "stop_when_data_limited": args.stop_when_data_limited}
-    if args.min_points is not None:  # else the rule's own default, as in the live callback
-        options["min_points"] = args.min_points
+def _given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The StoppingRule arguments given on the command line: the named options given, then every ``--rule
+    KEY=VALUE`` passed through as is (so options the rule gains need no change here)."""
+    named = {"warmup_steps": args.warmup_steps, "min_points": args.min_points, "irreducible": args.irreducible,
+             "stop_when_data_limited": args.stop_when_data_limited}
+    options = {key: value for key, value in named.items() if value is not None}
     options.update(dict(args.rule or []))
     return options
 
 
-def _check_rule_options(args: argparse.Namespace, thresholds: list[float]) -> None:
-    """Build the rule once per threshold before reading any run, so a bad option is a usage error."""
+def _check_rule_options(args: argparse.Namespace, thresholds: list[float] | None) -> None:
+    """Build the rule with the command line's options once per threshold before reading any run, so a bad option
+    is a usage error."""
     from .stopping import StoppingRule
 
     if "threshold" in dict(args.rule or []):
         raise ValueError("give the threshold with --threshold, not --rule")
-    for threshold in thresholds:
+    for threshold in thresholds or [None]:
         try:
-            StoppingRule(threshold, **_rule_options(args))
+            StoppingRule(threshold, **_given_options(args))
         except TypeError as err:
             raise ValueError(f"--rule: {err} (the keys are StoppingRule's arguments)") from None
 
 
-def _replay_inputs(run: Run, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """The points the live rule saw: ``scaling/monitored_loss`` (logged by the callback) or ``--monitor``,
-    and the time axis: ``scaling/lr_sum`` or the per-step learning rate ``--lr-tag``, and the L(D) floor the
-    live callback took from DataLimitGap (``scaling/ld_loss``, logged at the same steps) unless ``--no-data-floor``,
-    and for ``--rule family=effective_data`` the steps of an epoch it used (``scaling/epoch_steps``) unless
-    ``--rule epoch_steps=U`` gives them. A floor that was the model's own limit L(N, D) (``scaling/floor_kind`` = 1)
-    is replayed as such (``floor_kind="model"``) unless ``--rule floor_kind=...`` says otherwise."""
-    s = run.get(P + "monitored_loss") or run.evaluations(args.monitor)
-    time_axis: dict[str, Any] = {}
+#: What the live callback used where neither the run-info file nor the command line says: its defaults.
+_CALLBACK_DEFAULTS = {"monitor": "val_loss", "time_axis": "steps", "use_data_floor": True}
+
+
+@dataclass
+class _Settings:
+    """How one run is replayed: the live rule's options from its run-info file, overridden by the command line."""
+
+    options: dict[str, Any]  # StoppingRule keyword arguments, without the threshold
+    threshold: float  # the live rule's threshold: the default of --threshold
+    monitor: str
+    time_axis: str
+    use_data_floor: bool
+    given: set[str]  # what the command line gave (options and the three above)
+    source: str  # where the settings came from, for the replay row
+    as_live: bool  # the settings are the live run's own: the replay should reach its decision
+    outcome: dict[str, Any]  # the live rule's outcome in the run-info file ({} when not recorded)
+
+
+def _settings(run: Run, args: argparse.Namespace) -> _Settings:
+    """The run-info file's ``stopping`` section (options, monitor, time_axis, use_data_floor), then the
+    command line's options over it, then the callback's defaults for what neither gives."""
+    stopping = run.info.get("stopping") or {}
+    logged = {**dict(stopping.get("options") or {}),
+              **{key: stopping[key] for key in _CALLBACK_DEFAULTS if key in stopping}}
+    threshold = logged.pop("threshold", None)
+    if threshold is None:
+        threshold = planning.stopping_factor(logged.get("alpha_N", presets.KAPLAN_ALPHA_N),
+                                             logged.get("alpha_S", presets.KAPLAN_ALPHA_S))
+    section_given = {"monitor": args.monitor, "time_axis": args.time_axis, "use_data_floor": args.data_floor}
+    given = {**_given_options(args), **{key: value for key, value in section_given.items() if value is not None}}
+    merged = {**_CALLBACK_DEFAULTS, **logged, **given}
+    section = {key: merged.pop(key) for key in _CALLBACK_DEFAULTS}
+    missing = object()
+    changed = [key for key, value in given.items() if logged.get(key, missing) != value]
+    if stopping:
+        source = RUN_INFO + (f" + command line ({', '.join(sorted(given))})" if given else "")
+    else:
+        source = "command line" if given else "defaults"
+    return _Settings(merged, float(threshold), section["monitor"], section["time_axis"],
+                     bool(section["use_data_floor"]), set(given), source, bool(stopping) and not changed,
+                     dict(stopping.get("outcome") or {}))
+
+
+def _at_steps(series: Series | None, steps: np.ndarray) -> list[float | None]:
+    """The value of ``series`` at each of ``steps`` (logged at the same steps), None where it was not logged."""
+    lookup = {} if series is None else dict(zip(series.steps.tolist(), series.values.tolist()))
+    return [lookup.get(int(st)) for st in steps]
+
+
+def _monitored(run: Run, monitor: str) -> tuple[str, Series]:
+    """The points the live rule saw: ``scaling/monitored_loss`` (logged by the callback), else ``monitor``."""
+    tag = P + "monitored_loss"
+    return (tag, run.get(tag)) if run.get(tag) is not None else (monitor, run.evaluations(monitor))
+
+
+def _replay_inputs(run: Run, st: _Settings, lr_tag: str) -> tuple[Series, dict[str, Any], dict[str, Any]]:
+    """The monitored points (:func:`_monitored`), the per-point inputs of ``stopping.replay`` and the rule's options.
+
+    The inputs: the time axis, ``scaling/lr_sum`` or the per-step learning rate ``lr_tag``; the L(D) floor the live
+    callback took from DataLimitGap (``scaling/ld_loss``, logged at the same steps) unless ``use_data_floor`` is off;
+    for ``family="effective_data"`` the steps of an epoch it used (``scaling/epoch_steps``) unless the command line
+    gives ``epoch_steps``. A floor that was the model's own limit L(N, D) (``scaling/floor_kind`` = 1) is replayed as
+    such (``floor_kind="model"``) unless the command line says otherwise.
+    """
+    _, s = _monitored(run, st.monitor)
+    inputs: dict[str, Any] = {}
+    options = dict(st.options)
     ld_loss = run.get(P + "ld_loss")
-    rule = dict(args.rule or [])
-    if args.data_floor and ld_loss is not None:
-        lookup = dict(zip(ld_loss.steps.tolist(), ld_loss.values.tolist()))
-        time_axis["floor"] = [lookup.get(int(st)) for st in s.steps]
+    if st.use_data_floor and ld_loss is not None:
+        inputs["floor"] = _at_steps(ld_loss, s.steps)
         kind = run.get(P + "floor_kind")
-        if kind is not None and "floor_kind" not in rule and bool(np.any(kind.values == 1.0)):
-            time_axis["floor_kind"] = "model"
-    if rule.get("family") == "effective_data" and "epoch_steps" not in rule:
+        if kind is not None and "floor_kind" not in st.given and bool(np.any(kind.values == 1.0)):
+            options["floor_kind"] = "model"
+    epoch_steps = options.pop("epoch_steps", None)
+    if options.get("family") == "effective_data" and "epoch_steps" not in st.given:
         # the steps of one epoch the live callback derived from EffectiveEpochs and logged at each evaluation
-        epoch_steps = run.get(P + "epoch_steps")
-        lookup = {} if epoch_steps is None else dict(zip(epoch_steps.steps.tolist(), epoch_steps.values.tolist()))
-        if not all(int(st) in lookup for st in s.steps):
+        logged = _at_steps(run.get(P + "epoch_steps"), s.steps)
+        if all(v is not None for v in logged):
+            epoch_steps = logged
+        elif epoch_steps is None:
             raise RunError(run.name, "family=effective_data needs 'scaling/epoch_steps' at every evaluation (logged "
                                      "by ExtraEarlyStopping with that family) or --rule epoch_steps=U")
-        time_axis["epoch_steps"] = [lookup[int(st)] for st in s.steps]
-    if args.time_axis == "lr_sum":
-        lr_sum = run.get(P + "lr_sum")
-        if lr_sum is not None:
-            lookup = dict(zip(lr_sum.steps.tolist(), lr_sum.values.tolist()))
-            if all(int(st) in lookup for st in s.steps):
-                time_axis["lr_sum"] = [lookup[int(st)] for st in s.steps]
-        if "lr_sum" not in time_axis:
-            lr = run.lr_per_step(args.lr_tag)
+    if epoch_steps is not None:
+        inputs["epoch_steps"] = epoch_steps
+    if st.time_axis == "lr_sum":
+        lr_sum = _at_steps(run.get(P + "lr_sum"), s.steps)
+        if all(v is not None for v in lr_sum):
+            inputs["lr_sum"] = lr_sum
+        else:
+            lr = run.lr_per_step(lr_tag)
             if lr is None:
-                raise RunError(run.name, f"--time-axis lr_sum needs 'scaling/lr_sum' at every evaluation or "
-                                         f"{args.lr_tag!r} logged every step")
-            time_axis["lr"] = lr
-    return s.steps, s.values, time_axis
+                raise RunError(run.name, f"time_axis lr_sum needs 'scaling/lr_sum' at every evaluation or "
+                                         f"{lr_tag!r} logged every step")
+            inputs["lr"] = lr
+    return s, inputs, options
 
 
-def replay_run(run: Run, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Replay the rule over one run at each threshold; one result row per threshold."""
-    from .stopping import replay
+def replay_run(run: Run, args: argparse.Namespace, thresholds: list[float] | None = None) -> list[dict[str, Any]]:
+    """Replay the rule over one run at each threshold (default: the live rule's); one result row per threshold.
 
-    steps, values, time_axis = _replay_inputs(run, args)
+    The options are the live run's (:func:`_settings`); the row says where they came from (``options_from``). When
+    the log holds fewer points than the live rule had, or a replay with the live options does not stop where the
+    live run stopped, one line on stderr says so (and ``log_warning`` in each row); the rows are still returned.
+    """
+    from .stopping import StoppingRule, replay
+
+    st = _settings(run, args)
+    s, inputs, options = _replay_inputs(run, st, args.lr_tag)
+    steps, values = s.steps, s.values
+    resumed_at = run.restarts.get(_monitored(run, st.monitor)[0], [])
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         raise RunError(run.name, "no finite loss")
+    thresholds = thresholds or [st.threshold]
+    try:
+        for threshold in thresholds:
+            StoppingRule(threshold, **options)
+    except (TypeError, ValueError) as err:
+        raise RunError(run.name, f"the stopping options ({st.source}) are not the rule's: {_one_line(err)}; override "
+                                 "them on the command line (--rule KEY=VALUE)") from None
     best = float(finite.min())
-    n = run.hparams.get(args.params_key)
-    n = float(n) if isinstance(n, (int, float)) else None
+    n = run.n_params(args.params_key)
     end_flops, _ = flops_at(run, int(steps[-1]), n)
+    shown = {**options, "monitor": st.monitor, "time_axis": st.time_axis, "use_data_floor": st.use_data_floor}
     rows = []
-    for threshold in args.threshold:
-        r = replay(steps, values, threshold=threshold, **time_axis, **_rule_options(args))
+    for threshold in thresholds:
+        r = replay(steps, values, threshold=threshold, **inputs, **options)
         stop_flops = flops_at(run, r.stop_step, n)[0] if r.stop_step is not None else None
         target = next((d.stop_loss for d in reversed(r.decisions) if d.stop_loss is not None), None)
         rows.append({
@@ -388,13 +540,46 @@ def replay_run(run: Run, args: argparse.Namespace) -> list[dict[str, Any]]:
             "best_loss": best, "predicted_converged": r.converged_loss, "stop_loss": target,
             "prediction_error": None if r.converged_loss is None else (r.converged_loss - best) / best,
             "compute_saved": None if stop_flops is None or not end_flops else 1 - stop_flops / end_flops,
-            "last_step": int(steps[-1]), "flops_at_end": end_flops})
+            "last_step": int(steps[-1]), "flops_at_end": end_flops, "options_from": st.source, "options": shown,
+            "live_stop_step": st.outcome.get("stopped_step"), "resumed_at": resumed_at})
+    warning = _log_warning(run, st, steps, rows)
+    if warning:
+        print(f"warning {run.name}: {warning}", file=sys.stderr)
+    for row in rows:
+        row["log_warning"] = warning
     return rows
+
+
+def _log_warning(run: Run, st: _Settings, steps: np.ndarray, rows: list[dict[str, Any]]) -> str | None:
+    """What is wrong with replaying this log, in one line, or None: the live rule had more points than the log holds
+    (by the run-info outcome's ``n_points``; without one, a first evaluation far later than their spacing), or a
+    replay with the live options does not stop where the live run stopped."""
+    notes = []
+    stopped, n_live = st.outcome.get("stopped_step"), st.outcome.get("n_points")
+    csv_hint = (" (a CSVLogger resumed into the same version deletes the rows written before the resume: log with a "
+                "TensorBoardLogger too, or resume into a new version)" if run.kind == "csv" else "")
+    if isinstance(n_live, int):
+        held = int(np.sum(steps <= stopped)) if isinstance(stopped, int) else int(steps.size)
+        if n_live > held:
+            notes.append(f"incomplete log: the live rule had {n_live} points, the log holds {held}{csv_hint}")
+    elif steps.size >= 3 and steps[0] > 2 * float(np.median(np.diff(steps))):
+        notes.append(f"incomplete log?: the first evaluation is at step {int(steps[0])} though they are "
+                     f"{float(np.median(np.diff(steps))):g} steps apart{csv_hint}")
+    live_row = next((r for r in rows if math.isclose(r["threshold"], st.threshold)), None)
+    if "stopped_step" in st.outcome and st.as_live and live_row is not None and live_row["stop_step"] != stopped:
+        reason = f" ({_one_line(st.outcome['reason'])})" if st.outcome.get("reason") else ""
+        notes.append(f"the replay with the live options stops at {_step(live_row['stop_step'])}, the live run stopped "
+                     f"at {_step(stopped)}{reason}")
+    return "; ".join(notes) or None
+
+
+def _step(step: int | None) -> str:
+    return "no step" if step is None else f"step {step}"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     _check_rule_options(args, args.threshold)
-    per_run, skipped = _each_run(args.runs, lambda run: replay_run(run, args))
+    per_run, skipped = _each_run(args.runs, lambda run: replay_run(run, args, args.threshold))
     results = [row for rows in per_run for row in rows]
     if args.json:
         print(json.dumps(results, indent=2))
@@ -403,11 +588,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     def f(v, spec, width):
         return f"{'-' if v is None else format(v, spec):>{width}}"
     print(f"{'run':32} {'thr':>5} {'stop':>7} {'FLOP@stop':>10} {'loss@stop':>9} {'best':>8} {'pred err':>8} "
-          f"{'saved':>6}")
+          f"{'saved':>6}  options from")
     for r in results:
         print(f"{_short(r['run'])[-32:]:32} {r['threshold']:5.3f} {f(r['stop_step'], 'd', 7)} "
               f"{f(r['flops_at_stop'], '.3e', 10)} {f(r['loss_at_stop'], '.4f', 9)} {r['best_loss']:8.4f} "
-              f"{f(r['prediction_error'], '+.2%', 8)} {f(r['compute_saved'], '.1%', 6)}")
+              f"{f(r['prediction_error'], '+.2%', 8)} {f(r['compute_saved'], '.1%', 6)}  {r['options_from']}")
     return 1 if skipped else 0
 
 
@@ -427,26 +612,31 @@ def _slug(run: Run, taken: set[str]) -> str:
     return slug
 
 
-def report_run(run: Run, args: argparse.Namespace, out: Path, ld_law: PowerLaw | None) -> dict[str, Any]:
-    """Summary and figures of one run; figures whose data the run did not log are left out (and listed)."""
+def report_run(run: Run, args: argparse.Namespace, out: Path, given_law: Law | None) -> dict[str, Any]:
+    """Summary and figures of one run; figures whose data the run did not log are left out (and listed).
+
+    ``given_law`` (``--law``) draws L(D) on the loss-against-data figure: an L(D) power law, or a law of N and D at the
+    run's N (as DataLimitGap evaluates it; a Chinchilla law without N: its limit N -> infinity)."""
     from .dashboard import data_limit_figure, learning_curve_figure
     from .fitting import fit_learning_curve
 
-    steps, values, _ = _replay_inputs(run, argparse.Namespace(**{**vars(args), "time_axis": "steps"}))
-    (row,) = replay_run(run, argparse.Namespace(**{**vars(args), "threshold": [args.threshold]}))
+    (row,) = replay_run(run, args, None if args.threshold is None else [args.threshold])
+    st = _settings(run, args)
+    _, s = _monitored(run, st.monitor)
+    steps, values = s.steps, s.values
     out.mkdir(parents=True, exist_ok=True)
     figures, missing = [], []
     plt = _pyplot()
 
     # learning curve, the rule's fit on the points it had at the stop (or all), the converged and stop lines
-    keep = (steps > args.warmup_steps) & np.isfinite(values) & (steps > 0)
+    keep = (steps > st.options.get("warmup_steps", 0)) & np.isfinite(values) & (steps > 0)
     if row["stop_step"] is not None:
         keep &= steps <= row["stop_step"]
     # the curve is a power law L(S) ([K] eq 5.6) fitted to those points; the horizontal lines are the rule's
     # own (its predicted converged loss and the loss it stops at), whatever family it predicts with
     law = converged = None
     try:
-        lc = fit_learning_curve(steps[keep], values[keep], irreducible=args.irreducible)
+        lc = fit_learning_curve(steps[keep], values[keep], irreducible=st.options.get("irreducible", 0.0))
         if lc.success:
             law, converged = lc.law, lc.converged_loss
     except FitError as err:
@@ -459,8 +649,8 @@ def report_run(run: Run, args: argparse.Namespace, out: Path, ld_law: PowerLaw |
     figures.append(_save(plt, fig, out / "learning_curve.png"))
 
     # loss against FLOPs
-    n = run.hparams.get(args.params_key)
-    flops = [flops_at(run, int(s), n if isinstance(n, (int, float)) else None)[0] for s in steps]
+    n = run.n_params(args.params_key)
+    flops = [flops_at(run, int(step), n)[0] for step in steps]
     if all(v is not None and v > 0 for v in flops):
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.loglog(flops, values, "o-", ms=3, label="monitored loss")
@@ -472,19 +662,30 @@ def report_run(run: Run, args: argparse.Namespace, out: Path, ld_law: PowerLaw |
     else:
         missing.append("loss_vs_flops: no scaling/flops (FlopCounter) and no N with tokens seen")
 
-    # loss against data seen, with L(D)
-    seen = [tokens_seen(run, int(s)) for s in steps]
-    if ld_law is None:
+    # loss against data seen, with L(D) at the distinct data seen, min(seen, D)
+    seen = [tokens_seen(run, int(step)) for step in steps]
+    ld_law = (given_law if given_law is None or isinstance(given_law, PowerLaw)
+              else _at_n_params(given_law, run.n_params(args.params_key)))
+    if given_law is None:
         missing.append("loss_vs_data: no --law (a fitted L(D) JSON or preset)")
+    elif ld_law is None:
+        missing.append(f"loss_vs_data: the law is one of N and D and the run's N is unknown ({_HOW['n_params']})")
     elif not all(v is not None and v > 0 for v in seen):
         missing.append("loss_vs_data: no scaling/examples_seen or tokens_seen (EffectiveEpochs)")
     elif ld_law.unit != run.unit:
         missing.append(f"loss_vs_data: the law counts {ld_law.unit}, the run {run.unit}")
     else:
-        fig = data_limit_figure(np.array(seen), values, ld_law, unit=run.unit)
+        fig = data_limit_figure(np.array(seen), values, ld_law, unit=run.unit, dataset_size=run.dataset_size())
         figures.append(_save(plt, fig, out / "loss_vs_data.png"))
     return {**row, "points": int(steps.size), "fit_converged_loss": converged, "figures": figures,
             "not_drawn": missing}
+
+
+def _at_n_params(law: ChinchillaLaw | OverfittingLaw, n_params: float | None):
+    """L(D) of a law of N and D at ``n_params`` (a Chinchilla law without N: its limit N -> infinity), or None."""
+    if n_params is not None:
+        return law.data_law(n_params)
+    return law.data_law() if isinstance(law, ChinchillaLaw) else None
 
 
 def _save(plt, fig, path: Path) -> str:
@@ -494,10 +695,8 @@ def _save(plt, fig, path: Path) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _check_rule_options(args, [args.threshold])
-    ld_law = _law_arg(args.law) if args.law else None
-    if ld_law is not None and not isinstance(ld_law, PowerLaw):
-        ld_law = ld_law.data_law()
+    _check_rule_options(args, None if args.threshold is None else [args.threshold])
+    ld_law = presets.resolve(args.law) if args.law else None
     taken: set[str] = set()
     reports, skipped = _each_run(args.runs, lambda run: report_run(run, args, Path(args.out) / _slug(run, taken),
                                                                    ld_law))
@@ -509,7 +708,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             return "-" if v is None else format(v, spec)
         print(f"{r['run']}\n  points {r['points']}, best loss {r['best_loss']:.4f}, stop at x{r['threshold']:.3g}: "
               f"step {f(r['stop_step'], 'd')} (loss {f(r['loss_at_stop'], '.4f')}, FLOP {f(r['flops_at_stop'], '.3e')}, "
-              f"saved {f(r['compute_saved'], '.1%')}), predicted converged {f(r['predicted_converged'], '.4f')}")
+              f"saved {f(r['compute_saved'], '.1%')}), predicted converged {f(r['predicted_converged'], '.4f')}; "
+              f"options from {r['options_from']}")
         for path in r["figures"]:
             print(f"  wrote {path}")
         for note in r["not_drawn"]:
@@ -519,25 +719,27 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ parser
 def _add_rule_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--monitor", default="val_loss", help="metric used when the run has no scaling/monitored_loss")
-    p.add_argument("--time-axis", choices=["steps", "lr_sum"], default="steps",
-                   help="what the live callback used (time_axis); lr_sum reads scaling/lr_sum or --lr-tag")
+    logged = f"default: the run's {RUN_INFO}, else"
+    p.add_argument("--monitor", help=f"metric used when the run has no scaling/monitored_loss ({logged} val_loss)")
+    p.add_argument("--time-axis", choices=["steps", "lr_sum"],
+                   help=f"the live callback's time_axis ({logged} steps); lr_sum reads scaling/lr_sum or --lr-tag")
     p.add_argument("--lr-tag", default="lr", help="per-step learning rate series for --time-axis lr_sum")
-    p.add_argument("--warmup-steps", type=int, default=0)
-    p.add_argument("--min-points", type=int, default=None, help="default: the rule's (as in the callback)")
-    p.add_argument("--irreducible", type=float, default=0.0)
-    p.add_argument("--stop-when-data-limited", action="store_true")
+    p.add_argument("--warmup-steps", type=int, help=f"{logged} 0")
+    p.add_argument("--min-points", type=int, help=f"{logged} the rule's")
+    p.add_argument("--irreducible", type=float, help=f"{logged} 0")
+    p.add_argument("--stop-when-data-limited", action=argparse.BooleanOptionalAction, help=f"{logged} off")
     p.add_argument("--rule", action="append", type=_rule_value, metavar="KEY=VALUE",
-                   help="any other StoppingRule argument, as the live callback had it (repeatable), "
+                   help="any other StoppingRule argument, over the logged one (repeatable), "
                         "e.g. --rule family=power --rule smoothing=0.3")
-    p.add_argument("--no-data-floor", dest="data_floor", action="store_false",
-                   help="ignore scaling/ld_loss (the live callback's use_data_floor=False)")
-    p.add_argument("--params-key", default="n_params", help="hyperparameter holding N (for 6N FLOPs)")
+    p.add_argument("--data-floor", dest="data_floor", action=argparse.BooleanOptionalAction,
+                   help=f"use scaling/ld_loss as the floor, as the live callback's use_data_floor ({logged} on)")
+    p.add_argument("--params-key", default="n_params",
+                   help=f"hyperparameter holding N, for 6N FLOPs (else the run's {RUN_INFO})")
     p.add_argument("--json", action="store_true")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightning-scaling", description=__doc__, formatter_class=RAW)
+    parser = argparse.ArgumentParser(prog="lightning-scaling", description=_plain(__doc__), formatter_class=RAW)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("allocate", formatter_class=RAW, help="compute-optimal N and D for a budget",
@@ -553,12 +755,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("crossover", formatter_class=RAW, help="where L(C) meets L(D(C))",
                        epilog="examples:\n  lightning-scaling crossover   # Kaplan 2020: C* ~ 1.1e4 PF-days, L* ~ 1.67\n"
                               "  lightning-scaling crossover --data-coefficient 4e10 --data-exponent 0.26")
-    p.add_argument("--lc", default="kaplan2020_lc", help="L(C) in PF-days: preset or JSON")
-    p.add_argument("--ld", default="kaplan2020_ld", help="L(D) in tokens: preset or JSON")
-    p.add_argument("--data-coefficient", type=float, default=2.0e10, help="D(C) = coefficient x C^exponent")
-    p.add_argument("--data-exponent", type=float, default=0.27)
-    p.add_argument("--params-coefficient", type=float, default=1.3e9, help="N(C), for N*")
-    p.add_argument("--params-exponent", type=float, default=0.73)
+    kaplan = "default: Kaplan et al. 2020's"
+    p.add_argument("--lc", help=f"L(C) in PF-days: preset or JSON ({kaplan} kaplan2020_lc)")
+    p.add_argument("--ld", help=f"L(D) in tokens: preset or JSON ({kaplan} kaplan2020_ld)")
+    p.add_argument("--data-coefficient", type=float, help=f"D(C) = coefficient x C^exponent ({kaplan} 2e10)")
+    p.add_argument("--data-exponent", type=float, help=f"{kaplan} 0.27")
+    p.add_argument("--params-coefficient", type=float, help=f"N(C), for N* ({kaplan} 1.3e9)")
+    p.add_argument("--params-exponent", type=float, help=f"{kaplan} 0.73")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_crossover)
 
@@ -590,11 +793,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("replay", formatter_class=RAW, help="replay the stopping rule over finished runs",
-                       epilog="examples:\n  lightning-scaling replay runs/demo/version_0 --threshold 1.05 1.1 1.2\n"
-                              "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 50 --json\n"
+                       epilog="examples:\n  lightning-scaling replay runs/   # each run with the options its "
+                              f"{RUN_INFO} records\n"
+                              "  lightning-scaling replay runs/demo/version_0 --threshold 1.05 1.1 1.2\n"
+                              "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 0 --json   # override\n"
                               "  lightning-scaling replay runs/ --rule family=power --rule window=0.5")
     p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
-    p.add_argument("--threshold", type=float, nargs="+", default=[planning.stopping_factor()])
+    p.add_argument("--threshold", type=float, nargs="+", help=f"default: the live rule's (the run's {RUN_INFO}), "
+                                                                f"else {planning.stopping_factor():.3g}")
     _add_rule_options(p)
     p.set_defaults(func=cmd_replay)
 
@@ -603,8 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "  lightning-scaling report runs/demo/version_0 --law ld.json --threshold 1.1")
     p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
     p.add_argument("--out", default="scaling_report", help="folder for the figures (one subfolder per run)")
-    p.add_argument("--threshold", type=float, default=planning.stopping_factor())
-    p.add_argument("--law", help="L(D) for the loss-against-data figure: a fitted JSON or preset")
+    p.add_argument("--threshold", type=float, help=f"default: the live rule's (the run's {RUN_INFO}), else "
+                                                     f"{planning.stopping_factor():.3g}")
+    p.add_argument("--law", help="L(D) for the loss-against-data figure: a fitted JSON or preset (a law of N and D "
+                                  "at the run's N)")
     _add_rule_options(p)
     p.set_defaults(func=cmd_report)
     return parser

@@ -245,32 +245,65 @@ class ModelDataLaw:
 Law = Union[PowerLaw, ChinchillaLaw, OverfittingLaw]
 
 
+#: A law JSON's ``kind`` -> the class that reads it.
+_KINDS: dict[str, type] = {"power_law": PowerLaw, "chinchilla": ChinchillaLaw, "overfitting": OverfittingLaw}
+
+
 def load_law(path_or_text: str | Path | dict) -> Law:
-    """Read a law written by ``to_json`` (any kind), from a path, a JSON string or a dict."""
+    """Read a law written by ``to_json`` (any kind), from a path, a JSON string or a dict.
+
+    Raises:
+        FileNotFoundError: ``path_or_text`` names a file that does not exist.
+        ValueError: the file or text is not a law JSON: not JSON, no or an unknown ``kind``, missing or bad fields.
+            The message names the file (to resolve preset names too, use :func:`lightning_scaling.presets.resolve`).
+
+    Example:
+        >>> load_law('{"kind": "power_law", "scale": 5.4e13, "exponent": 0.095}').unit
+        'tokens'
+    """
+    where = _where(path_or_text)
     data = path_or_text if isinstance(path_or_text, dict) else _read_json(path_or_text)
     kind = data.get("kind")
-    if kind == "power_law":
-        return PowerLaw.from_dict(data)
-    if kind == "chinchilla":
-        return ChinchillaLaw.from_dict(data)
-    if kind == "overfitting":
-        return OverfittingLaw.from_dict(data)
-    raise ValueError(f"unknown law kind {kind!r}: expected 'power_law', 'chinchilla' or 'overfitting'")
+    if kind not in _KINDS:
+        found = "has no 'kind' field" if kind is None else f"has an unknown law kind {kind!r}"
+        raise ValueError(f"{where} {found}: a law JSON (written by law.to_json or `lightning-scaling fit --out`) "
+                         f"has kind {', '.join(map(repr, _KINDS))}")
+    try:
+        return _KINDS[kind].from_dict(data)
+    except TypeError as err:  # a required field missing
+        raise ValueError(f"{where}: not a complete {kind!r} law ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _where(path_or_text: str | Path | dict) -> str:
+    """How an error names a law's source: the file, or "the law JSON text" / "the law dict"."""
+    if isinstance(path_or_text, dict):
+        return "the law dict"
+    if isinstance(path_or_text, Path) or not str(path_or_text).lstrip().startswith("{"):
+        return str(path_or_text)
+    return "the law JSON text"
 
 
 def _read_json(path_or_text: str | Path) -> dict[str, Any]:
+    """The JSON object of a law file or text; errors name the file."""
+    where = _where(path_or_text)
     text = str(path_or_text)
-    if isinstance(path_or_text, Path) or not text.lstrip().startswith("{"):
+    if where != "the law JSON text":
         path = Path(path_or_text)
         if not path.is_file():
             raise FileNotFoundError(f"law file {path} does not exist")
-        text = path.read_text()
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: cannot be read as a law JSON file ({err})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"not a valid law JSON: {err}") from None
+        raise ValueError(f"{where}: not valid JSON ({err}); a law JSON is written by law.to_json(path) or "
+                         "`lightning-scaling fit ... --out`") from None
     if not isinstance(data, dict):
-        raise ValueError("a law JSON must be an object")
+        raise ValueError(f"{where}: a law JSON must be an object, got {type(data).__name__}")
     return data
 
 
@@ -280,3 +313,4 @@ def _check_schema(data: dict[str, Any], kind: str) -> None:
         raise ValueError(f"unsupported law schema_version {version!r} (this package reads {SCHEMA_VERSION})")
     if data.get("kind", kind) != kind:
         raise ValueError(f"expected a {kind!r} law, got {data.get('kind')!r}")
+

@@ -8,14 +8,27 @@ beside ``metrics.csv`` (the recorded corpus, ``lightning_scaling/data/curves``).
 Nothing here imports Lightning. A run that cannot be read raises :class:`RunError` naming the run and the
 reason; :func:`read_runs` collects those and goes on with the other runs.
 
+A run resumed from a checkpoint into the same log directory writes the steps after the checkpoint again: the
+readers keep, per step, the value written last, and drop what the first session wrote after the step the resumed
+one went back to (:attr:`Run.restarts` records those steps). A run logged by a TensorBoardLogger and a CSVLogger
+at once is one run: in one folder the event files are read; in two folders (loggers with different names) the
+CSV copy is recognised by its values and read once (:func:`read_runs`, :attr:`Run.also_logged_at`).
+
+The run-info file the callbacks write beside the logs (:mod:`lightning_scaling.run_info`) is read too
+(:attr:`Run.info`): N and the dataset size when the hyperparameters do not hold them, and the stopping rule's
+options and outcome for replays.
+
 One point per run (:func:`run_point`) is what the ``fit`` subcommand fits:
 
 - loss: the best (lowest) or the final finite value of the monitored metric (default ``val_loss``);
 - parameters N: the hyperparameter ``n_params`` (the key is an option: log it with
-  ``self.save_hyperparameters()`` or ``logger.log_hyperparameters({"n_params": ...})``);
+  ``self.save_hyperparameters()`` or ``logger.log_hyperparameters({"n_params": ...})``), else the run-info
+  file's ``model.n_params``;
 - distinct data seen: ``scaling/distinct_seen`` (EffectiveEpochs) at the loss's step, in tokens when the
-  run logged ``scaling/tokens_seen``, otherwise in examples. Without the tag, from the hyperparameters
-  ``train_tokens`` and ``tokens_per_step`` (the corpus): min(step x tokens_per_step, train_tokens);
+  run logged ``scaling/tokens_seen``, otherwise in examples. Without the tag, min(data seen, dataset size):
+  data seen from ``scaling/tokens_seen``/``examples_seen`` or the hyperparameter ``tokens_per_step`` (the
+  corpus), the dataset size from the hyperparameters ``train_tokens``/``dataset_size``, else the run-info
+  file's ``data.dataset_size``, else ``scaling/dataset_size`` (:meth:`Run.dataset_size`);
 - FLOPs: ``scaling/flops`` (FlopCounter) at that step; without the tag, 6 N x tokens seen ([K] 2.1),
   marked ``flops_source="6N"``.
 """
@@ -30,6 +43,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from . import run_info
 
 P = "scaling/"
 
@@ -57,13 +72,26 @@ class Series:
 
 @dataclass
 class Run:
-    """A finished run: every logged scalar series and the hyperparameters."""
+    """A finished run: every logged scalar series, the hyperparameters and the run-info sections.
+
+    Attributes:
+        name, path: the run's folder.
+        kind: "tensorboard" or "csv".
+        series: tag -> :class:`Series`, one value per step (the value written last).
+        hparams: ``hparams.yaml`` / ``config.json``.
+        info: the run-info sections (:func:`lightning_scaling.run_info.read`), ``{}`` without the file.
+        restarts: tag -> the steps at which a later session (a resume) went back and wrote the series again.
+        also_logged_at: folders of other loggers' copies of this run, read as this one (:func:`read_runs`).
+    """
 
     name: str
     path: Path
     kind: str  # "tensorboard" or "csv"
     series: dict[str, Series]
     hparams: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    restarts: dict[str, list[int]] = field(default_factory=dict)
+    also_logged_at: list[str] = field(default_factory=list)
 
     def get(self, tag: str) -> Series | None:
         return self.series.get(tag)
@@ -93,6 +121,24 @@ class Run:
                 return Series(np.array([int(lookup[int(st)]) for st in s.steps]), s.values)
         return s
 
+    def n_params(self, key: str = "n_params") -> float | None:
+        """N: the hyperparameter ``key`` when logged (a finite number > 0), else the run-info file's
+        ``model.n_params`` (written by the callbacks), else None."""
+        for value in (self.hparams.get(key), self.info.get("model", {}).get("n_params")):
+            if _positive_number(value):
+                return float(value)
+        return None
+
+    def dataset_size(self) -> float | None:
+        """D in :attr:`unit`: the hyperparameters ``train_tokens``/``dataset_size``, else the run-info file's
+        ``data.dataset_size`` (when its unit is the run's), else the last ``scaling/dataset_size``, else None."""
+        data = self.info.get("data", {})
+        logged = self.get(P + "dataset_size")
+        candidates = [self.hparams.get("train_tokens", self.hparams.get("dataset_size")),
+                      data.get("dataset_size") if data.get("unit", self.unit) == self.unit else None,
+                      None if logged is None or logged.values.size == 0 else logged.values[-1]]
+        return next((float(v) for v in candidates if _positive_number(v)), None)
+
     def lr_per_step(self, tag: str = "lr") -> np.ndarray | None:
         """The learning rate of every optimizer step (index i = step i + 1), when logged every step."""
         s = self.series.get(tag)
@@ -113,6 +159,10 @@ class RunPoint:
     unit: str
     flops: float | None
     flops_source: str | None  # "scaling/flops", "6N" or None
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 # ------------------------------------------------------------------------------------------------ finding
@@ -155,20 +205,56 @@ def read_run(path: str | Path) -> Run:
     csv_file = path if path.suffix == ".csv" else folder / "metrics.csv"
     events = [path] if path.name.startswith("events.out.tfevents.") else sorted(folder.glob("events.out.tfevents.*"))
     if events:
-        series = _read_events(folder if path.is_dir() else path, events)
+        pairs = _read_events(folder if path.is_dir() else path, events)
         kind = "tensorboard"
     elif csv_file.is_file():
-        series = _read_csv(csv_file)
+        pairs = _read_csv(csv_file)
         kind = "csv"
     else:
         raise RunError(path, "holds no TensorBoard event files and no metrics.csv")
-    return Run(str(folder), folder, kind, series, read_hparams(folder))
+    series, restarts = {}, {}
+    for tag, written in pairs.items():
+        series[tag], back = _last_written(written)
+        if back:
+            restarts[tag] = back
+    try:
+        info = run_info.read(folder)
+    except ValueError as err:
+        raise RunError(folder, f"{err}; fix or delete the file (it only holds what the callbacks recorded)") from None
+    return Run(str(folder), folder, kind, series, read_hparams(folder), info, restarts)
 
 
-def _read_events(source: Path, files: list[Path]) -> dict[str, Series]:
+def _last_written(pairs: list[tuple[int, float]]) -> tuple[Series, list[int]]:
+    """One series from its points in the order written: per step the value written last.
+
+    A step lower than the one before means a later session (a run resumed from a checkpoint) went back there:
+    what the earlier session wrote at that step and after is replaced by the later session's points, and is
+    dropped where the later session did not reach it. Returns the series and the steps the sessions went back to.
+
+    Example:
+        >>> s, back = _last_written([(10, 1.0), (20, 0.9), (30, 0.8), (20, 0.95), (30, 0.85)])
+        >>> s.steps.tolist(), s.values.tolist(), back
+        ([10, 20, 30], [1.0, 0.95, 0.85], [20])
+    """
+    kept: list[tuple[int, float]] = []
+    back: list[int] = []
+    for step, value in pairs:
+        if kept and step < kept[-1][0]:
+            back.append(int(step))
+        while kept and kept[-1][0] >= step:
+            kept.pop()
+        kept.append((step, value))
+    return Series(np.array([s for s, _ in kept], dtype=np.int64), np.array([v for _, v in kept], dtype=float)), back
+
+
+def _read_events(source: Path, files: list[Path]) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar event of ``source``, per tag in the order written (by the events' wall time).
+
+    tensorboard's own purge of orphaned data only acts on a TensorFlow SessionLog.START, which torch's writer never
+    writes, so it is off here and :func:`_last_written` resolves a resume instead."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(source), size_guidance={"scalars": 0})
+    acc = EventAccumulator(str(source), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     try:
         acc.Reload()
     except Exception as err:  # tensorboard raises several kinds on damaged files
@@ -179,12 +265,9 @@ def _read_events(source: Path, files: list[Path]) -> dict[str, Series]:
         if unreadable:
             raise RunError(source, f"corrupt event file(s), no readable record: {', '.join(unreadable)}")
         raise RunError(source, "the event files hold no scalars (an empty run?)")
-    out = {}
-    for tag in tags:
-        events = acc.Scalars(tag)
-        out[tag] = Series(np.array([e.step for e in events], dtype=np.int64),
-                          np.array([e.value for e in events], dtype=float))
-    return out
+    # by the time written (stable): a resumed session's file follows the first one's whatever the names' order
+    return {tag: [(int(e.step), float(e.value)) for e in sorted(acc.Scalars(tag), key=lambda e: e.wall_time)]
+            for tag in tags}
 
 
 def _count_events(path: Path) -> int:
@@ -200,7 +283,8 @@ def _count_events(path: Path) -> int:
     return n
 
 
-def _read_csv(path: Path) -> dict[str, Series]:
+def _read_csv(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every value of a ``metrics.csv``, per column in the order written (rows without a step are left out)."""
     columns: dict[str, list[tuple[int, float]]] = {}
     try:
         with path.open(newline="") as fh:
@@ -223,11 +307,7 @@ def _read_csv(path: Path) -> dict[str, Series]:
         raise RunError(path, f"holds a value that is not a number ({err})") from None
     if not columns:
         raise RunError(path, "holds no metrics")
-    out = {}
-    for key, pairs in columns.items():
-        pairs.sort(key=lambda p: p[0])
-        out[key] = Series(np.array([s for s, _ in pairs], dtype=np.int64), np.array([v for _, v in pairs]))
-    return out
+    return columns
 
 
 def read_hparams(folder: Path) -> dict[str, Any]:
@@ -253,8 +333,20 @@ def read_hparams(folder: Path) -> dict[str, Any]:
 
 
 def read_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[RunError]]:
-    """Read every run found at ``paths``; runs that fail are returned as errors, the others still read."""
-    runs, errors = [], []
+    """Read every run found at ``paths``, each once; runs that fail are returned as errors, the others still read.
+
+    A folder found twice (two of ``paths`` lead to it) is read once. A CSVLogger copy of a TensorBoard run (one
+    trainer with both loggers under different names) is read once, from the event files: it is recognised by
+    :func:`same_run`, and its folder is added to the TensorBoard run's :attr:`Run.also_logged_at`. An unexpected
+    error while reading a run becomes a :class:`RunError` naming it.
+
+    Example:
+        >>> runs, errors = read_runs(["runs/"])  # doctest: +SKIP
+        >>> [r.name for r in runs], [str(e) for e in errors]  # doctest: +SKIP
+    """
+    runs: list[Run] = []
+    errors: list[RunError] = []
+    seen: set[Path] = set()
     for path in paths:
         try:
             found = find_runs(path)
@@ -262,11 +354,56 @@ def read_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[RunError]]:
             errors.append(err)
             continue
         for run_path in found:
+            key = (run_path.parent if run_path.is_file() else run_path).resolve()
+            if key in seen:
+                continue
+            seen.add(key)
             try:
                 runs.append(read_run(run_path))
             except RunError as err:
                 errors.append(err)
-    return runs, errors
+            except Exception as err:  # noqa: BLE001 - one unreadable run must not hide the others
+                errors.append(RunError(run_path, f"cannot be read ({type(err).__name__}: {err})"))
+    return _merge_copies(runs), errors
+
+
+def same_run(a: Run, b: Run) -> bool:
+    """Whether ``a`` and ``b`` are one run written by two loggers: the same hyperparameters, and at every step both
+    logged, the same value of every scalar both logged (to float32 precision, what TensorBoard stores), with at
+    least one loss (a tag with "loss" in its name) among them. Counters alone (examples seen, FLOPs, the epoch)
+    are the same for every run of one configuration, so they do not make two runs one.
+
+    Example:
+        >>> s = Series(np.array([10, 20]), np.array([1.5, 1.2]))
+        >>> same_run(Run("a", Path("a"), "tensorboard", {"val_loss": s}), Run("b", Path("b"), "csv", {"val_loss": s}))
+        True
+    """
+    if a.hparams != b.hparams:
+        return False
+    loss_agrees = False
+    for tag in a.series.keys() & b.series.keys():
+        sa, sb = a.series[tag], b.series[tag]
+        _, ia, ib = np.intersect1d(sa.steps, sb.steps, return_indices=True)
+        if ia.size == 0:
+            continue
+        if not np.allclose(sa.values[ia], sb.values[ib], rtol=1e-6, atol=0.0, equal_nan=True):
+            return False
+        loss_agrees = loss_agrees or "loss" in tag.lower()
+    return loss_agrees
+
+
+def _merge_copies(runs: list[Run]) -> list[Run]:
+    """``runs`` without the CSV runs that are a TensorBoard run's copy (:func:`same_run`), named in its
+    :attr:`Run.also_logged_at`."""
+    event_runs = [r for r in runs if r.kind == "tensorboard"]
+    kept = []
+    for run in runs:
+        original = None if run.kind != "csv" else next((r for r in event_runs if same_run(r, run)), None)
+        if original is None:
+            kept.append(run)
+        else:
+            original.also_logged_at.append(run.name)
+    return kept
 
 
 # ------------------------------------------------------------------------------------------------ points
@@ -281,14 +418,14 @@ def tokens_seen(run: Run, step: float) -> float | None:
 
 
 def distinct_seen(run: Run, step: float) -> float | None:
-    """Distinct data seen by ``step``: ``scaling/distinct_seen``, or min(tokens seen, ``train_tokens``)."""
+    """Distinct data seen by ``step``: ``scaling/distinct_seen``, or min(data seen, :meth:`Run.dataset_size`)."""
     s = run.get(P + "distinct_seen")
     if s is not None:
         return s.at(step)
-    size = run.hparams.get("train_tokens", run.hparams.get("dataset_size"))
+    size = run.dataset_size()
     seen = tokens_seen(run, step)
     if size and seen is not None:
-        return min(seen, float(size))
+        return min(seen, size)
     return None
 
 
@@ -317,7 +454,6 @@ def run_point(run: Run, *, monitor: str = "val_loss", reduce: str = "best", para
         raise RunError(run.name, f"no finite value of {monitor!r}")
     i = int(finite[np.argmin(s.values[finite])]) if reduce == "best" else int(finite[-1])
     step = int(s.steps[i])
-    n = run.hparams.get(params_key)
-    n_params = float(n) if isinstance(n, (int, float)) and math.isfinite(n) and n > 0 else None
+    n_params = run.n_params(params_key)
     flops, source = flops_at(run, step, n_params)
     return RunPoint(run.name, float(s.values[i]), step, n_params, distinct_seen(run, step), run.unit, flops, source)

@@ -15,7 +15,7 @@ from . import presets
 from .laws import ChinchillaLaw, PowerLaw
 
 #: One PF-day in FLOP: 1e15 FLOP/s x 86400 s.
-PF_DAY = 8.64e19
+PF_DAY = presets.PF_DAY
 
 
 def stopping_factor(alpha_N: float = presets.KAPLAN_ALPHA_N, alpha_S: float = presets.KAPLAN_ALPHA_S) -> float:

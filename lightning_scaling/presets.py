@@ -8,9 +8,15 @@ Sources (see SCIENCE.md):
 
 from __future__ import annotations
 
+import difflib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
-from .laws import ChinchillaLaw, Law, PowerLaw
+from .laws import ChinchillaLaw, Law, ModelDataLaw, OverfittingLaw, PowerLaw, load_law
+
+#: One PF-day in FLOP: 1e15 FLOP/s x 86400 s (also ``planning.PF_DAY``).
+PF_DAY = 8.64e19
 
 # --- Kaplan et al. 2020 (WebText2, BPE 50257, n_ctx 1024), eq 1.1-1.3, 1.6, 5.4 ---
 #: [K] eq 1.1: exponent of L(N), non-embedding parameters.
@@ -87,3 +93,97 @@ def get(name: str) -> Law:
         return _LAWS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(names())}") from None
+
+
+@dataclass(frozen=True)
+class ComputeRange:
+    """The training compute a law was fitted on (or published for), in FLOP: outside it a law extrapolates.
+
+    Attributes:
+        low, high: the smallest and the largest compute, in FLOP.
+        what: where the range comes from (the runs of a paper's figure, or the points of a fit).
+    """
+
+    low: float
+    high: float
+    what: str
+
+    def contains(self, compute_flop: float) -> bool:
+        """Whether ``compute_flop`` lies within [low, high]."""
+        return self.low <= compute_flop <= self.high
+
+
+_FIG4 = ComputeRange(1.4e18, 1.3e22, "the training runs of Hoffmann et al. 2022 Figure 4 that approach 3 was fitted on "
+                                     "(as digitised by Besiroglu et al. 2024)")
+#: The compute each preset that plans a budget was fitted on: [C]/[B] the runs of [C] Figure 4 (approach 3's data,
+#: tests/data/chinchilla_fig4_points.csv); [K] the compute axis of its Figure 1, about 1e-8 to 10 PF-days.
+COMPUTE_RANGES: dict[str, ComputeRange] = {
+    "hoffmann2022": _FIG4,
+    "besiroglu2024": _FIG4,
+    "kaplan2020_lc": ComputeRange(1e-8 * PF_DAY, 10 * PF_DAY, "the runs of Kaplan et al. 2020 Figure 1 "
+                                                             "(about 1e-8 to 10 PF-days)"),
+}
+
+#: The key under which ``lightning-scaling fit --out`` records the compute of the points a law was fitted on:
+#: ``{"compute_flop": [low, high], "points": n}``.
+FITTED_ON = "fitted_on"
+
+
+def compute_range(law: str | Path) -> ComputeRange | None:
+    """The compute ``law`` was fitted on: a preset's (:data:`COMPUTE_RANGES`), or for a law JSON file the range that
+    ``lightning-scaling fit --out`` recorded in it (:data:`FITTED_ON`); None when unknown.
+
+    Example:
+        >>> compute_range("hoffmann2022").contains(1.21e20)
+        True
+    """
+    if isinstance(law, str) and law in _LAWS:
+        return COMPUTE_RANGES.get(law)
+    path = Path(law)
+    try:
+        fitted = json.loads(path.read_text()).get(FITTED_ON) if path.is_file() else None
+        low, high = fitted["compute_flop"]
+        return ComputeRange(float(low), float(high), f"the {fitted.get('points', 'fitted')} points of {path}")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
+def resolve(law: Law | ModelDataLaw | str | Path | dict) -> Law | ModelDataLaw:
+    """The law a user means: a law object as it is, a preset name (:func:`names`), a path to a law JSON file, or
+    a law as a dict or JSON text (:func:`~lightning_scaling.laws.load_law`).
+
+    Args:
+        law: a :class:`~lightning_scaling.laws.PowerLaw`, :class:`~lightning_scaling.laws.ChinchillaLaw`,
+            :class:`~lightning_scaling.laws.OverfittingLaw` or :class:`~lightning_scaling.laws.ModelDataLaw`; a
+            preset name such as ``"kaplan2020_ld"``; a path; a dict or JSON text as written by ``to_json``.
+
+    Raises:
+        ValueError: a name that is neither a preset nor an existing file (the message lists the presets and the
+            nearest names), or a file that is not a law JSON (the message names the file).
+        TypeError: ``law`` is none of these.
+
+    Example:
+        >>> resolve("kaplan2020_ld").exponent
+        0.095
+        >>> resolve("kaplan2020")
+        Traceback (most recent call last):
+          ...
+        ValueError: 'kaplan2020' is neither a preset law nor an existing law JSON file; did you mean ...
+    """
+    if isinstance(law, (PowerLaw, ChinchillaLaw, OverfittingLaw, ModelDataLaw)):
+        return law
+    if isinstance(law, dict):
+        return load_law(law)
+    if isinstance(law, str) and law in _LAWS:
+        return _LAWS[law]
+    if isinstance(law, str) and law.lstrip().startswith("{"):
+        return load_law(law)
+    if not isinstance(law, (str, Path)):
+        raise TypeError(f"a law is a law object, a preset name or a path to a law JSON file, got {type(law).__name__}")
+    if not Path(law).is_file():
+        near = difflib.get_close_matches(str(law), names(), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(near)}? " if near else ""
+        where = "a directory" if Path(law).is_dir() else "an existing law JSON file"
+        raise ValueError(f"{str(law)!r} is neither a preset law nor {where}; {hint}the presets are "
+                         f"{', '.join(names())}")
+    return load_law(Path(law))

@@ -373,3 +373,76 @@ def test_a_missing_dir_a_run_without_the_tags_and_a_corrupt_file_are_each_one_li
         out = json.loads(captured.out)
         runs = [p["name"] for p in out["points"]] if argv[0] == "fit" else [r["run"] for r in out]
         assert sorted(runs) == sorted(good)
+
+
+def test_help_is_plain_text():
+    for sub in ([], ["fit"], ["replay"], ["report"], ["allocate"], ["crossover"]):
+        out = subprocess.run([sys.executable, "-m", "lightning_scaling", *sub, "--help"], capture_output=True,
+                             text=True, check=True).stdout
+        for markup in ("``", ":mod:", ":func:", ":class:", "::"):
+            assert markup not in out, (sub, markup)
+        if not sub:
+            assert "see lightning_scaling.logs for" in " ".join(out.split())
+
+
+def test_a_law_that_is_neither_a_preset_nor_a_file_lists_the_presets_and_a_bad_file_is_named(tmp_path, capsys):
+    from lightning_scaling import presets
+
+    assert main(["allocate", "1e20", "--law", "kaplan2020"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'kaplan2020' is neither a preset law nor an existing law JSON file" in err
+    assert all(name in err for name in presets.names())
+    bad = tmp_path / "nd.json"
+    bad.write_text('{"E": 1.7, "A": 400')
+    for argv in (["allocate", "1e20", "--law", str(bad)], ["crossover", "--ld", str(bad)],
+                 ["report", str(tmp_path), "--law", str(bad)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{bad}: not valid JSON" in err, argv
+    bad.write_text('{"E": 1.7, "A": 400.0, "B": 400.0, "alpha": 0.34, "beta": 0.28}')
+    assert main(["allocate", "1e20", "--law", str(bad)]) == 2
+    assert f"{bad} has no 'kind' field" in capsys.readouterr().err
+
+
+def test_allocate_warns_outside_the_compute_the_law_was_fitted_on(tmp_path, capsys):
+    assert main(["allocate", "1.21e20", "--law", "besiroglu2024"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["allocate", "1.3e12", "--law", "besiroglu2024", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n_params"] > 0  # still answered
+    assert captured.err.count("\n") == 1 and "warning: 1.3e+12 FLOP is" in captured.err
+    assert "below the compute besiroglu2024 was fitted on" in captured.err and "extrapolates" in captured.err
+    assert main(["allocate", "1e5", "--pf-days", "--law", "kaplan2020_lc"]) == 0
+    assert "above the compute kaplan2020_lc was fitted on" in capsys.readouterr().err
+    # a law fitted here records the compute of its points; one written without it says that it cannot tell
+    n = np.repeat([1e6, 3e6, 1e7, 3e7], 4)
+    d = np.tile([2e7, 6e7, 2e8, 6e8], 4)
+    law = load_law('{"kind": "chinchilla", "E": 1.7, "A": 400, "B": 400, "alpha": 0.34, "beta": 0.28}')
+    table = tmp_path / "sweep.csv"
+    table.write_text("n_params,tokens,loss\n" + "\n".join(f"{a},{b},{law(a, b)}" for a, b in zip(n, d)))
+    assert main(["fit", str(table), "--law", "nd", "--out", str(tmp_path / "nd.json")]) == 0
+    capsys.readouterr()
+    fitted_on = json.loads((tmp_path / "nd.json").read_text())["fitted_on"]
+    assert fitted_on == {"compute_flop": [pytest.approx(6 * 1e6 * 2e7), pytest.approx(6 * 3e7 * 6e8)], "points": 16}
+    assert main(["allocate", "1e15", "--law", str(tmp_path / "nd.json")]) == 0
+    assert capsys.readouterr().err == ""
+    assert main(["allocate", "1e21", "--law", str(tmp_path / "nd.json")]) == 0
+    assert "above the compute" in capsys.readouterr().err
+    law.to_json(tmp_path / "old.json")
+    assert main(["allocate", "1e21", "--law", str(tmp_path / "old.json")]) == 0
+    assert "records no compute range" in capsys.readouterr().err
+
+
+def test_crossover_says_which_inputs_are_the_users_and_which_kaplans(tmp_path, capsys):
+    assert main(["crossover"]) == 0
+    assert capsys.readouterr().err == ""  # all Kaplan's: nothing mixed
+    PowerLaw(1e13, 0.1, unit="tokens").to_json(tmp_path / "ld.json")
+    assert main(["crossover", "--ld", str(tmp_path / "ld.json"), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"your L(D) = {tmp_path / 'ld.json'}" in err
+    assert "Kaplan et al. 2020's L(C) = kaplan2020_lc" in err and "D(C)'s coefficient = 2e+10" in err
+    assert main(["crossover", "--data-coefficient", "4e10", "--data-exponent", "0.26"]) == 0
+    err = capsys.readouterr().err
+    assert "your D(C)'s coefficient = 4e+10, D(C)'s exponent = 0.26 with Kaplan" in err
+    assert main(["crossover", "--ld", "hoffmann2022"]) == 2  # not an L(D) power law: a clear error, not a traceback
+    assert "crossover needs L(D) as a power law in tokens" in capsys.readouterr().err

@@ -91,3 +91,25 @@ def test_overfitting_law_is_kaplan_eq_1_5_and_round_trips():
         OverfittingLaw(n_c=-1.0, d_c=1.0, alpha_n=0.1, alpha_d=0.1)
     with pytest.raises(ValueError):
         law(0, d)
+
+
+def test_a_bad_law_file_is_named_in_the_error(tmp_path):
+    bad = tmp_path / "ld.json"
+    bad.write_text('{"kind": "power_law", "scale": 1')
+    with pytest.raises(ValueError, match=f"{bad}: not valid JSON"):
+        load_law(bad)
+    bad.write_text('{"scale": 1, "exponent": 0.1}')
+    with pytest.raises(ValueError, match=f"{bad} has no 'kind' field") as err:
+        load_law(bad)
+    assert "None" not in str(err.value) and "'power_law'" in str(err.value)
+    bad.write_text('{"kind": "power_law", "exponent": 0.1}')
+    with pytest.raises(ValueError, match=f"{bad}: not a complete 'power_law' law"):
+        load_law(bad)
+    bad.write_text('{"kind": "power_law", "scale": -1, "exponent": 0.1}')
+    with pytest.raises(ValueError, match=f"{bad}: scale must be > 0"):
+        load_law(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=f"{bad}: a law JSON must be an object"):
+        load_law(bad)
+    with pytest.raises(ValueError, match="the law JSON text has no 'kind'"):
+        load_law('{"scale": 1}')

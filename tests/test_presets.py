@@ -32,3 +32,38 @@ def test_henighan_and_hoffmann():
 def test_unknown_preset_names_the_choices():
     with pytest.raises(ValueError, match="kaplan2020_ld"):
         presets.get("kaplan_2021")
+
+
+def test_resolve_takes_a_law_a_preset_or_a_file_and_lists_the_presets_otherwise(tmp_path):
+    from lightning_scaling.laws import ModelDataLaw, OverfittingLaw
+
+    law = PowerLaw(1e6, 0.3, unit="examples")
+    assert presets.resolve(law) is law
+    model = ModelDataLaw(OverfittingLaw(1.0, 2.0, 0.3, 0.5), 1e6)
+    assert presets.resolve(model) is model
+    assert presets.resolve("kaplan2020_ld") == presets.get("kaplan2020_ld")
+    law.to_json(tmp_path / "ld.json")
+    assert presets.resolve(tmp_path / "ld.json") == law == presets.resolve(str(tmp_path / "ld.json"))
+    assert presets.resolve(law.to_dict()) == law == presets.resolve(law.to_json())
+    with pytest.raises(ValueError) as err:
+        presets.resolve("kaplan2020")
+    message = str(err.value)
+    assert "'kaplan2020' is neither a preset law nor an existing law JSON file" in message
+    assert "did you mean" in message and all(name in message for name in presets.names())
+    with pytest.raises(ValueError, match="neither a preset law nor an existing law JSON file.*besiroglu2024"):
+        presets.resolve(str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="nor a directory"):
+        presets.resolve(str(tmp_path))
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="bad.json: not valid JSON"):
+        presets.resolve(str(tmp_path / "bad.json"))
+    with pytest.raises(TypeError, match="preset name"):
+        presets.resolve(3.0)
+
+
+def test_compute_ranges_of_the_planning_presets():
+    assert presets.compute_range("hoffmann2022").contains(1.21e20)  # [C] Table 3's 1B-parameter budget
+    assert not presets.compute_range("besiroglu2024").contains(1.3e12)
+    lc = presets.compute_range("kaplan2020_lc")
+    assert lc.contains(presets.PF_DAY) and not lc.contains(1e4 * presets.PF_DAY)
+    assert presets.compute_range("kaplan2020_ld") is None
