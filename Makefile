@@ -32,6 +32,7 @@ screenshot: $(VENV)/.installed-plots
 bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_fit.py
 	$(PY) benchmarks/bench_overhead.py
+	$(PY) benchmarks/bench_rule_cost.py
 	$(PY) benchmarks/bench_stopping.py
 	$(PY) benchmarks/bench_stopping.py --holdout
 	$(PY) benchmarks/bench_stopping.py --spread

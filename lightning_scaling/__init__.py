@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # laws
     "PowerLaw": "laws", "ChinchillaLaw": "laws", "OverfittingLaw": "laws", "load_law": "laws",
-    "FitError": "errors",
+    "FitError": "errors", "ScalingWarning": "errors",
     # fitting
     "fit_power_law": "fitting", "fit_chinchilla": "fitting", "fit_learning_curve": "fitting",
     "fit_overfitting_law": "fitting",

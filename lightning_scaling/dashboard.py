@@ -15,7 +15,7 @@ LAYOUT: dict[str, dict[str, list]] = {
         "effective epochs E/D": ["Multiline", [f"{P}effective_epochs"]],
     },
     "Compute": {
-        "cumulative FLOPs": ["Multiline", [f"{P}flops"]],
+        "cumulative FLOPs (all, on non-padding tokens)": ["Multiline", [f"{P}flops", f"{P}useful_flops"]],
         "PF-days": ["Multiline", [f"{P}pf_days"]],
         "FLOPs per step": ["Multiline", [f"{P}flops_per_step"]],
         "throughput and MFU": ["Multiline", [f"{P}flops_per_sec", f"{P}mfu"]],

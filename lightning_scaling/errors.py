@@ -7,3 +7,8 @@ class FitError(ValueError):
     A fit that ran but did not converge is *not* an error: the result object says so
     (``success=False`` with a ``message``), like scipy.optimize's ``OptimizeResult``.
     """
+
+
+class ScalingWarning(UserWarning):
+    """The category of every warning the callbacks give: a skipped point, a missing metric, a fit or figure that
+    failed. Filter them with ``warnings.filterwarnings("ignore", category=ScalingWarning)``."""

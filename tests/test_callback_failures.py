@@ -10,7 +10,8 @@ import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw
+from lightning_scaling import (DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw,
+                               ScalingWarning)
 from lightning_scaling.dashboard import add_figure, data_limit_figure, learning_curve_figure
 from models import CurveRegressor, TinyLM, TokenData, loader, make_trainer, regression_data
 
@@ -171,6 +172,7 @@ def test_warnings_name_the_package_not_lightning(tmp_path):
         _fit(tmp_path, [ExtraEarlyStopping(monitor="val_acc", strict=False)], max_steps=24)
     (w,) = [w for w in record if "val_acc" in str(w.message)]
     assert "lightning_scaling" in w.filename and "trainer/call.py" not in w.filename
+    assert w.category is ScalingWarning
 
 
 def test_a_run_that_never_stops_says_why_at_the_end(tmp_path, capsys):
@@ -213,3 +215,12 @@ def test_scaling_metrics_can_be_monitored_by_model_checkpoint_and_early_stopping
         assert "scaling/progress" in metrics
     else:
         assert "scaling/converged_loss" not in metrics
+
+
+def test_data_limit_gap_names_the_presets_and_the_bad_file(tmp_path):
+    with pytest.raises(ValueError, match="kaplan2020_ld"):
+        DataLimitGap("kaplan2020")
+    bad = tmp_path / "ld.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="ld.json"):
+        DataLimitGap(bad)

@@ -446,3 +446,45 @@ def test_crossover_says_which_inputs_are_the_users_and_which_kaplans(tmp_path, c
     assert "your D(C)'s coefficient = 4e+10, D(C)'s exponent = 0.26 with Kaplan" in err
     assert main(["crossover", "--ld", "hoffmann2022"]) == 2  # not an L(D) power law: a clear error, not a traceback
     assert "crossover needs L(D) as a power law in tokens" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_killed_and_resumed_run_replays_to_its_live_stop_with_no_options_retyped(tmp_path, capsys):
+    """A real Trainer with a warm-up and the lr_sum axis is killed after a checkpoint (the killed session logged
+    evaluations past it), resumed from that checkpoint into the same TensorBoard version, and stops where an
+    uninterrupted run stops; `replay` with no options reads them from lightning_scaling.json and reaches that stop."""
+    from pytorch_lightning import Callback
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping
+
+    class Kill(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 240:
+                raise RuntimeError("killed")
+
+    def rule():
+        return ExtraEarlyStopping(verbose=False, warmup_steps=48, time_axis="lr_sum", min_points=5)
+
+    def trainer(root, callbacks, logger=None, **kw):
+        return make_trainer(root, callbacks, logger=logger or False, max_steps=3000, val_check_interval=16,
+                            check_val_every_n_epoch=None, limit_val_batches=1, **kw)
+
+    data = loader(regression_data(64)), loader(regression_data(16, seed=1))
+    reference = rule()
+    trainer(tmp_path / "ref", [EffectiveEpochs(), reference]).fit(CurveRegressor(), *data)
+    assert reference.stopped_step is not None and reference.stopped_step > 240
+
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=160, save_top_k=-1)
+    first = trainer(tmp_path, [EffectiveEpochs(), rule(), Kill(), checkpoints],
+                    TensorBoardLogger(tmp_path, name="run", version=0), enable_checkpointing=True)
+    with pytest.raises(RuntimeError, match="killed"):
+        first.fit(CurveRegressor(), *data)
+    (ckpt,) = sorted((tmp_path / "ckpt").glob("*step=160*.ckpt"))
+    resumed = rule()
+    logger = TensorBoardLogger(tmp_path, name="run", version=0)
+    trainer(tmp_path, [EffectiveEpochs(), resumed], logger).fit(CurveRegressor(), *data, ckpt_path=str(ckpt))
+    assert resumed.stopped_step == reference.stopped_step
+    (row,) = run_json(capsys, ["replay", logger.log_dir])
+    assert row["stop_step"] == resumed.stopped_step
+    assert "lightning_scaling.json" in row["options_from"]

@@ -40,11 +40,13 @@ def layout_tags() -> set[str]:
 
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory):
-    """A real run that writes every tag: tokens counted, an L(D) in tokens, a known peak (for MFU), and a
+    """A real run that writes every tag: tokens counted (padding-aware), an L(D) in tokens, a known peak (for MFU), and a
     learning curve (CurveRegressor: L(S) = 1 + (40/S)^0.7) that the stopping rule can fit."""
     root = tmp_path_factory.mktemp("tb_server")
     logger = TensorBoardLogger(str(root), name="run")
-    callbacks = [EffectiveEpochs(tokens_per_example=TOKENS_PER_EXAMPLE), FlopCounter(peak_flops=1e12),
+    # tokens counted per batch (every feature a "token": 64 examples x 8), so the useful FLOPs are logged too
+    callbacks = [EffectiveEpochs(count_tokens=lambda batch: batch[0].numel(), dataset_size=64 * 8),
+                 FlopCounter(peak_flops=1e12),
                  DataLimitGap(PowerLaw(scale=50.0, exponent=0.3, irreducible=0.5, unit="tokens"),
                               figure_interval=0.0),
                  ExtraEarlyStopping(monitor="val_loss", verbose=False, figure_interval=0.0)]

@@ -11,6 +11,8 @@ import logging
 import math
 from typing import Any, Iterable, Mapping
 
+from ..errors import ScalingWarning
+
 log = logging.getLogger("lightning_scaling")
 
 #: Prefix of every TensorBoard tag the package writes (see DESIGN.md "Metric names").
@@ -54,10 +56,6 @@ def rank_zero_info(trainer: Any, message: str) -> None:
     if is_global_zero(trainer):
         log.info(message)
         print(message, flush=True)
-
-
-class ScalingWarning(UserWarning):
-    """The category of every warning the callbacks give (``warnings.filterwarnings("ignore", category=...)``)."""
 
 
 def rank_zero_warn(trainer: Any, message: str) -> None:

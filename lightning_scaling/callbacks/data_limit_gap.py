@@ -6,22 +6,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..laws import ChinchillaLaw, OverfittingLaw, PowerLaw, load_law
+from .. import presets
+from ..laws import ChinchillaLaw, OverfittingLaw, PowerLaw
 from . import _common
 
 #: Laws of N and D: DataLimitGap evaluates them at the model's parameter count.
 MODEL_LAWS = (OverfittingLaw, ChinchillaLaw)
-
-
-def _resolve_law(law: PowerLaw | OverfittingLaw | ChinchillaLaw | str | Path
-                 ) -> PowerLaw | OverfittingLaw | ChinchillaLaw:
-    if isinstance(law, (PowerLaw,) + MODEL_LAWS):
-        return law
-    from .. import presets
-
-    if isinstance(law, str) and law in presets.names():
-        return presets.get(law)
-    return load_law(law)
 
 
 class DataLimitGapBase:
@@ -49,7 +39,7 @@ class DataLimitGapBase:
 
     def __init__(self, law: PowerLaw | OverfittingLaw | ChinchillaLaw | str | Path, monitor: str = "val_loss",
                  tolerance: float = 0.02, figure_interval: float = 60.0, n_params: int | None = None) -> None:
-        resolved = _resolve_law(law)
+        resolved = presets.resolve(law)
         self.model_law = resolved if isinstance(resolved, MODEL_LAWS) else None  # L(N, D): evaluated at setup
         if n_params is not None and not (isinstance(n_params, int) and n_params > 0):
             raise ValueError(f"n_params must be a positive int (the model's parameter count), got {n_params!r}")
