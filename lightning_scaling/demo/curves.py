@@ -149,3 +149,87 @@ def load_curves(root: str | Path = CURVES_DIR, **match: Any) -> list[RecordedCur
     """Load every recorded run under ``root`` whose config matches ``match`` (e.g. ``schedule="constant"``)."""
     curves = [load_curve(p) for p in list_curves(root)]
     return [c for c in curves if all(c.config.get(k) == v for k, v in match.items())]
+
+
+#: Luo et al. 2025's GPU language-model loss curves (``data/curves_luo``, MIT licence): read by
+#: :func:`load_luo_curves`, never by :func:`load_curves` (their layout is the authors' CSVs, not run folders).
+LUO_DIR = CURVES_DIR.parent / "curves_luo"
+#: The authors' fitted L0 (the multi-power law's loss at infinite summed learning rate) per model: the reference
+#: asymptote of those runs, which never converge.
+LUO_L0 = {"25M": 3.040, "100M": 2.651}
+#: Their linear warm-up (optimizer steps) and peak learning rate, shared by every schedule.
+LUO_WARMUP_STEPS = 2160
+LUO_PEAK_LR = 3e-4
+
+
+def luo_lr(steps: np.ndarray, lr: np.ndarray, last_step: int) -> np.ndarray:
+    """The learning rate of every optimizer step 1..``last_step`` (index i = step i + 1) of one of Luo et al.'s runs.
+
+    The warm-up is the authors' ``np.linspace(0, 3e-4, 2160)`` over steps 1..2160; after it, the CSV's ``lr`` column
+    (``lr`` at ``steps``) is interpolated linearly between its rows and held at the first row's value before it.
+
+    Args:
+        steps: the CSV's ``step`` column (ascending).
+        lr: its ``lr`` column.
+        last_step: the last optimizer step to reconstruct.
+
+    Example:
+        >>> luo_lr(np.array([2176, 2304]), np.array([3e-4, 3e-4]), 2304)[[0, 2159, 2303]].tolist()
+        [0.0, 0.0003, 0.0003]
+    """
+    warm = min(LUO_WARMUP_STEPS, last_step)
+    after = np.arange(LUO_WARMUP_STEPS + 1, last_step + 1)
+    return np.concatenate([np.linspace(0.0, LUO_PEAK_LR, LUO_WARMUP_STEPS)[:warm],
+                           np.interp(after, steps, lr)])
+
+
+def load_luo_curve(path: str | Path) -> RecordedCurve:
+    """Read one of Luo et al.'s CSVs (``step,lr,loss``; folder ``csv_25`` or ``csv_100``) as a :class:`RecordedCurve`.
+
+    ``steps`` and ``val_loss`` are the CSV's rows (a single-epoch stream: the training loss is the validation
+    loss); ``train_loss`` holds that loss at the logged steps and NaN at the others; ``lr`` is :func:`luo_lr`. The
+    config says ``source="luo2025"``, ``model`` ("25M"/"100M"), ``n_params`` (the authors' nominal size, not a
+    count: ``n_params_nominal=True``), ``schedule`` (the file stem), ``lr_schedule`` (its kind: "constant",
+    "cosine", "wsd", "wsdld", "wsdcon"), ``steps`` (the last step), ``warmup_steps``, ``reference_loss`` (the
+    authors' L0, :data:`LUO_L0`) and ``converged=False``.
+
+    Args:
+        path: the CSV file.
+
+    Example:
+        >>> load_luo_curve(LUO_DIR / "csv_25" / "constant_24000.csv").config["reference_loss"]
+        3.04
+    """
+    path = Path(path)
+    model = f"{path.parent.name.removeprefix('csv_')}M"
+    if model not in LUO_L0:
+        raise ValueError(f"{path}: expected a file under csv_25/ or csv_100/ (models {sorted(LUO_L0)})")
+    table = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    steps, lr, loss = table[:, 0].astype(np.int64), table[:, 1], table[:, 2]
+    last = int(steps[-1])
+    train = np.full(last, math.nan)
+    train[steps - 1] = loss
+    stem = path.stem
+    config = {"source": "luo2025", "name": f"{model}_{stem}", "model": model,
+              "n_params": int(float(model[:-1]) * 1e6), "n_params_nominal": True, "schedule": stem,
+              "lr_schedule": stem.split("_")[0], "steps": last, "warmup_steps": LUO_WARMUP_STEPS,
+              "peak_lr": LUO_PEAK_LR, "reference_loss": LUO_L0[model], "converged": False, "ended_by": "max_steps",
+              "file": f"{path.parent.name}/{path.name}"}
+    return RecordedCurve(name=config["name"], config=config, steps=steps, val_loss=loss, train_loss=train,
+                         lr=luo_lr(steps, lr, last), path=path)
+
+
+def load_luo_curves(root: str | Path = LUO_DIR, **match: Any) -> list[RecordedCurve]:
+    """Load every Luo et al. curve under ``root`` (``csv_25/*.csv``, ``csv_100/*.csv``) whose config matches ``match``.
+
+    Args:
+        root: the folder holding ``csv_25`` and ``csv_100``.
+        **match: config values to keep, e.g. ``model="25M"`` or ``lr_schedule="cosine"``.
+
+    Example:
+        >>> [c.name for c in load_luo_curves(model="100M", lr_schedule="constant")]
+        ['100M_constant_24000', '100M_constant_72000']
+    """
+    files = sorted(Path(root).glob("csv_*/*.csv"), key=lambda p: (int(p.parent.name.removeprefix("csv_")), p.name))
+    curves = [load_luo_curve(p) for p in files]
+    return [c for c in curves if all(c.config.get(k) == v for k, v in match.items())]
