@@ -404,7 +404,7 @@ def _check_rule_options(args: argparse.Namespace, thresholds: list[float] | None
 
 
 #: What the live callback used where neither the run-info file nor the command line says: its defaults.
-_CALLBACK_DEFAULTS = {"monitor": "val_loss", "time_axis": "steps", "use_data_floor": True}
+_CALLBACK_DEFAULTS = {"monitor": "val_loss", "time_axis": "auto", "use_data_floor": True}
 
 
 @dataclass
@@ -488,11 +488,13 @@ def _replay_inputs(run: Run, st: _Settings, lr_tag: str) -> tuple[Series, dict[s
                                      "by ExtraEarlyStopping with that family) or --rule epoch_steps=U")
     if epoch_steps is not None:
         inputs["epoch_steps"] = epoch_steps
-    if st.time_axis == "lr_sum":
-        lr_sum = _at_steps(run.get(P + "lr_sum"), s.steps)
-        if all(v is not None for v in lr_sum):
-            inputs["lr_sum"] = lr_sum
-        else:
+    # the summed learning rate is an observation of the live rule whatever its axis (it also shows where the
+    # warm-up ends); the axis itself is the rule's time_axis option
+    options["time_axis"] = st.time_axis
+    lr_sum = _at_steps(run.get(P + "lr_sum"), s.steps)
+    if all(v is not None for v in lr_sum) and lr_sum:
+        inputs["lr_sum"] = lr_sum
+    elif st.time_axis == "lr_sum":
             lr = run.lr_per_step(lr_tag)
             if lr is None:
                 raise RunError(run.name, f"time_axis lr_sum needs 'scaling/lr_sum' at every evaluation or "
@@ -629,7 +631,7 @@ def report_run(run: Run, args: argparse.Namespace, out: Path, given_law: Law | N
     plt = _pyplot()
 
     # learning curve, the rule's fit on the points it had at the stop (or all), the converged and stop lines
-    keep = (steps > st.options.get("warmup_steps", 0)) & np.isfinite(values) & (steps > 0)
+    keep = (steps > (st.options.get("warmup_steps") or 0)) & np.isfinite(values) & (steps > 0)
     if row["stop_step"] is not None:
         keep &= steps <= row["stop_step"]
     # the curve is a power law L(S) ([K] eq 5.6) fitted to those points; the horizontal lines are the rule's
@@ -721,7 +723,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _add_rule_options(p: argparse.ArgumentParser) -> None:
     logged = f"default: the run's {RUN_INFO}, else"
     p.add_argument("--monitor", help=f"metric used when the run has no scaling/monitored_loss ({logged} val_loss)")
-    p.add_argument("--time-axis", choices=["steps", "lr_sum"],
+    p.add_argument("--time-axis", choices=["auto", "steps", "lr_sum"],
                    help=f"the live callback's time_axis ({logged} steps); lr_sum reads scaling/lr_sum or --lr-tag")
     p.add_argument("--lr-tag", default="lr", help="per-step learning rate series for --time-axis lr_sum")
     p.add_argument("--warmup-steps", type=int, help=f"{logged} 0")

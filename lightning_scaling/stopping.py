@@ -36,6 +36,15 @@ STOP_AT = ("nearest", "below")
 #: best loss any model reaches on it ([H] 6), a bound for every model; ``"model"``, L(N, D) at this model's N ([K]
 #: eq 1.5), the loss this model itself converges to on the data seen.
 FLOOR_KINDS = ("data", "model")
+#: The time axes :class:`StoppingRule` takes (its ``time_axis``): ``"steps"``, ``"lr_sum"`` (the summed learning
+#: rate, [T]) or ``"auto"``: the summed learning rate once the learning rate has varied after the warm-up, else steps.
+TIME_AXES = ("auto", "steps", "lr_sum")
+#: With ``warmup_steps=None`` the points up to this multiple of the detected end of the warm-up are not fitted: the
+#: loss right after a warm-up still falls faster than a power law (the transient the corpus benchmark leaves out).
+TRANSIENT_FACTOR = 2.0
+#: How much the mean learning rate between two evaluations must change, relative to the first one after the warm-up,
+#: for ``time_axis="auto"`` to take the summed learning rate as the time axis.
+LR_VARIES = 0.01
 #: The families :class:`StoppingRule` takes: those of :func:`~lightning_scaling.curve_families.predict_converged` and
 #: ``"auto"`` (:func:`rule_family`).
 RULE_FAMILIES = ("auto",) + FAMILIES
@@ -84,7 +93,12 @@ class StoppingRule:
         threshold: stop multiple of the converged loss; default ``1 + alpha_N/alpha_S`` ([K] B.5).
         alpha_N, alpha_S: exponents of [K] eq 1.6 used for the default threshold (0.076, 0.76 -> 1.10).
         irreducible: a known floor of the loss; the rule then applies to the reducible part.
-        warmup_steps: points at or before this step are not fitted (warm-up distorts the curve).
+        warmup_steps: points at or before this step are not fitted (warm-up distorts the curve). None (default):
+            found from the learning rate the rule observes (``lr_sum`` handed to :meth:`update`): the warm-up lasts
+            while the mean learning rate between evaluations rises, and the points up to
+            :data:`TRANSIENT_FACTOR` x its end are not fitted (without ``lr_sum`` observations: none).
+        time_axis: what the curve is fitted against (:data:`TIME_AXES`): "auto" (default: the summed learning
+            rate once it has varied after the warm-up, [T], else steps), "steps" or "lr_sum".
         min_points: points after warm-up needed before the first fit.
         smoothing: weight of the past in the exponential moving average of the loss (0 = no smoothing). The
             default 0.3 comes from the recorded corpus: 0.2-0.4 stop every run at the same step, 0.5 lags
@@ -117,11 +131,13 @@ class StoppingRule:
     """
 
     def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
-                 irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6, smoothing: float = 0.3,
+                 irreducible: float = 0.0, warmup_steps: int | None = None, min_points: int = 6,
+                 smoothing: float = 0.3,
                  stable_fits: int = 2, stability: float = 0.02, max_relative_width: float = 0.1,
                  stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "auto",
                  window: float = 0.0, weighting: str = "equal", floor_weight: float = 1.0,
-                 stop_at: str = "nearest", epoch_steps: float | None = None, floor_kind: str = "data") -> None:
+                 stop_at: str = "nearest", epoch_steps: float | None = None, floor_kind: str = "data",
+                 time_axis: str = "auto") -> None:
         self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and self.threshold > 1.0):
             raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
@@ -133,9 +149,14 @@ class StoppingRule:
             raise ValueError("smoothing must be in [0, 1)")
         if int(stable_fits) < 1 or not (stability > 0) or not (max_relative_width > 0):
             raise ValueError("stable_fits must be >= 1, stability and max_relative_width > 0")
-        if int(warmup_steps) < 0:
-            raise ValueError(f"warmup_steps must be an int >= 0 (the last step of the warm-up; 0 = none), got "
-                             f"{warmup_steps!r}")
+        if warmup_steps is not None and not (isinstance(warmup_steps, (int, np.integer)) and warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be None (found from the learning rate) or an int >= 0 (the last step "
+                             f"of the warm-up; 0 = none), got {warmup_steps!r}")
+        if time_axis not in TIME_AXES:
+            raise ValueError(f"time_axis must be one of {TIME_AXES}, got {time_axis!r}")
+        if family == "effective_data" and time_axis == "lr_sum":
+            raise ValueError("family='effective_data' fits a curve in optimizer steps: use time_axis='steps' or 'auto'")
+        self.time_axis = time_axis
         if not (turn_up > 0):
             raise ValueError(f"turn_up must be > 0 (a relative rise of the smoothed loss, e.g. 0.01), got {turn_up!r}")
         if family not in RULE_FAMILIES:
@@ -153,7 +174,7 @@ class StoppingRule:
         self.weighting = weighting
         self.window = float(window)
         self.irreducible = float(irreducible)
-        self.warmup_steps = int(warmup_steps)
+        self.warmup_steps = None if warmup_steps is None else int(warmup_steps)
         self.min_points = int(min_points)
         self.smoothing = float(smoothing)
         self.stable_fits = int(stable_fits)
@@ -167,6 +188,7 @@ class StoppingRule:
         """The keyword arguments that build this rule again (``StoppingRule(**rule.options())``; plain types: what
         the live callback writes into the run-info file so that a replay uses the same rule)."""
         return {"threshold": self.threshold, "irreducible": self.irreducible, "warmup_steps": self.warmup_steps,
+                "time_axis": self.time_axis,
                 "min_points": self.min_points, "smoothing": self.smoothing, "stable_fits": self.stable_fits,
                 "stability": self.stability, "max_relative_width": self.max_relative_width,
                 "stop_when_data_limited": self.stop_when_data_limited, "turn_up": self.turn_up,
@@ -181,12 +203,19 @@ class StoppingRule:
         return rule_family(self.family, self.floor_kind)
 
     def reset(self) -> None:
+        # every finite point whose step advanced; which of them are fitted (after the warm-up) and on which axis is
+        # decided at each update from what has been observed so far (a warm-up is known only once it is over)
         self.steps: list[int] = []
-        self.times: list[float] = []
         self.losses: list[float] = []
+        self.lr_sums: list[float | None] = []
         self.smoothed: float | None = None
         self.min_smoothed: float | None = None
         self.first_smoothed: float | None = None
+        self._lr_seen: tuple[int, float] | None = None  # the last (step, lr_sum) observed
+        self._lr_mean: float | None = None  # the mean learning rate between the last two observations
+        self._lr_reference: float | None = None  # the first mean after the warm-up
+        self.warmup_end = 0  # the last step whose mean learning rate rose (0: no warm-up seen)
+        self.lr_varied = False  # the learning rate has varied after the warm-up
         self.predictions: list[float] = []
         self.last: StopDecision | None = None
         self.last_fit = None  # the latest ConvergedPrediction (callable; for figures; not part of the state)
@@ -205,36 +234,46 @@ class StoppingRule:
         """
         if self.family == "effective_data":
             epoch_steps = self.epoch_steps if epoch_steps is None else epoch_steps
-            check_effective_data(epoch_steps, "lr_sum" if lr_sum is not None else "steps")
+            check_effective_data(epoch_steps, "steps")
         step = int(step)
         loss = float(loss)
+        lr_sum = None if lr_sum is None or not math.isfinite(float(lr_sum)) else float(lr_sum)
+        self._observe_lr(step, lr_sum)
         if not math.isfinite(loss):
             return self._remember(StopDecision(step, False, f"non-finite loss {loss} skipped"))
-        if step <= self.warmup_steps:
-            return self._remember(StopDecision(step, False, "warm-up: point not fitted"))
-        t = float(lr_sum) if lr_sum is not None else float(step)
-        if not (t > 0) or (self.times and t <= self.times[-1]):
+        if self.steps and step <= self.steps[-1]:
+            return self._remember(StopDecision(step, False, "step did not advance: point skipped"))
+        if self.axis == "lr_sum" and (lr_sum is None or not lr_sum > 0 or (
+                self.lr_sums and self.lr_sums[-1] is not None and lr_sum <= self.lr_sums[-1])):
             return self._remember(StopDecision(step, False, "time axis did not advance: point skipped"))
+        if self.warmup_steps is not None and step <= self.warmup_steps:  # a given warm-up: the point is not kept
+            return self._remember(StopDecision(step, False, "warm-up: point not fitted"))
         self.steps.append(step)
-        self.times.append(t)
         self.losses.append(loss)
-        previous = self.smoothed
-        s = loss if self.smoothed is None else self.smoothing * self.smoothed + (1 - self.smoothing) * loss
-        self.smoothed = s
-        self.first_smoothed = s if self.first_smoothed is None else self.first_smoothed
-        self.min_smoothed = s if self.min_smoothed is None else min(self.min_smoothed, s)
+        self.lr_sums.append(lr_sum)
+        keep = self._kept()
+        if not keep.size or keep[-1] != len(self.steps) - 1:
+            return self._remember(StopDecision(step, False, f"warm-up: point not fitted (the warm-up ended near step "
+                                                            f"{self.warmup_end}; points up to step {self.fit_after} "
+                                                            "are left out)"))
+        losses = [self.losses[i] for i in keep]
+        smoothed = self._smooth(losses)
+        s = smoothed[-1]
+        previous = smoothed[-2] if len(smoothed) > 1 else None
+        self.smoothed, self.first_smoothed, self.min_smoothed = s, smoothed[0], min(smoothed)
         data_limited = s > self.min_smoothed * (1 + self.turn_up)
-        if len(self.losses) < self.min_points:
+        if len(losses) < self.min_points:
             return self._remember(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
                                                smoothed_loss=s, data_limited=data_limited))
+        axis = self.axis
+        times = [float(self.steps[i]) if axis == "steps" else float(self.lr_sums[i]) for i in keep]
         base = max(self.irreducible, float(floor) if floor is not None and math.isfinite(floor) else 0.0)
         floored = base > self.irreducible
         # a point without a floor (e.g. DataLimitGap could not count the data) is fitted as without an L(N, D)
         family = rule_family(self.family, self.floor_kind if floored else "data")
         try:
-            fit = predict_converged(self.times, self.losses, family=family, window=self.window,
-                                    irreducible=min(base, min(self.losses) * (1 - 1e-6)),
-                                    unit="lr_sum" if lr_sum is not None else "steps",
+            fit = predict_converged(times, losses, family=family, window=self.window,
+                                    irreducible=min(base, min(losses) * (1 - 1e-6)), unit=axis,
                                     max_relative_width=self.max_relative_width, min_points=self.min_points,
                                     known_floor=floored, weighting=self.weighting,
                                     warm_start=self.warm_start, floor_weight=self.floor_weight,
@@ -256,7 +295,7 @@ class StoppingRule:
         conv = fit.converged_loss
         stop_loss = self.irreducible + self.threshold * (conv - self.irreducible)
         predicted = None
-        if lr_sum is None and stop_loss > conv:
+        if axis == "steps" and stop_loss > conv:
             predicted = fit.inverse(stop_loss)
         span = (self.first_smoothed - stop_loss)
         progress = 1.0 if span <= 0 else float(np.clip((self.first_smoothed - s) / span, 0.0, 1.0))
@@ -290,6 +329,64 @@ class StoppingRule:
         decision.reason = f"stable prediction {conv:.4g}{note}; loss {s:.4g} above stop loss {stop_loss:.4g}"
         return self._stop_if_data_limited(decision)
 
+    @property
+    def axis(self) -> str:
+        """The time axis the next fit uses: ``time_axis``, with "auto" resolved by what has been observed."""
+        if self.time_axis != "auto":
+            return self.time_axis
+        return "lr_sum" if self.lr_varied and self.family != "effective_data" else "steps"
+
+    @property
+    def fit_after(self) -> int:
+        """The points at or before this step are not fitted: the given warm-up, or the detected one with its transient."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return int(TRANSIENT_FACTOR * self.warmup_end)
+
+    @property
+    def times(self) -> list[float]:
+        """The time of each fitted point on the current axis (steps or summed learning rate)."""
+        axis = self.axis
+        return [float(self.steps[i]) if axis == "steps" else float(self.lr_sums[i]) for i in self._kept()]
+
+    @property
+    def fitted_losses(self) -> list[float]:
+        """The losses of the fitted points (after the warm-up)."""
+        return [self.losses[i] for i in self._kept()]
+
+    def _kept(self) -> np.ndarray:
+        """Indices of the points fitted now: after the warm-up, and on the summed-LR axis with a summed LR."""
+        steps = np.asarray(self.steps, dtype=np.int64)
+        keep = steps > self.fit_after
+        if self.axis == "lr_sum":
+            keep &= np.array([v is not None for v in self.lr_sums], dtype=bool)
+        return np.flatnonzero(keep)
+
+    def _smooth(self, losses: list[float]) -> list[float]:
+        """The exponential moving average of ``losses`` (weight ``smoothing`` on the past)."""
+        out, s = [], None
+        for v in losses:
+            s = v if s is None else self.smoothing * s + (1 - self.smoothing) * v
+            out.append(s)
+        return out
+
+    def _observe_lr(self, step: int, lr_sum: float | None) -> None:
+        """Follow the mean learning rate between evaluations: the warm-up lasts while it rises (``warmup_end``), and
+        it has varied after the warm-up once it moved by more than :data:`LR_VARIES` (``lr_varied``)."""
+        if lr_sum is None or (self._lr_seen is not None and step <= self._lr_seen[0]) or step <= 0:
+            return
+        last_step, last_sum = self._lr_seen if self._lr_seen is not None else (0, 0.0)
+        mean = (lr_sum - last_sum) / (step - last_step)
+        self._lr_seen = (step, lr_sum)
+        if self._lr_reference is None:
+            if self._lr_mean is not None and mean > self._lr_mean * (1 + 1e-6):
+                self.warmup_end = step  # still rising: the warm-up went on at least to here
+            elif self._lr_mean is not None:
+                self._lr_reference = mean  # the first interval that did not rise: the warm-up is over
+        elif abs(mean - self._lr_reference) > LR_VARIES * abs(self._lr_reference):
+            self.lr_varied = True
+        self._lr_mean = mean
+
     def _stop_if_data_limited(self, decision: StopDecision) -> StopDecision:
         if decision.data_limited:
             decision.reason = (f"data-limited: the smoothed loss turned up {self.turn_up:.0%} above its minimum before "
@@ -305,7 +402,9 @@ class StoppingRule:
 
     def state_dict(self) -> dict[str, Any]:
         """Plain-typed state (loadable with ``torch.load(weights_only=True)``)."""
-        return {"steps": list(self.steps), "times": list(self.times), "losses": list(self.losses),
+        return {"steps": list(self.steps), "losses": list(self.losses), "lr_sums": list(self.lr_sums),
+                "lr_seen": None if self._lr_seen is None else list(self._lr_seen), "lr_mean": self._lr_mean,
+                "lr_reference": self._lr_reference, "warmup_end": self.warmup_end, "lr_varied": self.lr_varied,
                 "smoothed": self.smoothed, "min_smoothed": self.min_smoothed, "first_smoothed": self.first_smoothed,
                 "predictions": list(self.predictions), "stopped_step": self.stopped_step,
                 "warm_start": {k: list(v) for k, v in self.warm_start.items()},
@@ -314,8 +413,12 @@ class StoppingRule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = [int(v) for v in state["steps"]]
-        self.times = [float(v) for v in state["times"]]
         self.losses = [float(v) for v in state["losses"]]
+        self.lr_sums = [None if v is None else float(v) for v in state.get("lr_sums", state.get("times", []))]
+        seen = state.get("lr_seen")
+        self._lr_seen = None if seen is None else (int(seen[0]), float(seen[1]))
+        self._lr_mean, self._lr_reference = state.get("lr_mean"), state.get("lr_reference")
+        self.warmup_end, self.lr_varied = int(state.get("warmup_end", 0)), bool(state.get("lr_varied", False))
         self.smoothed, self.min_smoothed = state["smoothed"], state["min_smoothed"]
         self.first_smoothed = state["first_smoothed"]
         self.predictions = [float(v) for v in state["predictions"]]

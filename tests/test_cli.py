@@ -157,7 +157,8 @@ def test_replay_of_a_recorded_run_is_the_core_rule_on_its_curve(capsys):
     rows = run_json(capsys, ["replay", str(path), "--threshold", "1.05", "1.1", "--time-axis", "lr_sum",
                              "--warmup-steps", "50"])
     for row in rows:
-        ref = replay(curve.steps, curve.val_loss, lr=curve.lr, threshold=row["threshold"], warmup_steps=50)
+        ref = replay(curve.steps, curve.val_loss, lr=curve.lr, threshold=row["threshold"], warmup_steps=50,
+                     time_axis="lr_sum")
         assert row["stop_step"] == ref.stop_step and row["predicted_converged"] == ref.converged_loss
         assert row["best_loss"] == pytest.approx(curve.val_loss.min())
         if ref.stop_step is not None:

@@ -82,7 +82,7 @@ def test_errors_say_what_to_do():
     with pytest.raises(ValueError, match="needs epoch_steps"):
         replay(T, noisy(), family="effective_data")
     with pytest.raises(ValueError, match="time_axis='steps'"):
-        replay(T, noisy(), family="effective_data", epoch_steps=U, lr_sum=T * 1e-3)
+        replay(T, noisy(), family="effective_data", epoch_steps=U, lr_sum=T * 1e-3, time_axis="lr_sum")
     with pytest.raises(ValueError, match="epoch_steps must be"):
         StoppingRule(family="effective_data", epoch_steps=0)
     with pytest.raises(ValueError, match="one per step"):

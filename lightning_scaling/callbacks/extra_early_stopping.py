@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..stopping import StopDecision, StoppingRule
+from ..stopping import TIME_AXES, StopDecision, StoppingRule
 from . import _common
 
 
@@ -15,7 +15,9 @@ class ExtraEarlyStoppingBase:
     The decision is made by :class:`lightning_scaling.stopping.StoppingRule`, the same object
     ``lightning_scaling.replay`` runs over logged points, so a replay reaches the identical decision. The
     learning rate of every optimizer step is summed on the host (free) and used as the time axis when
-    ``time_axis="lr_sum"`` ([T]); it is logged as ``scaling/lr_sum`` so that replays can use it.
+    ``time_axis`` is "lr_sum", or "auto" and the learning rate has varied after the warm-up ([T]); it is logged as
+    ``scaling/lr_sum`` so that replays can use it, and with ``warmup_steps=None`` it shows the rule where the
+    warm-up ends (:class:`~lightning_scaling.stopping.StoppingRule`).
 
     Args:
         monitor: the loss to watch (logged by the module, e.g. ``val_loss``).
@@ -23,7 +25,9 @@ class ExtraEarlyStoppingBase:
         alpha_N, alpha_S, irreducible, warmup_steps, min_points, smoothing, stable_fits, stability,
             max_relative_width, stop_when_data_limited, family, window, weighting, floor_weight, stop_at: see
             :class:`StoppingRule`.
-        time_axis: "steps" or "lr_sum" (the summed learning rate; use it with decaying schedules).
+        time_axis: "auto" (default: the summed learning rate once the learning rate has varied after the warm-up,
+            [T], else steps), "steps" or "lr_sum". The summed learning rate is observed at every validation whatever
+            the axis: it also tells the rule where the warm-up ends (``warmup_steps=None``).
         epoch_steps: for ``family="effective_data"`` (steps axis only): the optimizer steps of one epoch of the
             unique data, ``U`` of [M] eq 5. Default: derived at each validation from the EffectiveEpochs callback's
             counts, dataset size / data seen per optimizer step (so gradient accumulation, several ranks and a
@@ -49,18 +53,18 @@ class ExtraEarlyStoppingBase:
     """
 
     def __init__(self, monitor: str = "val_loss", threshold: float | None = None, alpha_N: float = 0.076,
-                 alpha_S: float = 0.76, irreducible: float = 0.0, warmup_steps: int = 0, min_points: int = 6,
+                 alpha_S: float = 0.76, irreducible: float = 0.0, warmup_steps: int | None = None, min_points: int = 6,
                  smoothing: float = 0.3, stable_fits: int = 2, stability: float = 0.02,
-                 max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "steps",
+                 max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "auto",
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
                  verbose: bool = True, figure_interval: float = 60.0, family: str = "auto",
                  window: float = 0.0, weighting: str = "equal", cooldown_steps: int = 0,
                  floor_weight: float = 1.0, stop_at: str = "nearest", epoch_steps: float | None = None) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
-        if time_axis not in ("steps", "lr_sum"):
-            raise ValueError(f"time_axis must be 'steps' or 'lr_sum', got {time_axis!r}")
-        if family == "effective_data" and time_axis != "steps":
+        if time_axis not in TIME_AXES:
+            raise ValueError(f"time_axis must be one of {TIME_AXES}, got {time_axis!r}")
+        if family == "effective_data" and time_axis == "lr_sum":
             raise ValueError("family='effective_data' fits a curve in optimizer steps (a constant learning rate): use "
                              "time_axis='steps', or another family with time_axis='lr_sum' for a decaying schedule")
         self.monitor = monitor
@@ -84,7 +88,7 @@ class ExtraEarlyStoppingBase:
                                  stable_fits=stable_fits, stability=stability,
                                  max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited,
                                  family=family, window=window, weighting=weighting, floor_weight=floor_weight,
-                                 stop_at=stop_at, epoch_steps=epoch_steps)
+                                 stop_at=stop_at, epoch_steps=epoch_steps, time_axis=time_axis)
         self.lr_sum = 0.0
         self._lr_optimizer: Any = None  # the optimizer whose LR is summed, found at its first step
         self.stopped_step: int | None = None
@@ -244,8 +248,7 @@ class ExtraEarlyStoppingBase:
                                                "pass epoch_steps=... or EffectiveEpochs(dataset_size=...)")
             return
         try:
-            decision = self.rule.update(step, loss, self.lr_sum if self.time_axis == "lr_sum" else None, floor,
-                                        epoch_steps)
+            decision = self.rule.update(step, loss, self.lr_sum, floor, epoch_steps)
         except Exception as err:  # the rule reports a failed fit as a decision; anything else must not end training
             self._warn_once(trainer, "update", f"the stopping rule failed at step {step} ({type(err).__name__}: "
                                                f"{err}); the point is skipped and training goes on")
@@ -285,8 +288,8 @@ class ExtraEarlyStoppingBase:
 
         rule = self.rule
         add_figure(trainer, self, f"{_common.PREFIX}learning_curve",
-                   lambda: learning_curve_figure(rule.times, rule.losses, rule.last_fit, d.converged_loss,
-                                                 d.stop_loss, xlabel=self.time_axis.replace("_", " ")),
+                   lambda: learning_curve_figure(rule.times, rule.fitted_losses, rule.last_fit, d.converged_loss,
+                                                 d.stop_loss, xlabel=rule.axis.replace("_", " ")),
                    d.step, self.figure_interval, force)
 
     def _data_floor(self, trainer: Any) -> float | None:
@@ -338,7 +341,7 @@ class ExtraEarlyStoppingBase:
 
             total = counter.sync(trainer)
             lines.append(f"  compute used: {total:.3e} FLOP ({pf_days(total):.3e} PF-days)")
-            if stopped and d is not None and d.trusted and self.time_axis == "steps":
+            if stopped and d is not None and d.trusted and self.rule.axis == "steps":
                 from ..planning import tradeoff
 
                 t = tradeoff(self.rule.threshold - 1.0, 0.02)
