@@ -6,7 +6,10 @@ otherwise) with two option sets, no floor (the README's snippet has none):
 
 * ``A``: the README defaults exactly (``replay(steps, losses)`` plus the time axis);
 * ``B``: the same with the run's true warm-up (``warmup_steps``: ``bench_stopping.WARMUP`` for the CPU corpus,
-  2160 for Luo et al.'s runs).
+  2160 for Luo et al.'s runs);
+* ``C``: the README defaults with the learning rate of every step handed to the rule whatever the schedule (as the
+  live callback hands it the summed learning rate at every validation), so that the rule's own choices of time axis
+  and warm-up, where it makes them, see it.
 
 Sources: ``pydoc`` (``load_curves()``, ``data/curves``), ``stdlib`` (``data/curves_holdout``), ``spread``
 (``data/curves_spread``) and ``luo`` (Luo et al. 2025's GPU runs,
@@ -34,11 +37,12 @@ Tables:
    bin; a bin with fewer than :data:`MIN_RUNS` calibration runs takes the unbinned quantiles), then on the held-out
    source the coverage of ``[L_hat e^q_lo, L_hat e^q_hi]`` at 20/40/60/80% and its median width
    ``e^q_hi - e^q_lo`` (relative to L_hat), conditioned on nothing, on g, and on the rule's interval width;
-4. the stops: the smoothed loss at the stop (mean of the last two evaluations) over L_ref per run, and the unsafe
-   ones: above :data:`UNSAFE_CPU` x L_ref (CPU sources), above :data:`UNSAFE_LUO` x a loss the run reaches later (Luo).
+4. the stops of every option set (the README defaults: ``A``, and ``C`` for a rule that reads the learning rate):
+   the smoothed loss at the stop (mean of the last two evaluations) over L_ref per run, and the unsafe ones: above
+   :data:`UNSAFE_CPU` x L_ref (CPU sources), above :data:`UNSAFE_LUO` x a loss the run reaches later (Luo).
 
     .venv/bin/python benchmarks/bench_calibration.py [--markdown] [--sources pydoc stdlib spread luo]
-        [--options A B] [--limit N]
+        [--options A B C] [--limit N]
 
 ``--limit N`` keeps the first N runs of each source (a quick look; the smoke test uses it). The rule measured is
 the one ``import lightning_scaling`` finds (the first line prints its folder and defaults: option set A is those
@@ -72,7 +76,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stopping import WARMUP as CORPUS_WARMUP  # noqa: E402
 
 SOURCES = ("pydoc", "stdlib", "spread", "luo")
-OPTION_SETS = ("A", "B")
+OPTION_SETS = ("A", "B", "C")
 #: Fractions of a run at which predictions are scored.
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 #: Bin edges of g = s / L_hat - 1 (the last bin is open).
@@ -189,17 +193,20 @@ def reference(curve: RecordedCurve) -> tuple[float, int]:
     return converged_loss(curve), converged_step(curve)
 
 
-def replay_axis(curve: RecordedCurve) -> dict[str, Any]:
+def replay_axis(curve: RecordedCurve, option_set: str = "A") -> dict[str, Any]:
     """The corpus benchmark's time axis (:func:`~lightning_scaling.demo.rule_quality.time_axis`); for Luo's runs,
-    steps for the constant schedules and the summed learning rate for the others."""
+    steps for the constant schedules and the summed learning rate for the others; option set ``C``: the learning
+    rate always."""
+    if option_set == "C":
+        return {"lr": curve.lr}
     if is_luo(curve):
         return {} if curve.config["lr_schedule"] == "constant" else {"lr": curve.lr}
     return time_axis(curve)
 
 
 def rule_options(curve: RecordedCurve, option_set: str) -> dict[str, Any]:
-    """The rule's options of an option set: ``A`` none (the README defaults), ``B`` the run's true warm-up."""
-    if option_set == "A":
+    """The rule's options of an option set: ``A`` and ``C`` none (the README defaults), ``B`` the run's true warm-up."""
+    if option_set in ("A", "C"):
         return {}
     if option_set == "B":
         return {"warmup_steps": int(curve.config["warmup_steps"]) if is_luo(curve) else CORPUS_WARMUP}
@@ -224,7 +231,7 @@ def later_minima(values: np.ndarray) -> list[float | None]:
 def replay_run(curve: RecordedCurve, source: str, option_set: str) -> RunReplay:
     """Replay ``curve`` with one option set; keep its decisions with a point prediction and score its stop."""
     ref, length = reference(curve)
-    axis, options = replay_axis(curve), rule_options(curve, option_set)
+    axis, options = replay_axis(curve, option_set), rule_options(curve, option_set)
     full = replay(curve.steps, curve.val_loss, **axis, **options, stable_fits=NEVER)
     stop = replay(curve.steps, curve.val_loss, **axis, **options)
     for a, b in zip(stop.decisions, full.decisions):  # the decisions up to the stop do not depend on stable_fits
@@ -484,7 +491,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--markdown", action="store_true", help="print markdown tables")
     parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES), help="the sources to replay")
     parser.add_argument("--options", nargs="+", choices=OPTION_SETS, default=list(OPTION_SETS),
-                        help="the option sets (A: README defaults, B: with the true warm-up)")
+                        help="the option sets (A: README defaults, B: with the true warm-up, C: README defaults with "
+                             "the learning rate always handed to the rule)")
     parser.add_argument("--limit", type=int, default=None, help="keep the first N runs of each source")
     args = parser.parse_args(argv)
     start = time.perf_counter()

@@ -35,24 +35,24 @@ def test_small_subset_fills_every_table(capsys):
     bc.main(["--sources", "stdlib", "luo", "--limit", "2", "--markdown"])
     assert time.perf_counter() - start < 30
     t = tables(capsys.readouterr().out)
-    assert len(t["1"]) == 2 * 2 * len(bc.FRACTIONS)
+    assert len(t["1"]) == 3 * 2 * len(bc.FRACTIONS)
     for row in t["1"]:
-        assert row[0] in ("A", "B") and row[1] in ("stdlib", "luo") and row[3].endswith("/2")
+        assert row[0] in bc.OPTION_SETS and row[1] in ("stdlib", "luo") and row[3].endswith("/2")
         assert 0.0 <= float(row[4]) < 2.0
         for cell in row[5:]:
             share(cell)
-    assert len(t["2"]) == 2 * 2 * (len(bc.G_BINS) - 1)
+    assert len(t["2"]) == 3 * 2 * (len(bc.G_BINS) - 1)
     luo_low = next(r for r in t["2"] if r[1] == "luo" and r[2] == "[0, 0.05)")
     assert int(luo_low[3]) == 2 and int(luo_low[4]) > 100
     assert float(luo_low[5]) <= float(luo_low[6]) <= float(luo_low[7])
-    assert len(t["2b"]) == 4 and all(-1.0 <= float(c) <= 1.0 for r in t["2b"] for c in r[4:] if c != "--")
-    assert len(t["3"]) == 2 * 2 * len(bc.CONDITIONING)
+    assert len(t["2b"]) == 6 and all(-1.0 <= float(c) <= 1.0 for r in t["2b"] for c in r[4:] if c != "--")
+    assert len(t["3"]) == 3 * 2 * len(bc.CONDITIONING)
     for row in t["3"]:
         assert row[2] in bc.CONDITIONING and row[3].startswith("2 runs")
         for cell in row[4:4 + len(bc.FRACTIONS)]:
             share(cell)
         assert all(c == "inf" for c in row[4 + len(bc.FRACTIONS):])  # two calibration runs cannot give 80%
-    assert len(t["4"]) == 4
+    assert len(t["4"]) == 6
     for row in t["4"]:
         assert row[2] == "2/2" and 1.0 < float(row[3]) <= float(row[4]) < 3.0
 
