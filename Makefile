@@ -36,6 +36,8 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_stopping.py
 	$(PY) benchmarks/bench_stopping.py --holdout
 	$(PY) benchmarks/bench_stopping.py --spread
+	$(PY) benchmarks/bench_calibration.py
+	$(PY) benchmarks/bench_calibrated_stop.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

@@ -68,14 +68,14 @@ from scipy.stats import spearmanr
 
 import lightning_scaling
 from lightning_scaling import StoppingRule, replay
-from lightning_scaling.demo.curves import (HOLDOUT_DIR, SPREAD_DIR, RecordedCurve, converged_loss, converged_step,
-                                           load_curves, load_luo_curves, smooth)
+from lightning_scaling.demo.curves import RecordedCurve, smooth
 from lightning_scaling.demo.rule_quality import loss_at, time_axis
+from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stopping import WARMUP as CORPUS_WARMUP  # noqa: E402
+from tables import render  # noqa: E402
 
-SOURCES = ("pydoc", "stdlib", "spread", "luo")
 OPTION_SETS = ("A", "B", "C")
 #: Fractions of a run at which predictions are scored.
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
@@ -167,32 +167,6 @@ class RunReplay:
     stop_over_later: float | None
 
 
-def load_source(name: str) -> list[RecordedCurve]:
-    """The curves of one source (:data:`SOURCES`).
-
-    Example:
-        >>> len(load_source("luo"))
-        18
-    """
-    loaders: dict[str, Callable[[], list[RecordedCurve]]] = {
-        "pydoc": load_curves, "stdlib": lambda: load_curves(HOLDOUT_DIR), "spread": lambda: load_curves(SPREAD_DIR),
-        "luo": load_luo_curves}
-    if name not in loaders:
-        raise ValueError(f"source must be one of {SOURCES}, got {name!r}")
-    return loaders[name]()
-
-
-def is_luo(curve: RecordedCurve) -> bool:
-    return curve.config.get("source") == "luo2025"
-
-
-def reference(curve: RecordedCurve) -> tuple[float, int]:
-    """(L_ref, the run's reference length in steps): the converged loss and step, or Luo's L0 and the last step."""
-    if is_luo(curve):
-        return float(curve.config["reference_loss"]), int(curve.steps[-1])
-    return converged_loss(curve), converged_step(curve)
-
-
 def replay_axis(curve: RecordedCurve, option_set: str = "A") -> dict[str, Any]:
     """The corpus benchmark's time axis (:func:`~lightning_scaling.demo.rule_quality.time_axis`); for Luo's runs,
     steps for the constant schedules and the summed learning rate for the others; option set ``C``: the learning
@@ -205,11 +179,13 @@ def replay_axis(curve: RecordedCurve, option_set: str = "A") -> dict[str, Any]:
 
 
 def rule_options(curve: RecordedCurve, option_set: str) -> dict[str, Any]:
-    """The rule's options of an option set: ``A`` and ``C`` none (the README defaults), ``B`` the run's true warm-up."""
+    """The rule's options of an option set: ``A`` and ``C`` none (the README defaults), ``B`` the run's true warm-up;
+    always without calibration (this study measures the errors of the point prediction the calibration corrects)."""
     if option_set in ("A", "C"):
-        return {}
+        return {"calibration": False}
     if option_set == "B":
-        return {"warmup_steps": int(curve.config["warmup_steps"]) if is_luo(curve) else CORPUS_WARMUP}
+        return {"calibration": False,
+                "warmup_steps": int(curve.config["warmup_steps"]) if is_luo(curve) else CORPUS_WARMUP}
     raise ValueError(f"option set must be one of {OPTION_SETS}, got {option_set!r}")
 
 
@@ -372,16 +348,6 @@ CONDITIONING: dict[str, tuple[Callable[[Decision], float] | None, Sequence[float
     "g": (lambda d: d.g, G_BINS),
     "rule's width": (lambda d: d.relative_width, WIDTH_BINS),
 }
-
-
-def render(header: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool) -> str:
-    """A table: markdown, or plain text in aligned columns."""
-    cells = [[str(c) for c in header]] + [[str(c) for c in r] for r in rows]
-    if markdown:
-        lines = ["| " + " | ".join(r) + " |" for r in cells]
-        return "\n".join(lines[:1] + ["|" + "---|" * len(header)] + lines[1:])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
 def _share(flags: Sequence[bool | None]) -> str:

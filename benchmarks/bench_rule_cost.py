@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tables import render  # noqa: E402
 from lightning_scaling import StoppingRule  # noqa: E402
 from lightning_scaling import curve_families, fitting  # noqa: E402
 from lightning_scaling.demo.curves import load_curves  # noqa: E402
@@ -110,14 +112,7 @@ def main(argv=None) -> None:
     allb = [v for arms in times.values() for v in arms["bounded"]]
     print(f"StoppingRule.update, {args.points} validations per curve, {args.repeats} curves per synthetic shape; "
           f"budgets: {shipped[0]} evaluations per curve fit ({shipped[1]} effective-data), unbounded: {UNBOUNDED}")
-    if args.markdown:
-        print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-        for r in (head, *rows):
-            print("  ".join(str(x).ljust(w) for x, w in zip(r, widths)))
+    print(render(head, rows, args.markdown))
     print(f"bounded, every shape: median {1e3 * statistics.median(allb):.2f} ms, worst {1e3 * max(allb):.2f} ms "
           f"per update ({len(allb)} updates)")
 

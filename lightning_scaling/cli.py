@@ -598,6 +598,49 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
+# ------------------------------------------------------------------------------------------ calibrate
+def calibration_samples(run: Run, args: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """One finished run's calibration samples (:func:`lightning_scaling.calibration.run_samples`): the live rule's
+    inputs and options (:func:`_settings`), and as the reference converged loss the lowest 3-point moving average of
+    the monitored loss (the loss it converged to, or the bottom before it turned up)."""
+    from .calibration import run_samples
+
+    st = _settings(run, args)
+    s, inputs, options = _replay_inputs(run, st, args.lr_tag)
+    keep = np.isfinite(s.values)
+    steps, values = s.steps[keep], s.values[keep]
+    if values.size < 3:
+        raise RunError(run.name, "fewer than 3 finite evaluations")
+    reference = float(np.min(np.convolve(values, np.ones(3) / 3, mode="valid")))
+    for key in ("calibration", "confidence", "stable_fits"):
+        options.pop(key, None)
+    per_point = {k: [v for v, ok in zip(inputs[k], keep) if ok] for k in ("lr_sum", "floor", "epoch_steps")
+                 if isinstance(inputs.get(k), list)}
+    return run_samples(run.name, steps, values, reference, **{**inputs, **per_point}, **options)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate
+
+    _check_rule_options(args, None)
+    per_run, skipped = _each_run(args.runs, lambda run: calibration_samples(run, args))
+    samples = [s for rows in per_run for s in rows]
+    runs = {s[0] for s in samples}
+    if len(runs) < 2:
+        print(f"lightning-scaling calibrate: {len(runs)} run(s) with a trusted prediction; a calibration needs at least "
+              "2 (and means something from about 20)", file=sys.stderr)
+        return 2
+    cal = calibrate(samples, sources=sorted(runs))
+    cal.to_json(args.out)
+    print(f"{len(samples)} predictions of {len(runs)} runs -> {args.out}")
+    for i, n in enumerate(cal.n_runs):
+        lo, hi = cal.edges[i], cal.edges[i + 1]
+        own = "its own" if cal.quantiles[i] is not None else "the pooled (too few runs)"
+        print(f"  g in [{lo:g}, {hi:g}): {n} runs, {own} distribution")
+    print(f"use it: ExtraEarlyStopping(calibration={args.out!r}) or replay --rule calibration={args.out}")
+    return 1 if skipped else 0
+
+
 # ------------------------------------------------------------------------------------------ report
 def _short(name: str) -> str:
     """The last two parts of a run's path (e.g. ``demo/version_0``)."""
@@ -805,6 +848,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 f"else {planning.stopping_factor():.3g}")
     _add_rule_options(p)
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("calibrate", formatter_class=RAW,
+                       help="calibrate the converged-loss interval on finished runs",
+                       epilog="examples:\n  lightning-scaling calibrate sweep/ --out calibration.json\n"
+                              "  lightning-scaling calibrate runs/a runs/b runs/c --warmup-steps 200 --out cal.json\n"
+                              "Each run is replayed with the options its lightning_scaling.json records (as replay "
+                              "does);\nits reference converged loss is the lowest 3-point moving average of the "
+                              "monitored loss,\nso use runs trained to convergence (or until the loss turned up).")
+    p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
+    p.add_argument("--out", default="calibration.json", help="the calibration JSON to write")
+    _add_rule_options(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("report", formatter_class=RAW, help="per-run summary and PNG figures",
                        epilog="examples:\n  lightning-scaling report runs/ --out report/\n"

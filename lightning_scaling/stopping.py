@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from .errors import FitError
 from .curve_families import FAMILIES, check_effective_data, check_options, predict_converged
+from .calibration import Calibration
+from .calibration import resolve as resolve_calibration
 from .planning import stopping_factor
 
 
@@ -107,6 +110,15 @@ class StoppingRule:
         stable_fits: number of consecutive trusted predictions that must agree before stopping.
         stability: relative spread allowed among those predictions.
         max_relative_width: widest converged-loss interval (relative) a trusted fit may have.
+        confidence: the level of the converged-loss interval (central, reported in every decision) and of the stop:
+            the rule stops only when the smoothed loss is at or below ``threshold`` x the one-sided lower bound of the
+            converged loss at this level (or x the prediction, if that is lower), so it stops early (the truth below that bound) with probability at most
+            ``1 - confidence`` on runs like those it was calibrated on.
+        calibration: the :class:`~lightning_scaling.calibration.Calibration` of the interval: None (default) for
+            the one the package ships, a path to one (``lightning-scaling calibrate``), or False for none (the
+            fit's own Gauss-Newton interval, and the stop at ``threshold`` x the point prediction: the old rule,
+            kept as a baseline). A prediction held at a floor keeps the fit's interval (the floor's error is the
+            law's, not the curve's).
         stop_when_data_limited: also stop when the smoothed loss has turned up by ``turn_up`` over its
             minimum before the threshold was reached (the run is data-limited: more data is the remedy).
         turn_up: relative rise of the smoothed loss above its minimum that counts as turning up.
@@ -137,7 +149,8 @@ class StoppingRule:
                  stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "auto",
                  window: float = 0.0, weighting: str = "equal", floor_weight: float = 1.0,
                  stop_at: str = "nearest", epoch_steps: float | None = None, floor_kind: str = "data",
-                 time_axis: str = "auto") -> None:
+                 time_axis: str = "auto", confidence: float = 0.8,
+                 calibration: "Calibration | str | Path | None | bool" = None) -> None:
         self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and self.threshold > 1.0):
             raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
@@ -157,6 +170,11 @@ class StoppingRule:
         if family == "effective_data" and time_axis == "lr_sum":
             raise ValueError("family='effective_data' fits a curve in optimizer steps: use time_axis='steps' or 'auto'")
         self.time_axis = time_axis
+        if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
+            raise ValueError(f"confidence must be a number in (0, 1), e.g. 0.8, got {confidence!r}")
+        self.confidence = float(confidence)
+        self.calibration = calibration
+        self._calibration = None if calibration is False else resolve_calibration(calibration)
         if not (turn_up > 0):
             raise ValueError(f"turn_up must be > 0 (a relative rise of the smoothed loss, e.g. 0.01), got {turn_up!r}")
         if family not in RULE_FAMILIES:
@@ -188,7 +206,9 @@ class StoppingRule:
         """The keyword arguments that build this rule again (``StoppingRule(**rule.options())``; plain types: what
         the live callback writes into the run-info file so that a replay uses the same rule)."""
         return {"threshold": self.threshold, "irreducible": self.irreducible, "warmup_steps": self.warmup_steps,
-                "time_axis": self.time_axis,
+                "time_axis": self.time_axis, "confidence": self.confidence,
+                "calibration": self.calibration if isinstance(self.calibration, (bool, str, type(None))) else (
+                    str(self.calibration) if isinstance(self.calibration, Path) else self.calibration.to_json()),
                 "min_points": self.min_points, "smoothing": self.smoothing, "stable_fits": self.stable_fits,
                 "stability": self.stability, "max_relative_width": self.max_relative_width,
                 "stop_when_data_limited": self.stop_when_data_limited, "turn_up": self.turn_up,
@@ -293,7 +313,17 @@ class StoppingRule:
             return self._stop_if_data_limited(StopDecision(step, False, fit.reason, smoothed_loss=s,
                                                            data_limited=data_limited))
         conv = fit.converged_loss
-        stop_loss = self.irreducible + self.threshold * (conv - self.irreducible)
+        interval, bound = fit.interval, conv
+        calibrated = self._calibration is not None and not fit.held_at_floor
+        if calibrated:
+            # the calibrated central interval at `confidence` is reported; the stop is judged against the one-sided
+            # lower bound at `confidence`: stopping there, the loss is within `threshold` of the truth unless the truth
+            # lies below that bound, which happens with probability at most 1 - confidence
+            interval = self._calibration.interval(conv, s, self.confidence)
+            # never above the point prediction: the calibration may delay a stop (where predictions like this one
+            # were too high) but not bring one forward (where they were too low: a curve unlike those need not be)
+            bound = max(min(self._calibration.lower(conv, s, self.confidence), conv), self.irreducible)
+        stop_loss = self.irreducible + self.threshold * (bound - self.irreducible)
         predicted = None
         if axis == "steps" and stop_loss > conv:
             predicted = fit.inverse(stop_loss)
@@ -305,7 +335,7 @@ class StoppingRule:
             # floor is (part of) the prediction, and a known bound is not an untrustworthy fit
             note = f" (held at the data floor L(D_seen) = {base:.4g})"
             reason = "prediction" + note
-        decision = StopDecision(step, False, reason, conv, fit.interval, stop_loss, s, predicted, progress,
+        decision = StopDecision(step, False, reason, conv, interval, stop_loss, s, predicted, progress,
                                 fit.trusted, data_limited)
         if not fit.trusted:
             self.predictions.clear()
@@ -323,9 +353,18 @@ class StoppingRule:
         if s <= stop_loss or nearest:
             decision.should_stop = True
             reached = "reached" if s <= stop_loss else "is nearer than the next evaluation would be to"
-            decision.reason = (f"smoothed loss {s:.4g} {reached} {self.threshold:.3g} x predicted converged loss "
-                               f"{conv:.4g}{note} (stop loss {stop_loss:.4g})")
+            what = (f"the {self.confidence:.0%} lower bound {bound:.4g} of the converged loss (prediction {conv:.4g})"
+                    if calibrated else f"predicted converged loss {conv:.4g}{note}")
+            decision.reason = (f"smoothed loss {s:.4g} {reached} {self.threshold:.3g} x {what} (stop loss "
+                               f"{stop_loss:.4g})")
             return self._remember(decision)
+        if calibrated:
+            lo, hi = interval
+            decision.reason = (f"prediction {conv:.4g}, {self.confidence:.0%} interval [{lo:.4g}, {hi:.4g}] "
+                               f"({lo / conv - 1:+.0%}/{hi / conv - 1:+.0%}): the loss {s:.4g} is above "
+                               f"{self.threshold:.3g} x the {self.confidence:.0%} lower bound ({stop_loss:.4g}); more of the curve, or a floor "
+                               "from DataLimitGap, is needed")
+            return self._stop_if_data_limited(decision)
         decision.reason = f"stable prediction {conv:.4g}{note}; loss {s:.4g} above stop loss {stop_loss:.4g}"
         return self._stop_if_data_limited(decision)
 

@@ -16,7 +16,7 @@ def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0) -> No
     pl.seed_everything(0)
     # with a cool-down the stop (and its summary, which sums the FLOPs over ranks) comes inside the optimizer-step hook
     callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12),
-                 ExtraEarlyStopping(verbose=cooldown_steps > 0, cooldown_steps=cooldown_steps)]
+                 ExtraEarlyStopping(calibration=False, verbose=cooldown_steps > 0, cooldown_steps=cooldown_steps)]
     trainer = pl.Trainer(callbacks=callbacks, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
                          max_steps=3000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, val_check_interval=16, check_val_every_n_epoch=None,

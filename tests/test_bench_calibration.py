@@ -63,7 +63,7 @@ def test_never_stopping_replay_keeps_the_stopping_replays_decisions():
     assert run.stop_step is not None and run.decisions[-1].step > run.stop_step
     assert all(d.prediction > 0 and math.isfinite(d.error) and d.n_fitted >= 6 for d in run.decisions)
     assert [d.n_fitted for d in run.decisions] == sorted(d.n_fitted for d in run.decisions)
-    assert run.stop_ratio == pytest.approx(bc.loss_at(curve, run.stop_step) / bc.converged_loss(curve))
+    assert run.stop_ratio == pytest.approx(bc.loss_at(curve, run.stop_step) / bc.reference(curve)[0])
 
 
 def decision(run: str, e: float, g: float = 0.1) -> bc.Decision:

@@ -173,7 +173,7 @@ def stopped_run(tmp_path_factory):
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter
 
     root = tmp_path_factory.mktemp("stopped")
-    stop = ExtraEarlyStopping(verbose=False, family="power")  # replayed with --rule family=power
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, family="power")  # replayed with --rule family=power
     logger = TensorBoardLogger(root, name="run")
     trainer = make_trainer(root, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger,
                            max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
@@ -204,7 +204,7 @@ def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tm
 def test_replay_of_a_csvlogger_run_on_the_lr_sum_axis_agrees_with_the_live_callback(tmp_path, capsys):
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping
 
-    stop = ExtraEarlyStopping(verbose=False, family="power", time_axis="lr_sum", warmup_steps=30)
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, family="power", time_axis="lr_sum", warmup_steps=30)
     logger = CSVLogger(tmp_path, name="run")
     make_trainer(tmp_path, [EffectiveEpochs(), stop], logger=logger, max_steps=3000, val_check_interval=16,
                  check_val_every_n_epoch=None, limit_val_batches=1).fit(
@@ -221,7 +221,7 @@ def test_replay_takes_the_data_floor_the_live_callback_had_from_datalimitgap(tmp
     limit 1.0), so it stops early (near step 570); replay reads that floor from scaling/ld_loss."""
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping
 
-    stop = ExtraEarlyStopping(verbose=False, family="power")
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, family="power")
     gap = DataLimitGap(law=PowerLaw(0.16, 0.5, 1.0, unit="examples"))  # L(64 examples) = 1.05
     logger = TensorBoardLogger(tmp_path, name="run")
     trainer = make_trainer(tmp_path, [EffectiveEpochs(), gap, stop], logger=logger, max_steps=1500,
@@ -243,7 +243,7 @@ def test_with_an_ln_d_floor_the_live_rule_fits_the_power_law_and_replay_does_the
     # at N = 1e9, L(64 examples) = 0.9: below the curve's limit 1.0, where the power law fits it exactly and the
     # exponential does not
     law = OverfittingLaw(n_c=1.0, d_c=51.84, alpha_n=0.3, alpha_d=0.5)
-    stop = ExtraEarlyStopping(verbose=False)
+    stop = ExtraEarlyStopping(calibration=False, verbose=False)
     logger = TensorBoardLogger(tmp_path, name="run")
     trainer = make_trainer(tmp_path, [EffectiveEpochs(tokens_per_example=1), DataLimitGap(law, n_params=10**9), stop],
                            logger=logger, max_steps=1500, val_check_interval=16, check_val_every_n_epoch=None,
@@ -465,7 +465,7 @@ def test_a_killed_and_resumed_run_replays_to_its_live_stop_with_no_options_retyp
                 raise RuntimeError("killed")
 
     def rule():
-        return ExtraEarlyStopping(verbose=False, warmup_steps=48, time_axis="lr_sum", min_points=5)
+        return ExtraEarlyStopping(calibration=False, verbose=False, warmup_steps=48, time_axis="lr_sum", min_points=5)
 
     def trainer(root, callbacks, logger=None, **kw):
         return make_trainer(root, callbacks, logger=logger or False, max_steps=3000, val_check_interval=16,

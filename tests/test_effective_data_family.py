@@ -1,5 +1,6 @@
 """The opt-in effective-data curve family ([M] eq 5's D' in a log law) in the core, the rule and the callback."""
 
+import functools
 import csv
 import json
 
@@ -12,6 +13,10 @@ from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, StoppingRule,
 from lightning_scaling.cli import main
 from lightning_scaling.curve_families import EffectiveDataCurve, fit_effective_data_curve, predict_converged
 from models import Regressor, loader, make_trainer, regression_data
+
+# the point rule (calibration=False): these tests exercise the rule's mechanics on curves whose stop is known;
+# the calibrated default and its stop are tested in test_calibration.py
+replay = functools.partial(replay, calibration=False)
 
 U = 200.0  # steps of one epoch
 TRUE = EffectiveDataCurve(converged_loss=1.3, amplitude=0.25, rstar=6.0, epoch_steps=U)
@@ -88,7 +93,7 @@ def test_errors_say_what_to_do():
     with pytest.raises(ValueError, match="one per step"):
         replay(T, noisy(), family="effective_data", epoch_steps=[U, U])
     with pytest.raises(ValueError, match="time_axis='steps'"):
-        ExtraEarlyStopping(family="effective_data", time_axis="lr_sum")
+        ExtraEarlyStopping(calibration=False, family="effective_data", time_axis="lr_sum")
 
 
 class EffectiveDataRegressor(Regressor):
@@ -109,7 +114,7 @@ def fit_run(tmp_path, callbacks, max_steps=400, **kw):
 
 
 def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tmp_path, capsys):
-    stop = ExtraEarlyStopping(family="effective_data", verbose=False, figure_interval=0.0)
+    stop = ExtraEarlyStopping(calibration=False, family="effective_data", verbose=False, figure_interval=0.0)
     logger = CSVLogger(tmp_path, name="run")
     trainer = fit_run(tmp_path, [EffectiveEpochs(), stop], logger=logger)
     assert stop.rule.last_fit.fits[0].family == "effective_data"
@@ -133,12 +138,12 @@ def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tm
 
 def test_callback_without_a_way_to_know_the_epoch(tmp_path):
     with pytest.raises(ValueError, match="pass epoch_steps=... or add the EffectiveEpochs callback"):
-        fit_run(tmp_path, [ExtraEarlyStopping(family="effective_data", verbose=False)], max_steps=16)
-    lenient = ExtraEarlyStopping(family="effective_data", strict=False, verbose=False)
+        fit_run(tmp_path, [ExtraEarlyStopping(calibration=False, family="effective_data", verbose=False)], max_steps=16)
+    lenient = ExtraEarlyStopping(calibration=False, family="effective_data", strict=False, verbose=False)
     with pytest.warns(UserWarning, match="needs the steps of one epoch"):
         fit_run(tmp_path, [lenient], max_steps=40)
     assert lenient.stopped_step is None and lenient.rule.steps == []
     # given explicitly, no counter is needed
-    given = ExtraEarlyStopping(family="effective_data", epoch_steps=8, verbose=False, figure_interval=0.0)
+    given = ExtraEarlyStopping(calibration=False, family="effective_data", epoch_steps=8, verbose=False, figure_interval=0.0)
     fit_run(tmp_path, [given])
     assert given.stopped_step is not None and given.rule.last_fit.fits[0].family == "effective_data"

@@ -1,3 +1,4 @@
+import functools
 import csv
 import json
 import subprocess
@@ -13,6 +14,10 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw, replay
 from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
 
+# the point rule (calibration=False): these tests exercise the rule's mechanics on curves whose stop is known;
+# the calibrated default and its stop are tested in test_calibration.py
+replay = functools.partial(replay, calibration=False)
+
 
 def fit_curve(tmp_path, callbacks, module=None, **kw):
     defaults = dict(max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
@@ -23,7 +28,7 @@ def fit_curve(tmp_path, callbacks, module=None, **kw):
 
 
 def test_stops_near_the_known_point_and_replay_agrees(tmp_path, capsys):
-    stop = ExtraEarlyStopping()
+    stop = ExtraEarlyStopping(calibration=False)
     logger = CSVLogger(tmp_path, name="run")
     trainer = fit_curve(tmp_path, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger)
     assert stop.stopped_step is not None and trainer.global_step == stop.stopped_step
@@ -45,15 +50,15 @@ def test_stops_near_the_known_point_and_replay_agrees(tmp_path, capsys):
 
 
 def test_resume_reaches_the_same_stop_step(tmp_path):
-    ref = ExtraEarlyStopping(verbose=False)
+    ref = ExtraEarlyStopping(calibration=False, verbose=False)
     fit_curve(tmp_path / "ref", [ref])
-    first = ExtraEarlyStopping(verbose=False)
+    first = ExtraEarlyStopping(calibration=False, verbose=False)
     trainer = fit_curve(tmp_path / "a", [first], max_steps=400)
     assert first.stopped_step is None
     ckpt = tmp_path / "a" / "mid.ckpt"
     trainer.save_checkpoint(ckpt)
     torch.load(ckpt, weights_only=True)
-    resumed = ExtraEarlyStopping(verbose=False)
+    resumed = ExtraEarlyStopping(calibration=False, verbose=False)
     trainer = make_trainer(tmp_path / "a", [resumed], max_steps=3000, val_check_interval=16,
                            check_val_every_n_epoch=None, limit_val_batches=1)
     trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)), ckpt_path=ckpt)
@@ -62,10 +67,10 @@ def test_resume_reaches_the_same_stop_step(tmp_path):
 
 def test_missing_metric_follows_strict(tmp_path):
     with pytest.raises(RuntimeError, match="could not find the monitored metric 'val_loss'"):
-        make_trainer(tmp_path, [ExtraEarlyStopping()], max_steps=40, val_check_interval=16,
+        make_trainer(tmp_path, [ExtraEarlyStopping(calibration=False)], max_steps=40, val_check_interval=16,
                          check_val_every_n_epoch=None, limit_val_batches=1).fit(
                 Regressor(val_name="other"), loader(regression_data(64)), loader(regression_data(16)))
-    lenient = ExtraEarlyStopping(strict=False)
+    lenient = ExtraEarlyStopping(calibration=False, strict=False)
     with pytest.warns(UserWarning, match="could not find"):
         make_trainer(tmp_path, [lenient], max_steps=40, val_check_interval=16, check_val_every_n_epoch=None,
                      limit_val_batches=1).fit(Regressor(val_name="other"), loader(regression_data(64)),
@@ -80,9 +85,9 @@ def test_nan_is_skipped_or_stops_with_check_finite(tmp_path):
         trainer.fit(CurveRegressor(nan_at=(64,)), loader(regression_data(64)), loader(regression_data(16)))
         return trainer
 
-    skip = ExtraEarlyStopping(verbose=False)
+    skip = ExtraEarlyStopping(calibration=False, verbose=False)
     assert run(skip).global_step == 200 and skip.stopped_step is None
-    stop = ExtraEarlyStopping(check_finite=True, verbose=False)
+    stop = ExtraEarlyStopping(calibration=False, check_finite=True, verbose=False)
     assert run(stop).global_step == 64 and stop.stopped_step == 64
 
 
@@ -90,7 +95,7 @@ def test_nan_is_skipped_or_stops_with_check_finite(tmp_path):
                                     dict(min_points=1)])
 def test_bad_arguments_raise_at_construction(kwargs):
     with pytest.raises(ValueError):
-        ExtraEarlyStopping(**kwargs)
+        ExtraEarlyStopping(calibration=False, **kwargs)
 
 
 def test_data_limit_gap_says_when_the_loss_goes_below_its_law(tmp_path, capsys):
@@ -108,7 +113,7 @@ def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys):
     law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")  # L(D) for this toy
     logger = TensorBoardLogger(tmp_path, name="tb")
     gap = DataLimitGap(law, tolerance=0.5)
-    fit_curve(tmp_path, [EffectiveEpochs(), gap, ExtraEarlyStopping(verbose=False)], logger=logger, max_steps=200)
+    fit_curve(tmp_path, [EffectiveEpochs(), gap, ExtraEarlyStopping(calibration=False, verbose=False)], logger=logger, max_steps=200)
     assert gap.data_limited_at is not None
     assert "data-limited" in capsys.readouterr().out
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -225,9 +230,9 @@ class _Scheduled(CurveRegressor):
 
 
 def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
-    ref = ExtraEarlyStopping(verbose=False)
+    ref = ExtraEarlyStopping(calibration=False, verbose=False)
     fit_curve(tmp_path / "ref", [ref], module=_Scheduled())
-    stop, lrs = ExtraEarlyStopping(cooldown_steps=40), _LrRecorder()
+    stop, lrs = ExtraEarlyStopping(calibration=False, cooldown_steps=40), _LrRecorder()
     trainer = fit_curve(tmp_path / "cool", [stop, lrs], module=_Scheduled())
     start = stop.cooldown_start
     assert start == ref.stopped_step  # the same decision, taken at the same step
@@ -243,7 +248,7 @@ def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
     assert "cooling the learning rate down" in out and "cool-down of 40 steps done" in out
     state = stop.state_dict()
     torch.save(state, tmp_path / "state.pt")
-    again = ExtraEarlyStopping(cooldown_steps=40)
+    again = ExtraEarlyStopping(calibration=False, cooldown_steps=40)
     assert again.on_train_batch_start is None  # no cool-down yet: not dispatched
     again.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
     assert again.cooldown_start == start and again._cooldown_lrs == stop._cooldown_lrs
@@ -252,11 +257,11 @@ def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
 
 def test_cooldown_and_family_arguments_are_checked():
     with pytest.raises(ValueError, match="cooldown_steps"):
-        ExtraEarlyStopping(cooldown_steps=-1)
+        ExtraEarlyStopping(calibration=False, cooldown_steps=-1)
     with pytest.raises(ValueError, match="family"):
-        ExtraEarlyStopping(family="cubic")
+        ExtraEarlyStopping(calibration=False, family="cubic")
     with pytest.raises(ValueError, match="window"):
-        ExtraEarlyStopping(window=1.0)
+        ExtraEarlyStopping(calibration=False, window=1.0)
 
 
 class _DecayingRegressor(CurveRegressor):
@@ -280,7 +285,7 @@ def test_lr_sum_is_the_lr_each_step_used_once_per_step_and_across_a_resume(tmp_p
     """After step k, lr_sum = lr_1 + ... + lr_k, the LRs the steps used (what replay(lr=...) sums), with
     gradient accumulation (one LR per optimizer step, not per micro-batch) and across a resume."""
     def run(root, max_steps, ckpt=None):
-        stop = ExtraEarlyStopping(verbose=False, strict=False, time_axis="lr_sum")
+        stop = ExtraEarlyStopping(calibration=False, verbose=False, strict=False, time_axis="lr_sum")
         lrs, at = _LrRecorder(), _LrSumAtValidation(stop)
         trainer = make_trainer(root, [stop, lrs, at], max_steps=max_steps, accumulate_grad_batches=2,
                                val_check_interval=6, check_val_every_n_epoch=None, limit_val_batches=1)
@@ -321,7 +326,7 @@ class _TwoOptimizers(Regressor):
 
 
 def test_lr_sum_follows_the_first_optimizer_only_and_is_not_kept_after_the_fit(tmp_path):
-    stop = ExtraEarlyStopping(verbose=False, strict=False)
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, strict=False)
     make_trainer(tmp_path, [stop], max_steps=10).fit(_TwoOptimizers(), loader(regression_data(64)))
     assert stop.lr_sum == pytest.approx(5 * 0.1)  # 5 batches, each one step of each optimizer (global_step 10)
     assert stop._lr_optimizer is None  # no reference to the optimizer (and its state) beyond the fit

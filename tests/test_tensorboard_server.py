@@ -49,7 +49,7 @@ def log_dir(tmp_path_factory):
                  FlopCounter(peak_flops=1e12),
                  DataLimitGap(PowerLaw(scale=50.0, exponent=0.3, irreducible=0.5, unit="tokens"),
                               figure_interval=0.0),
-                 ExtraEarlyStopping(monitor="val_loss", verbose=False, figure_interval=0.0)]
+                 ExtraEarlyStopping(calibration=False, monitor="val_loss", verbose=False, figure_interval=0.0)]
     trainer = make_trainer(root, callbacks, max_steps=48, logger=logger, val_check_interval=4,
                            check_val_every_n_epoch=None, log_every_n_steps=2)
     trainer.fit(CurveRegressor(), loader(regression_data(64), shuffle=True), loader(regression_data(16, seed=1)))

@@ -41,7 +41,7 @@ class UnifiedCurveRegressor(L.LightningModule):
 def four(package):
     """The four callbacks from ``lightning_scaling`` (pytorch_lightning) or ``lightning_scaling.unified``."""
     return [package.EffectiveEpochs(), package.FlopCounter(peak_flops=1e12), package.DataLimitGap(LAW),
-            package.ExtraEarlyStopping(verbose=False)]
+            package.ExtraEarlyStopping(calibration=False, verbose=False)]
 
 
 def fit(trainer_cls, module, callbacks, root, ckpt_path=None, **kw):

@@ -25,6 +25,11 @@ class ExtraEarlyStoppingBase:
         alpha_N, alpha_S, irreducible, warmup_steps, min_points, smoothing, stable_fits, stability,
             max_relative_width, stop_when_data_limited, family, window, weighting, floor_weight, stop_at: see
             :class:`StoppingRule`.
+        confidence, calibration: the calibrated converged-loss interval and the stop's stated risk (see
+            :class:`StoppingRule`): the interval is the central ``confidence`` one, logged as
+            ``converged_loss_low`` / ``_high``, and the run stops only when the smoothed loss is at or below
+            ``threshold`` x the one-sided lower bound at ``confidence``. ``calibration``: None for the package's own,
+            a path from ``lightning-scaling calibrate``, or False for the uncalibrated rule.
         time_axis: "auto" (default: the summed learning rate once the learning rate has varied after the warm-up,
             [T], else steps), "steps" or "lr_sum". The summed learning rate is observed at every validation whatever
             the axis: it also tells the rule where the warm-up ends (``warmup_steps=None``).
@@ -59,7 +64,8 @@ class ExtraEarlyStoppingBase:
                  strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
                  verbose: bool = True, figure_interval: float = 60.0, family: str = "auto",
                  window: float = 0.0, weighting: str = "equal", cooldown_steps: int = 0,
-                 floor_weight: float = 1.0, stop_at: str = "nearest", epoch_steps: float | None = None) -> None:
+                 floor_weight: float = 1.0, stop_at: str = "nearest", epoch_steps: float | None = None,
+                 confidence: float = 0.8, calibration: Any = None) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
         if time_axis not in TIME_AXES:
@@ -88,7 +94,8 @@ class ExtraEarlyStoppingBase:
                                  stable_fits=stable_fits, stability=stability,
                                  max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited,
                                  family=family, window=window, weighting=weighting, floor_weight=floor_weight,
-                                 stop_at=stop_at, epoch_steps=epoch_steps, time_axis=time_axis)
+                                 stop_at=stop_at, epoch_steps=epoch_steps, time_axis=time_axis,
+                                 confidence=confidence, calibration=calibration)
         self.lr_sum = 0.0
         self._lr_optimizer: Any = None  # the optimizer whose LR is summed, found at its first step
         self.stopped_step: int | None = None
@@ -333,7 +340,8 @@ class ExtraEarlyStoppingBase:
                  f"ExtraEarlyStopping: training ended at step {step}; {reason}"]
         if d is not None and d.converged_loss is not None and d.trusted:
             lo, hi = d.interval or (float("nan"), float("nan"))
-            lines.append(f"  predicted converged {self.monitor}: {d.converged_loss:.4f} [{lo:.4f}, {hi:.4f}]; "
+            level = f"{self.rule.confidence:.0%} interval" if self.rule._calibration is not None else "fit's interval"
+            lines.append(f"  predicted converged {self.monitor}: {d.converged_loss:.4f}, {level} [{lo:.4f}, {hi:.4f}]; "
                          f"smoothed loss now {d.smoothed_loss:.4f}")
         counter = _common.find_callback(trainer, "FlopCounterBase")
         if counter is not None:

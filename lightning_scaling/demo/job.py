@@ -71,7 +71,7 @@ def run(out: str = "runs", max_minutes: float = 2.5, max_steps: int = 20_000, qu
     model = CharGPT(d_model=32 if quick else 48, n_layer=1 if quick else 2, n_head=4, ctx=ctx, lr=3e-3,
                     warmup=10 if quick else 50)
     law = PowerLaw.from_json(ld_json) if ld_json is not None and Path(ld_json).is_file() else None
-    stop = ExtraEarlyStopping(monitor="val_loss", warmup_steps=0 if quick else 100, verbose=False)
+    stop = ExtraEarlyStopping(monitor="val_loss", verbose=False)  # the README's defaults: the warm-up is found
     callbacks = [EffectiveEpochs(tokens_per_example=ctx), FlopCounter(), stop]
     if law is not None:
         callbacks.append(DataLimitGap(law))
@@ -93,12 +93,19 @@ def run(out: str = "runs", max_minutes: float = 2.5, max_steps: int = 20_000, qu
         log_dir=logger.log_dir, seconds=seconds, steps=int(trainer.global_step), params=model.n_params(),
         stopped_by_rule=stop.stopped_step is not None, reason=d.reason if d else "no evaluation",
         converged_loss=d.converged_loss if d else None, interval=d.interval if d else None,
-        loss=d.smoothed_loss if d else None, stop_loss=d.stop_loss if d else None,
+        loss=d.smoothed_loss if d is not None and d.smoothed_loss is not None else _last_val_loss(trainer),
+        stop_loss=d.stop_loss if d else None,
         flops=total, pf_days=pf_days(total), tokens_seen=float(counts.seen),
         effective_epochs=counts.effective_epochs, distinct_seen=counts.distinct_seen,
         dataset_size=counts.dataset_size,
         ld_loss=float(law(counts.distinct_seen)) if law is not None and counts.distinct_seen else None,
         threshold=stop.rule.threshold, law_source=str(ld_json) if law is not None else None)
+
+
+def _last_val_loss(trainer: pl.Trainer) -> float | None:
+    """The last validation loss (the rule's smoothed loss is None while it is still in the warm-up)."""
+    value = trainer.callback_metrics.get("val_loss")
+    return None if value is None else float(value)
 
 
 def summary(r: DemoResult) -> str:

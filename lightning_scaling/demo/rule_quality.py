@@ -72,6 +72,7 @@ def data_floor(curve: RecordedCurve, law: PowerLaw) -> list[float]:
 def evaluate(curve: RecordedCurve, *, floor_law: PowerLaw | None = None, **rule_options: Any) -> RunQuality:
     """Replay ``curve`` through the rule with ``rule_options`` and score it (see the module docstring)."""
     conv, cstep = converged_loss(curve), converged_step(curve)
+    rule_options.setdefault("calibration", False)  # the point rule unless told: the calibrated stop has its own bench
     floor = data_floor(curve, floor_law) if floor_law is not None else None
     result = replay(curve.steps, curve.val_loss, floor=floor, **time_axis(curve), **rule_options)
     errors: dict[float, float | None] = {}

@@ -1,0 +1,99 @@
+"""The calibrated interval and the stop it decides, leave one source out, against the uncalibrated rules.
+
+For each held-out source (pydoc, stdlib, spread, Luo et al. 2025's GPU runs: :mod:`lightning_scaling.demo.sources`)
+the calibration is made from the other three (:func:`lightning_scaling.calibration.calibrate` on
+:func:`~lightning_scaling.demo.sources.source_samples`) and every run of the held-out source is replayed with the
+README's defaults, observing the learning rate as the live callback does. Side by side in one run:
+
+* ``old``: the rule as it was (no calibration, ``warmup_steps=0``, ``time_axis="steps"``: what the README's snippet
+  did on a run with a warm-up);
+* ``point``: the rule with the warm-up found from the learning rate, stopping at threshold x its point prediction
+  (``calibration=False``);
+* ``calibrated c``: the same with the held-out calibration at confidence c, stopping at threshold x the interval's
+  one-sided lower bound at c (the default is c = 0.8).
+
+Printed per source: the coverage of the interval (the rule's own for ``old``/``point``) of the reference converged
+loss at 20/40/60/80% of each run (the latest trusted prediction at or before it) and its median relative width; the
+runs that stop, the median and largest stop ratio (smoothed loss at the stop / reference), and the unsafe stops
+(CPU runs: above 1.2x the reference; Luo's: above 1.15x a loss the run reaches later).
+
+    .venv/bin/python benchmarks/bench_calibrated_stop.py [--markdown] [--confidence 0.8 0.6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tables import render  # noqa: E402
+from lightning_scaling import replay  # noqa: E402
+from lightning_scaling.calibration import calibrate  # noqa: E402
+from lightning_scaling.demo.curves import smooth  # noqa: E402
+from lightning_scaling.demo.rule_quality import loss_at  # noqa: E402
+from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference, source_samples  # noqa: E402
+
+FRACTIONS = (0.2, 0.4, 0.6, 0.8)
+
+
+def score(curve, options: dict, lr: bool) -> dict:
+    """One run under one rule: its interval's coverage and width at each fraction, and its stop."""
+    ref, length = reference(curve)
+    result = replay(curve.steps, curve.val_loss, **({"lr": curve.lr} if lr else {}), **options)
+    out: dict = {"cover": {}, "width": {}, "ratio": None, "unsafe": False}
+    for f in FRACTIONS:
+        d = next((d for d in reversed(result.decisions) if d.step <= f * length and d.trusted and d.interval), None)
+        if d is not None:
+            lo, hi = d.interval
+            out["cover"][f] = lo <= ref <= hi
+            out["width"][f] = (hi - lo) / d.converged_loss
+    if result.stop_step is not None:
+        known = loss_at(curve, result.stop_step)
+        out["ratio"] = known / ref
+        if is_luo(curve):
+            later = smooth(curve.val_loss)[result.stop_index + 1:]
+            out["unsafe"] = bool(later.size) and known > 1.15 * float(later.min())
+        else:
+            out["unsafe"] = out["ratio"] > 1.2
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--confidence", type=float, nargs="+", default=[0.8, 0.6])
+    args = parser.parse_args(argv)
+    samples = {name: source_samples(name) for name in SOURCES}
+    rows = []
+    for held in SOURCES:
+        cal = calibrate([s for name in SOURCES if name != held for s in samples[name]],
+                        sources=[n for n in SOURCES if n != held])
+        rules = [("old", {"calibration": False, "warmup_steps": 0, "time_axis": "steps"}, False),
+                 ("point", {"calibration": False}, True)]
+        rules += [(f"calibrated {c:g}", {"calibration": cal, "confidence": c}, True) for c in args.confidence]
+        curves = load_source(held)
+        for label, options, lr in rules:
+            scores = [score(c, options, lr) for c in curves]
+            cells = [held, label]
+            for f in FRACTIONS:
+                cov = [s["cover"][f] for s in scores if f in s["cover"]]
+                wid = [s["width"][f] for s in scores if f in s["width"]]
+                cells.append(f"{np.mean(cov):.2f} ({sum(cov)}/{len(cov)}), {statistics.median(wid):.3f}"
+                             if cov else "--")
+            ratios = [s["ratio"] for s in scores if s["ratio"] is not None]
+            cells += [f"{len(ratios)}/{len(curves)}", f"{statistics.median(ratios):.3f}" if ratios else "--",
+                      f"{max(ratios):.3f}" if ratios else "--", str(sum(s["unsafe"] for s in scores))]
+            rows.append(cells)
+    head = ["held out", "rule"] + [f"covers at {f:.0%}, width" for f in FRACTIONS] + [
+        "stopped", "median stop ratio", "max stop ratio", "unsafe stops"]
+    print(f"calibrated on the other sources; confidence {', '.join(f'{c:g}' for c in args.confidence)}")
+    print(render(head, rows, args.markdown))
+
+
+if __name__ == "__main__":
+    main()

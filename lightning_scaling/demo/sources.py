@@ -1,0 +1,53 @@
+"""The four recorded sources of learning curves, their reference converged losses, and calibration samples from them.
+
+* ``pydoc``: the corpus (``data/curves``), char-level GPTs on Python's documentation;
+* ``stdlib``: the holdout (``data/curves_holdout``), the same models on the standard library's source;
+* ``spread``: the second holdout (``data/curves_spread``), training and validation sets drawn from one pool;
+* ``luo``: Luo et al. 2025's GPU language models (``data/curves_luo``), single-epoch, nine schedules.
+
+The reference converged loss is the lowest smoothed validation loss for the CPU runs (they converge or turn up;
+:func:`~lightning_scaling.demo.curves.converged_loss`) and the authors' fitted asymptote L0 for Luo et al.'s (they
+never converge).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..calibration import run_samples
+from .curves import (HOLDOUT_DIR, SPREAD_DIR, RecordedCurve, converged_loss, converged_step, load_curves,
+                     load_luo_curves)
+
+#: The sources, in the order the benchmarks print them.
+SOURCES = ("pydoc", "stdlib", "spread", "luo")
+
+
+def load_source(name: str) -> list[RecordedCurve]:
+    """The curves of one source (:data:`SOURCES`). Raises ValueError for another name."""
+    loaders: dict[str, Callable[[], list[RecordedCurve]]] = {
+        "pydoc": load_curves, "stdlib": lambda: load_curves(HOLDOUT_DIR), "spread": lambda: load_curves(SPREAD_DIR),
+        "luo": load_luo_curves}
+    if name not in loaders:
+        raise ValueError(f"source must be one of {SOURCES}, got {name!r}")
+    return loaders[name]()
+
+
+def is_luo(curve: RecordedCurve) -> bool:
+    """Whether the curve is one of Luo et al.'s (which never converge)."""
+    return curve.config.get("source") == "luo2025"
+
+
+def reference(curve: RecordedCurve) -> tuple[float, int]:
+    """(L_ref, the run's reference length in steps): the converged loss and its step, or Luo's L0 and the last step."""
+    if is_luo(curve):
+        return float(curve.config["reference_loss"]), int(curve.steps[-1])
+    return converged_loss(curve), converged_step(curve)
+
+
+def source_samples(name: str) -> list[tuple[str, float, float]]:
+    """The calibration samples (:func:`~lightning_scaling.calibration.run_samples`) of every run of a source, replayed
+    with the README's defaults and the learning rate observed (as the live callback does)."""
+    out = []
+    for curve in load_source(name):
+        out += run_samples(f"{name}/{curve.name}", curve.steps, curve.val_loss, reference(curve)[0], lr=curve.lr)
+    return out
