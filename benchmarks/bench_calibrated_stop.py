@@ -7,6 +7,8 @@ README's defaults, observing the learning rate as the live callback does. Side b
 
 * ``old``: the rule as it was (no calibration, ``warmup_steps=0``, ``time_axis="steps"``: what the README's snippet
   did on a run with a warm-up);
+* ``power law in steps`` / ``in summed LR``: the naive baselines, the power law alone on one axis (uncalibrated,
+  with the rule's trust and stability tests and the warm-up found from the learning rate);
 * ``point``: the rule with the warm-up found from the learning rate, stopping at threshold x its point prediction
   (``calibration=False``);
 * ``calibrated c``: the same with the held-out calibration at confidence c, stopping at threshold x the interval's
@@ -15,9 +17,11 @@ README's defaults, observing the learning rate as the live callback does. Side b
 Printed per source: the coverage of the interval (the rule's own for ``old``/``point``) of the reference converged
 loss at 20/40/60/80% of each run (the latest trusted prediction at or before it) and its median relative width; the
 runs that stop, the median and largest stop ratio (smoothed loss at the stop / reference), and the unsafe stops
-(CPU runs: above 1.2x the reference; Luo's: above 1.15x a loss the run reaches later).
+(CPU runs: above 1.2x the reference; Luo's: above 1.15x a loss the run reaches later), and against Lightning's
+``EarlyStopping(patience=10, min_delta=0.002)`` replayed on the same points, the median of the stop's steps over its
+steps and of the loss at the stop over its loss (runs where both stop; the FLOPs are in proportion to the steps).
 
-    .venv/bin/python benchmarks/bench_calibrated_stop.py [--markdown] [--confidence 0.8 0.6]
+    .venv/bin/python benchmarks/bench_calibrated_stop.py [--markdown] [--confidence 0.8 0.6] [--held-out stdlib]
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from tables import render  # noqa: E402
 from lightning_scaling import replay  # noqa: E402
 from lightning_scaling.calibration import calibrate  # noqa: E402
 from lightning_scaling.demo.curves import smooth  # noqa: E402
-from lightning_scaling.demo.rule_quality import loss_at  # noqa: E402
+from lightning_scaling.demo.rule_quality import early_stopping_step, loss_at  # noqa: E402
 from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference, source_samples  # noqa: E402
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
@@ -45,7 +49,7 @@ def score(curve, options: dict, lr: bool) -> dict:
     """One run under one rule: its interval's coverage and width at each fraction, and its stop."""
     ref, length = reference(curve)
     result = replay(curve.steps, curve.val_loss, **({"lr": curve.lr} if lr else {}), **options)
-    out: dict = {"cover": {}, "width": {}, "ratio": None, "unsafe": False}
+    out: dict = {"cover": {}, "width": {}, "ratio": None, "unsafe": False, "vs_es": None}
     for f in FRACTIONS:
         d = next((d for d in reversed(result.decisions) if d.step <= f * length and d.trusted and d.interval), None)
         if d is not None:
@@ -55,6 +59,8 @@ def score(curve, options: dict, lr: bool) -> dict:
     if result.stop_step is not None:
         known = loss_at(curve, result.stop_step)
         out["ratio"] = known / ref
+        es = early_stopping_step(curve, patience=10)  # Lightning's EarlyStopping on the same points
+        out["vs_es"] = (result.stop_step / es, known / loss_at(curve, es))
         if is_luo(curve):
             later = smooth(curve.val_loss)[result.stop_index + 1:]
             out["unsafe"] = bool(later.size) and known > 1.15 * float(later.min())
@@ -67,13 +73,17 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--confidence", type=float, nargs="+", default=[0.8, 0.6])
+    parser.add_argument("--held-out", nargs="+", choices=SOURCES, default=list(SOURCES),
+                        help="the sources to hold out in turn (each is calibrated on all the others)")
     args = parser.parse_args(argv)
     samples = {name: source_samples(name) for name in SOURCES}
     rows = []
-    for held in SOURCES:
+    for held in args.held_out:
         cal = calibrate([s for name in SOURCES if name != held for s in samples[name]],
                         sources=[n for n in SOURCES if n != held])
         rules = [("old", {"calibration": False, "warmup_steps": 0, "time_axis": "steps"}, False),
+                 ("power law in steps", {"calibration": False, "family": "power", "time_axis": "steps"}, True),
+                 ("power law in summed LR", {"calibration": False, "family": "power", "time_axis": "lr_sum"}, True),
                  ("point", {"calibration": False}, True)]
         rules += [(f"calibrated {c:g}", {"calibration": cal, "confidence": c}, True) for c in args.confidence]
         curves = load_source(held)
@@ -88,9 +98,13 @@ def main(argv=None) -> None:
             ratios = [s["ratio"] for s in scores if s["ratio"] is not None]
             cells += [f"{len(ratios)}/{len(curves)}", f"{statistics.median(ratios):.3f}" if ratios else "--",
                       f"{max(ratios):.3f}" if ratios else "--", str(sum(s["unsafe"] for s in scores))]
+            vs = [s["vs_es"] for s in scores if s["vs_es"] is not None]
+            cells += [f"{statistics.median(v[0] for v in vs):.2f}, {statistics.median(v[1] for v in vs):.3f}"
+                      if vs else "--"]
             rows.append(cells)
     head = ["held out", "rule"] + [f"covers at {f:.0%}, width" for f in FRACTIONS] + [
-        "stopped", "median stop ratio", "max stop ratio", "unsafe stops"]
+        "stopped", "median stop ratio", "max stop ratio", "unsafe stops",
+        "vs EarlyStopping(patience 10): steps, loss (median)"]
     print(f"calibrated on the other sources; confidence {', '.join(f'{c:g}' for c in args.confidence)}")
     print(render(head, rows, args.markdown))
 
