@@ -10,7 +10,7 @@ what actually executes (FlopCounterMode):
   activation gradients down to the first LayerNorm, so ~2N + 2N_act + 2N_trainable ~ 4N per token;
 * a linear probe (only the output head trains): ~2N.
 
-So a tiny trainable fraction does not make training cheap (SCIENCE.md section 8): the measured cost is
+So a tiny trainable fraction does not make training cheap (docs/science.md section 8): the measured cost is
 near 4N, not 0.1% of 6N.
 
     python examples/finetune_frozen.py [--quick] [--pretrain 0]

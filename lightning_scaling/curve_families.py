@@ -7,7 +7,7 @@ the points seen so far (time ``t``: optimizer steps, or the summed learning rate
   :func:`~lightning_scaling.fitting.fit_learning_curve`;
 * ``exponential``: ``L(t) = L_conv + a exp(-b t / t_last)``, the saturating form of a run that repeats its
   data: the value of repeated tokens decays exponentially with the number of repetitions ([M] eq 5,
-  SCIENCE.md 6), so a data-limited curve approaches its floor exponentially rather than as a power law
+  docs/science.md 6), so a data-limited curve approaches its floor exponentially rather than as a power law
   (the ``exp3`` family of Domhan et al. 2015);
 * ``effective_data`` (opt-in, alone, constant learning rate only): ``L(t) = L_conv + A ln((1 + R*)/z(t))``
   with ``z`` the effective data of [M] eq 5 in epochs (:class:`EffectiveDataCurve`,
@@ -85,7 +85,7 @@ class EffectiveDataCurve:
 
     ``z(t) = t/U`` within the first epoch (``U = epoch_steps``, the steps of one pass over the unique data) and
     ``z(t) = 1 + R* (1 - exp(-(t/U - 1)/R*))`` beyond: the effective data ``D' = U + U R* (1 - exp(-R/R*))``,
-    ``R = t/U - 1`` repetitions, of Muennighoff et al. 2023 ([M] eq 5, SCIENCE.md 7) in units of ``U``. The
+    ``R = t/U - 1`` repetitions, of Muennighoff et al. 2023 ([M] eq 5, docs/science.md 7) in units of ``U``. The
     loss is a log law in ``D'``, the ``beta -> 0`` limit of ``C + B (z^-beta - (1 + R*)^-beta)/beta``; it
     falls to ``converged_loss`` as ``t -> infinity`` (``z -> 1 + R*``).
     """
@@ -286,7 +286,7 @@ def fit_effective_data_curve(t, loss, *, epoch_steps: float, irreducible: float 
 
     ``z(t) = t/U`` for ``t <= U`` and ``1 + R* (1 - exp(-(t/U - 1)/R*))`` beyond, ``U = epoch_steps`` (the
     optimizer steps of one pass over the unique data): the effective data ``D' = U + U R* (1 - exp(-R/R*))`` of
-    Muennighoff et al. 2023 ([M] eq 5, SCIENCE.md 7), ``R = t/U - 1``, in units of ``U``. Why this shape: a
+    Muennighoff et al. 2023 ([M] eq 5, docs/science.md 7), ``R = t/U - 1``, in units of ``U``. Why this shape: a
     run that repeats its data gains less from every pass, and the loss follows the effective data, not the
     steps. The loss is a log law in ``D'``: the ``beta -> 0`` limit of the power law
     ``C + B (z^-beta - (1 + R*)^-beta)/beta``, which is what nearly every 4-parameter fit on the recorded corpus

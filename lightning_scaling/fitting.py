@@ -313,7 +313,7 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit
                        warm_start: Sequence[float] | None = None) -> LearningCurveFit:
     """Fit ``L(t) = L_conv + (t_c/t)^alpha`` to one run's losses ([K] eq 5.6 at fixed N).
 
-    ``L_conv`` is bounded to ``[irreducible, min(loss))`` (SCIENCE.md 9: alpha > 0, L_conv between the
+    ``L_conv`` is bounded to ``[irreducible, min(loss))`` (docs/science.md 9: alpha > 0, L_conv between the
     irreducible loss and the lowest loss seen). The interval of ``L_conv`` comes from the Gauss-Newton
     covariance of the log-space least squares (normal approximation at ``confidence``).
 

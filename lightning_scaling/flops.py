@@ -1,6 +1,6 @@
 """FLOPs of a training step: measured with ``torch.utils.flop_counter.FlopCounterMode`` and analytic.
 
-SCIENCE.md 8: per token C ~ 2N + 2N_act + 2N_trainable (6N fully trainable, [K] 2.1; forward
+docs/science.md 8: per token C ~ 2N + 2N_act + 2N_trainable (6N fully trainable, [K] 2.1; forward
 2N + 2 n_layer n_ctx d_attn, [K] Table 1). The counter counts the matmuls that actually run, so frozen
 weights are handled, with the blind spots of attention corrected here: causal attention is counted as if
 unmasked (2x: scaled_dot_product_attention with is_causal=True or a causal mask, or eager matmuls), and on
@@ -68,7 +68,7 @@ def kaplan_flops_per_token(n_params: float, n_layer: int, n_ctx: int, d_attn: in
 
 
 def frozen_estimate(n_params: float, n_act: float, n_trainable: float) -> float:
-    """FLOPs per token with frozen weights: 2N + 2N_act + 2N_trainable (SCIENCE.md 8, after [L]).
+    """FLOPs per token with frozen weights: 2N + 2N_act + 2N_trainable (docs/science.md 8, after [L]).
 
     n_act: parameters of the layers that need activation gradients (above the earliest trainable one).
     """

@@ -114,7 +114,7 @@ def crossover(lc: PowerLaw | None = None, ld: PowerLaw | None = None, *, data_co
     """Solve L_C(C) = L_D(D(C)) with D(C) = data_coefficient * C^data_exponent (C in PF-days).
 
     Defaults are [K]'s L(C_min), L(D) and Table 6; [K] eq 6.8 quotes C* ~ 1e4 PF-days, L* ~ 1.7,
-    and recomputing with Table 6 gives C* ~ 1.1e4, L* ~ 1.67 (SCIENCE.md 5).
+    and recomputing with Table 6 gives C* ~ 1.1e4, L* ~ 1.67 (docs/science.md 5).
     """
     lc = lc or presets.get("kaplan2020_lc")
     ld = ld or presets.get("kaplan2020_ld")

@@ -1,6 +1,6 @@
 """Published scaling-law constants as named laws, each with its source.
 
-Sources (see SCIENCE.md):
+Sources (see docs/science.md):
 [K] Kaplan et al. 2020, arXiv 2001.08361; [H] Henighan et al. 2020, arXiv 2010.14701;
 [C] Hoffmann et al. 2022, arXiv 2203.15556; [B] Besiroglu et al. 2024, arXiv 2404.10102;
 [M] Muennighoff et al. 2023, arXiv 2305.16264.

@@ -3,7 +3,7 @@
 Kaplan et al. 2020 appendix B.2 ([K] eq B.5): at fixed compute the best trade between model size and
 steps stops training at ``L = (1 + alpha_N/alpha_S) L_conv``, about 1.1x the converged loss of the
 model being trained. With an irreducible loss L_inf the rule applies to the reducible part:
-stop when ``L - L_inf <= threshold (L_conv - L_inf)`` (SCIENCE.md 4).
+stop when ``L - L_inf <= threshold (L_conv - L_inf)`` (docs/science.md 4).
 
 The rule predicts the converged loss each time a new point arrives
 (:func:`~lightning_scaling.curve_families.predict_converged`: ``L(t) = L_conv + (t_c/t)^alpha``, [K] eq 5.6

@@ -15,7 +15,7 @@ from ..errors import ScalingWarning
 
 log = logging.getLogger("lightning_scaling")
 
-#: Prefix of every TensorBoard tag the package writes (see DESIGN.md "Metric names").
+#: Prefix of every TensorBoard tag the package writes (see docs/design.md "Metric names").
 PREFIX = "scaling/"
 
 #: The callback hooks Lightning calls at every training micro-batch (six per optimizer step) ...

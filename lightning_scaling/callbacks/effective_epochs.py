@@ -1,5 +1,5 @@
 """EffectiveEpochs: examples (or tokens) processed E, dataset size D, E/D, distinct data seen, and the
-effective data D' of repeated data (Muennighoff et al. 2023 eq 5; SCIENCE.md 1 and 7)."""
+effective data D' of repeated data (Muennighoff et al. 2023 eq 5; docs/science.md 1 and 7)."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class FlopCounterBase:
     The first micro-batch of each new batch shape runs under ``torch.utils.flop_counter.FlopCounterMode``
     from ``on_train_batch_start`` until its backward is done (``on_before_optimizer_step``, or the end of
     the micro-batch under gradient accumulation), so frozen parameters cost what they really cost
-    (SCIENCE.md 8) and the optimizer is left out. Every other micro-batch adds the measured number for its
+    (docs/science.md 8) and the optimizer is left out. Every other micro-batch adds the measured number for its
     shape in ``on_train_batch_start``: host arithmetic only, done where the batch is still warm in the CPU's
     caches. Attention is booked by one convention whatever kernel runs it ([K] Table 1's score and value
     products, halved when causal, whether the model says so with ``is_causal``, a causal mask or an eager
