@@ -7,7 +7,7 @@ the points seen so far (time ``t``: optimizer steps, or the summed learning rate
   :func:`~lightning_scaling.fitting.fit_learning_curve`;
 * ``exponential``: ``L(t) = L_conv + a exp(-b t / t_last)``, the saturating form of a run that repeats its
   data: the value of repeated tokens decays exponentially with the number of repetitions ([M] eq 5,
-  docs/science.md 6), so a data-limited curve approaches its floor exponentially rather than as a power law
+  docs/science.md section 7), so a data-limited curve approaches its floor exponentially rather than as a power law
   (the ``exp3`` family of Domhan et al. 2015);
 * ``effective_data`` (opt-in, alone, constant learning rate only): ``L(t) = L_conv + A ln((1 + R*)/z(t))``
   with ``z`` the effective data of [M] eq 5 in epochs (:class:`EffectiveDataCurve`,
