@@ -13,7 +13,7 @@ variants named below, and prints, side by side in one run:
    ``EarlyStopping`` (patience 5 and 10 validations, min_delta 0.002) and by the full run, and the
    loss each reached.
 
-    .venv/bin/python benchmarks/bench_stopping.py [--markdown] [--variants] [--holdout | --spread]
+    .venv/bin/python benchmarks/bench_stopping.py [--variants] [--holdout | --spread]
 
 ``--holdout`` scores the out-of-sample runs instead (``lightning_scaling/data/curves_holdout``, recorded by
 ``scripts/record_curves.py --holdout`` after the rule's options were chosen on the corpus): constant-LR runs on

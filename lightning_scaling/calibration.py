@@ -41,7 +41,8 @@ VERSION = 1
 DEFAULT_PATH = Path(__file__).parent / "data" / "calibration.json"
 
 
-def weighted_quantiles(values: Sequence[float], weights: Sequence[float], probabilities: Sequence[float]) -> list[float]:
+def weighted_quantiles(values: Sequence[float], weights: Sequence[float],
+                       probabilities: Sequence[float]) -> list[float]:
     """The smallest value whose cumulative weight share reaches each probability (a conservative step quantile).
 
     Example:

@@ -601,9 +601,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ calibrate
 def calibration_samples(run: Run, args: argparse.Namespace) -> list[tuple[str, float, float]]:
     """One finished run's calibration samples (:func:`lightning_scaling.calibration.run_samples`): the live rule's
-    inputs and options (:func:`_settings`), and as the reference converged loss the lowest 3-point moving average of
-    the monitored loss (the loss it converged to, or the bottom before it turned up)."""
+    inputs and options (:func:`_settings`), and as the reference converged loss the lowest 3-point centred moving
+    average of the monitored loss (the loss it converged to, or the bottom before it turned up)."""
     from .calibration import run_samples
+    from .demo.curves import smooth
 
     st = _settings(run, args)
     s, inputs, options = _replay_inputs(run, st, args.lr_tag)
@@ -611,7 +612,7 @@ def calibration_samples(run: Run, args: argparse.Namespace) -> list[tuple[str, f
     steps, values = s.steps[keep], s.values[keep]
     if values.size < 3:
         raise RunError(run.name, "fewer than 3 finite evaluations")
-    reference = float(np.min(np.convolve(values, np.ones(3) / 3, mode="valid")))
+    reference = float(np.min(smooth(values)))  # as demo.curves.converged_loss defines it for the recorded runs
     for key in ("calibration", "confidence", "stable_fits"):
         options.pop(key, None)
     per_point = {k: [v for v, ok in zip(inputs[k], keep) if ok] for k in ("lr_sum", "floor", "epoch_steps")

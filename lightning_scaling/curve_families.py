@@ -250,8 +250,8 @@ def fit_exponential_curve(t, loss, *, irreducible: float = 0.0, confidence: floa
     if warm_start is not None and all(math.isfinite(v) for v in warm_start) and warm_start[3] > 0:
         c_w, a_w, rate_w, t_ref_w = (float(v) for v in warm_start)  # the same curve on this t_ref's scale
         starts.append(np.clip([c_w, a_w, rate_w * t_ref / t_ref_w], *inside))
-    best = solve_from_starts(_exp_residuals, _exp_jacobian, starts, (tau, logy), ([floor, 0.0, 1e-3], [hi, upper, 200.0]),
-                             max_nfev=CURVE_MAX_NFEV)
+    best = solve_from_starts(_exp_residuals, _exp_jacobian, starts, (tau, logy),
+                             ([floor, 0.0, 1e-3], [hi, upper, 200.0]), max_nfev=CURVE_MAX_NFEV)
     nan = float("nan")
     if best is None or best.status <= 0 or not np.all(np.isfinite(best.x)):
         return FamilyFit("exponential", None, nan, (nan, nan), False, "did not converge", math.inf, ta.size)

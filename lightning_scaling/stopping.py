@@ -112,8 +112,8 @@ class StoppingRule:
         max_relative_width: widest converged-loss interval (relative) a trusted fit may have.
         confidence: the level of the converged-loss interval (central, reported in every decision) and of the stop:
             the rule stops only when the smoothed loss is at or below ``threshold`` x the one-sided lower bound of the
-            converged loss at this level (or x the prediction, if that is lower), so it stops early (the truth below that bound) with probability at most
-            ``1 - confidence`` on runs like those it was calibrated on.
+            converged loss at this level (or x the prediction, if that is lower), so it stops early (the truth below
+            that bound) with probability at most ``1 - confidence`` on runs like those it was calibrated on.
         calibration: the :class:`~lightning_scaling.calibration.Calibration` of the interval: None (default) for
             the one the package ships, a path to one (``lightning-scaling calibrate``), or False for none (the
             fit's own Gauss-Newton interval, and the stop at ``threshold`` x the point prediction: the old rule,
@@ -286,7 +286,7 @@ class StoppingRule:
             return self._remember(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
                                                smoothed_loss=s, data_limited=data_limited))
         axis = self.axis
-        times = [float(self.steps[i]) if axis == "steps" else float(self.lr_sums[i]) for i in keep]
+        times = self._times(keep)
         base = max(self.irreducible, float(floor) if floor is not None and math.isfinite(floor) else 0.0)
         floored = base > self.irreducible
         # a point without a floor (e.g. DataLimitGap could not count the data) is fitted as without an L(N, D)
@@ -362,8 +362,8 @@ class StoppingRule:
             lo, hi = interval
             decision.reason = (f"prediction {conv:.4g}, {self.confidence:.0%} interval [{lo:.4g}, {hi:.4g}] "
                                f"({lo / conv - 1:+.0%}/{hi / conv - 1:+.0%}): the loss {s:.4g} is above "
-                               f"{self.threshold:.3g} x the {self.confidence:.0%} lower bound ({stop_loss:.4g}); more of the curve, or a floor "
-                               "from DataLimitGap, is needed")
+                               f"{self.threshold:.3g} x the {self.confidence:.0%} lower bound ({stop_loss:.4g}); more "
+                               "of the curve, or a floor from DataLimitGap, is needed")
             return self._stop_if_data_limited(decision)
         decision.reason = f"stable prediction {conv:.4g}{note}; loss {s:.4g} above stop loss {stop_loss:.4g}"
         return self._stop_if_data_limited(decision)
@@ -385,8 +385,12 @@ class StoppingRule:
     @property
     def times(self) -> list[float]:
         """The time of each fitted point on the current axis (steps or summed learning rate)."""
-        axis = self.axis
-        return [float(self.steps[i]) if axis == "steps" else float(self.lr_sums[i]) for i in self._kept()]
+        return self._times(self._kept())
+
+    def _times(self, keep: np.ndarray) -> list[float]:
+        """The time of the points ``keep`` on the current axis."""
+        values = self.steps if self.axis == "steps" else self.lr_sums
+        return [float(values[i]) for i in keep]
 
     @property
     def fitted_losses(self) -> list[float]:
