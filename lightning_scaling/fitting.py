@@ -397,6 +397,9 @@ class ChinchillaFit:
         return self.success
 
 
+_MAX_LOG = math.log(np.finfo(float).max) - 1.0  # exp() of a larger log-coefficient overflows
+
+
 def chinchilla_grid() -> np.ndarray:
     """The initialisation grid of [C] appendix D.2: rows of (a, b, e, alpha, beta); 4500 starts."""
     alphas = np.arange(0.0, 2.01, 0.5)
@@ -513,6 +516,11 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         return ChinchillaFit(None, float(best.fun), False,
                              f"optimum has non-positive exponents (alpha={al:.3g}, beta={be:.3g}): the data do not "
                              "decrease with N and D", n.size, len(starts), best.x)
+    if max(a, b, e) > _MAX_LOG:
+        return ChinchillaFit(None, float(best.fun), False,
+                             f"optimum has log-coefficients beyond float range (a={a:.3g}, b={b:.3g}, e={e:.3g}): "
+                             "the data do not pin A, B and E; fit runs that span more N and D", n.size, len(starts),
+                             best.x)
     law = ChinchillaLaw(math.exp(e), math.exp(a), math.exp(b), al, be, source="fit_chinchilla")
     message = "converged" if best.success else f"stopped: {best.message}"
     intervals = None
@@ -522,7 +530,7 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         rows = []
         for done, w in enumerate(weights, 1):  # one warm-started L-BFGS-B per resample
             res = _chinchilla_single(best.x, logn, logd, logl, delta, w[None, :], tol=1e-10)
-            if np.all(np.isfinite(res.x)):
+            if np.all(np.isfinite(res.x)) and max(res.x[:3]) <= _MAX_LOG:
                 rows.append(res.x)
             if progress is not None:
                 progress(done)
