@@ -4,6 +4,9 @@ Each run folder holds ``metrics.csv`` as Lightning's ``CSVLogger`` writes it (``
 every optimizer step, ``val_loss`` with ``optimizer_steps`` at each validation) and ``config.json``
 beside it. ``scripts/record_curves.py`` regenerates them. Pure: numpy and the standard library only.
 
+The corpora are benchmark data: they live in the repository, not in the installed package (a wheel ships only
+``data/*.json``), and the loaders raise FileNotFoundError on a folder that does not exist.
+
 "Converged loss" of a recorded run is defined here, once: :func:`converged_loss`.
 """
 
@@ -140,13 +143,32 @@ def load_curve(path: str | Path) -> RecordedCurve:
         lr=np.asarray([lr.get(i, math.nan) for i in range(n)]), path=folder)
 
 
+def _corpus_folder(root: str | Path) -> Path:
+    """``root`` as a Path; FileNotFoundError if it does not exist (a glob of a missing folder would find nothing)."""
+    folder = Path(root)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder} does not exist: the recorded corpora (data/curves, curves_holdout, curves_spread, curves_seeds, "
+            "curves_luo) live in the lightning-scaling repository, not in the installed package; run from a "
+            "checkout of the repository or pass the folder of recorded runs")
+    return folder
+
+
 def list_curves(root: str | Path = CURVES_DIR) -> list[Path]:
-    """The run folders under ``root`` (those with a ``config.json``), sorted by name."""
-    return sorted(p.parent for p in Path(root).glob("*/config.json"))
+    """The run folders under ``root`` (those with a ``config.json``), sorted by name.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist (an installed package has no recorded corpora).
+    """
+    return sorted(p.parent for p in _corpus_folder(root).glob("*/config.json"))
 
 
 def load_curves(root: str | Path = CURVES_DIR, **match: Any) -> list[RecordedCurve]:
-    """Load every recorded run under ``root`` whose config matches ``match`` (e.g. ``schedule="constant"``)."""
+    """Load every recorded run under ``root`` whose config matches ``match`` (e.g. ``schedule="constant"``).
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist (an installed package has no recorded corpora).
+    """
     curves = [load_curve(p) for p in list_curves(root)]
     return [c for c in curves if all(c.config.get(k) == v for k, v in match.items())]
 
@@ -226,10 +248,14 @@ def load_luo_curves(root: str | Path = LUO_DIR, **match: Any) -> list[RecordedCu
         root: the folder holding ``csv_25`` and ``csv_100``.
         **match: config values to keep, e.g. ``model="25M"`` or ``lr_schedule="cosine"``.
 
+    Raises:
+        FileNotFoundError: ``root`` does not exist (an installed package has no recorded corpora).
+
     Example:
         >>> [c.name for c in load_luo_curves(model="100M", lr_schedule="constant")]
         ['100M_constant_24000', '100M_constant_72000']
     """
-    files = sorted(Path(root).glob("csv_*/*.csv"), key=lambda p: (int(p.parent.name.removeprefix("csv_")), p.name))
+    files = sorted(_corpus_folder(root).glob("csv_*/*.csv"),
+                   key=lambda p: (int(p.parent.name.removeprefix("csv_")), p.name))
     curves = [load_luo_curve(p) for p in files]
     return [c for c in curves if all(c.config.get(k) == v for k, v in match.items())]
