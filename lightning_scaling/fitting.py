@@ -302,13 +302,8 @@ class LearningCurveFit:
     n_points: int
     rmse: float  # root mean square of the log residuals
 
-    def predict(self, t) -> np.ndarray | float:
-        if self.law is None:
-            raise ValueError(f"no curve to evaluate: {self.reason}")
-        return self.law(t)
 
-
-def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit: str = "steps",
+def fit_learning_curve(t, loss, *, irreducible: float = 0.0, unit: str = "steps",
                        confidence: float = 0.9, max_relative_width: float = 0.1,
                        warm_start: Sequence[float] | None = None) -> LearningCurveFit:
     """Fit ``L(t) = L_conv + (t_c/t)^alpha`` to one run's losses ([K] eq 5.6 at fixed N).
@@ -321,7 +316,6 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit
         t: time of each point, > 0: optimizer steps, or the summed learning rate ([T]).
         loss: the monitored loss at those times.
         irreducible: a known floor of the loss (e.g. L(D) for the data seen, or the data entropy).
-        skip: number of leading points to ignore (warm-up).
         unit: "steps" or "lr_sum" (recorded on the returned law).
         confidence: level of the converged-loss interval.
         max_relative_width: an interval wider than this fraction of L_conv makes the fit untrusted.
@@ -329,10 +323,7 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, skip: int = 0, unit
             more candidate start. In a live run each fit adds one point, so the previous optimum starts the
             optimizer a few iterations from the new one.
     """
-    if int(skip) < 0:
-        raise ValueError("skip must be >= 0")
-    ta, la = _as_points(t, loss, min_points=4 + int(skip), names=("t", "loss"))
-    ta, la = ta[int(skip):], la[int(skip):]
+    ta, la = _as_points(t, loss, min_points=4, names=("t", "loss"))
     order = np.argsort(ta)
     ta, la = ta[order], la[order]
     _check_decreasing(ta, la)

@@ -172,12 +172,6 @@ class ChinchillaLaw(_JsonMixin):
         return PowerLaw(scale=self.B ** (1 / self.beta), exponent=self.beta, irreducible=irreducible,
                         unit="tokens", source=self.source)
 
-    def param_law(self, n_tokens: float | None = None) -> PowerLaw:
-        """L(N) as a :class:`PowerLaw` in params: the limit D -> infinity, or at a fixed D."""
-        irreducible = self.E if n_tokens is None else self.E + self.B / float(n_tokens) ** self.beta
-        return PowerLaw(scale=self.A ** (1 / self.alpha), exponent=self.alpha, irreducible=irreducible,
-                        unit="params", source=self.source)
-
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": SCHEMA_VERSION, "kind": "chinchilla", **asdict(self)}
 

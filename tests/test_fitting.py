@@ -90,12 +90,12 @@ def test_fitters_refuse_garbage_clearly(x, y, match):
 def test_fit_learning_curve_recovers_converged_loss_with_interval():
     s = np.arange(100, 5001, 100.0)
     loss = (2.0 + (300 / s) ** 0.5) * np.exp(np.random.default_rng(0).normal(0, 0.002, s.size))
-    fit = fit_learning_curve(s, loss, skip=2)
+    fit = fit_learning_curve(s[2:], loss[2:])
     assert fit.success and fit.trusted, fit.reason
     assert fit.converged_loss == pytest.approx(2.0, rel=0.02)
     assert fit.interval[0] <= fit.converged_loss <= fit.interval[1]
     assert fit.exponent == pytest.approx(0.5, rel=0.3) and fit.n_points == s.size - 2
-    assert fit.predict(1e9) == pytest.approx(fit.converged_loss, rel=1e-3)
+    assert fit.law(1e9) == pytest.approx(fit.converged_loss, rel=1e-3)
 
 
 def test_fit_learning_curve_says_when_not_to_trust():

@@ -87,15 +87,6 @@ def write_run_info(trainer: Any, section: str, values: Mapping[str, Any]) -> Non
             log.warning("lightning_scaling: could not write %s in %s: %s", run_info.FILENAME, log_dir, err)
 
 
-def should_log(trainer: Any) -> bool:
-    """True on the optimizer steps where Lightning itself writes step metrics.
-
-    Call after the optimizer step (``on_train_batch_end``); cheap, host-only.
-    """
-    every = max(int(getattr(trainer, "log_every_n_steps", 50) or 50), 1)
-    return int(trainer.global_step) % every == 0
-
-
 def log_scalars(trainer: Any, metrics: Mapping[str, float], step: int) -> None:
     """Write ``metrics`` (already host floats, tags with the ``scaling/`` prefix) to every logger.
 
@@ -177,8 +168,8 @@ def step_tracker(trainer: Any, pl_module: Any) -> Any | None:
 
 def log_boundary(trainer: Any, owner: Any) -> bool:
     """True once per optimizer step (when the global step moved since ``owner`` last asked) if that step is
-    one where Lightning writes step metrics (``should_log``); one read of the step (``owner._step_tracker``,
-    from :func:`step_tracker`, else ``trainer.global_step``).
+    one where Lightning writes step metrics (a multiple of ``log_every_n_steps``); one read of the step
+    (``owner._step_tracker``, from :func:`step_tracker`, else ``trainer.global_step``).
 
     For per-step hooks, where every attribute read of the Trainer costs: EffectiveEpochs and FlopCounter
     call it in ``on_train_batch_start`` (the batch just fetched, the caches warmer than right after an
