@@ -388,7 +388,9 @@ class ChinchillaFit:
         return self.success
 
 
-_MAX_LOG = math.log(np.finfo(float).max) - 1.0  # exp() of a larger log-coefficient overflows
+#: The upper bound of the log-coefficients a, b and e of :func:`fit_chinchilla` (A = exp(a), ...): far above any
+#: loss coefficient (the [C] fit has a = 5.98), far below where exp() overflows.
+CHINCHILLA_LOG_BOUND = 200.0
 
 
 def chinchilla_grid() -> np.ndarray:
@@ -437,8 +439,12 @@ def _chinchilla_objective(flat: np.ndarray, logn: np.ndarray, logd: np.ndarray, 
 
 
 def _chinchilla_single(x0, logn, logd, logl, delta, weights=None, tol=1e-12):
+    # a, b and e are bounded above (exp(CHINCHILLA_LOG_BOUND) is no loss coefficient): on data that do not pin them
+    # the optimum drifts off to infinity, which would take every iteration; at the bound it stops, and is reported
+    x0 = np.minimum(np.asarray(x0, dtype=float), [CHINCHILLA_LOG_BOUND] * 3 + [np.inf] * 2)
     res = minimize(_chinchilla_objective, x0, args=(logn, logd, logl, delta, weights), jac=True,
-                   method="L-BFGS-B", options={"maxiter": 5000, "ftol": tol, "gtol": 1e-10})
+                   method="L-BFGS-B", bounds=[(None, CHINCHILLA_LOG_BOUND)] * 3 + [(None, None)] * 2,
+                   options={"maxiter": 5000, "ftol": tol, "gtol": 1e-10})
     return res
 
 
@@ -507,11 +513,10 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         return ChinchillaFit(None, float(best.fun), False,
                              f"optimum has non-positive exponents (alpha={al:.3g}, beta={be:.3g}): the data do not "
                              "decrease with N and D", n.size, len(starts), best.x)
-    if max(a, b, e) > _MAX_LOG:
+    if max(a, b, e) >= CHINCHILLA_LOG_BOUND * (1 - 1e-9):
         return ChinchillaFit(None, float(best.fun), False,
-                             f"optimum has log-coefficients beyond float range (a={a:.3g}, b={b:.3g}, e={e:.3g}): "
-                             "the data do not pin A, B and E; fit runs that span more N and D", n.size, len(starts),
-                             best.x)
+                             f"optimum at the bound of the log-coefficients (a={a:.3g}, b={b:.3g}, e={e:.3g}): the data "
+                             "do not pin A, B and E; fit runs that span more N and D", n.size, len(starts), best.x)
     law = ChinchillaLaw(math.exp(e), math.exp(a), math.exp(b), al, be, source="fit_chinchilla")
     message = "converged" if best.success else f"stopped: {best.message}"
     intervals = None
@@ -521,7 +526,7 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
         rows = []
         for done, w in enumerate(weights, 1):  # one warm-started L-BFGS-B per resample
             res = _chinchilla_single(best.x, logn, logd, logl, delta, w[None, :], tol=1e-10)
-            if np.all(np.isfinite(res.x)) and max(res.x[:3]) <= _MAX_LOG:
+            if np.all(np.isfinite(res.x)):
                 rows.append(res.x)
             if progress is not None:
                 progress(done)
