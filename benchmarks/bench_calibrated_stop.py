@@ -36,13 +36,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
-from lightning_scaling import replay  # noqa: E402
+from lightning_scaling import StopConfig, replay  # noqa: E402
 from lightning_scaling.calibration import calibrate  # noqa: E402
 from lightning_scaling.demo.curves import smooth  # noqa: E402
 from lightning_scaling.demo.rule_quality import early_stopping_step, loss_at  # noqa: E402
 from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference, source_samples  # noqa: E402
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
+#: The baseline: the rule as it was before the calibration, which the README's snippet then ran on a run with a
+#: warm-up: no calibration (a stop at threshold x the point prediction), the warm-up fitted, steps as the time axis,
+#: and no learning rate observed.
+OLD_RULE = {"calibration": False, "warmup_steps": 0, "time_axis": "steps"}
+#: The naive baselines' family: the power law alone.
+POWER = StopConfig(family="power")
 
 
 def score(curve, options: dict, lr: bool) -> dict:
@@ -81,9 +87,9 @@ def main(argv=None) -> None:
     for held in args.held_out:
         cal = calibrate([s for name in SOURCES if name != held for s in samples[name]],
                         sources=[n for n in SOURCES if n != held])
-        rules = [("old", {"calibration": False, "warmup_steps": 0, "time_axis": "steps"}, False),
-                 ("power law in steps", {"calibration": False, "family": "power", "time_axis": "steps"}, True),
-                 ("power law in summed LR", {"calibration": False, "family": "power", "time_axis": "lr_sum"}, True),
+        rules = [("old", OLD_RULE, False),
+                 ("power law in steps", {"calibration": False, "config": POWER, "time_axis": "steps"}, True),
+                 ("power law in summed LR", {"calibration": False, "config": POWER, "time_axis": "lr_sum"}, True),
                  ("point", {"calibration": False}, True)]
         rules += [(f"calibrated {c:g}", {"calibration": cal, "confidence": c}, True) for c in args.confidence]
         curves = load_source(held)

@@ -67,7 +67,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import lightning_scaling
-from lightning_scaling import StoppingRule, replay
+from lightning_scaling import StopConfig, StoppingRule, replay
 from lightning_scaling.demo.curves import RecordedCurve, smooth
 from lightning_scaling.demo.rule_quality import loss_at, time_axis
 from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference
@@ -208,7 +208,7 @@ def replay_run(curve: RecordedCurve, source: str, option_set: str) -> RunReplay:
     """Replay ``curve`` with one option set; keep its decisions with a point prediction and score its stop."""
     ref, length = reference(curve)
     axis, options = replay_axis(curve, option_set), rule_options(curve, option_set)
-    full = replay(curve.steps, curve.val_loss, **axis, **options, stable_fits=NEVER)
+    full = replay(curve.steps, curve.val_loss, **axis, **options, config=StopConfig(stable_fits=NEVER))
     stop = replay(curve.steps, curve.val_loss, **axis, **options)
     for a, b in zip(stop.decisions, full.decisions):  # the decisions up to the stop do not depend on stable_fits
         if (a.converged_loss, a.interval, a.trusted) != (b.converged_loss, b.interval, b.trusted):

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
-from lightning_scaling import StoppingRule  # noqa: E402
+from lightning_scaling import StopConfig, StoppingRule  # noqa: E402
 from lightning_scaling import curve_families, fitting  # noqa: E402
 from lightning_scaling.demo.curves import load_curves  # noqa: E402
 
@@ -77,7 +77,8 @@ def set_budgets(curve: int, effective_data: int) -> None:
 def time_updates(steps, losses, floor, family, budgets: tuple[int, int]) -> list[float]:
     """CPU seconds of each update of a fresh rule over the curve, with these evaluation budgets per fit."""
     set_budgets(*budgets)
-    rule = StoppingRule(family=family, epoch_steps=float(steps[-1]) / 4 if family == "effective_data" else None)
+    rule = StoppingRule(config=StopConfig(family=family,
+                                          epoch_steps=float(steps[-1]) / 4 if family == "effective_data" else None))
     out = []
     for s, v in zip(steps, losses):
         start = time.process_time()

@@ -78,7 +78,7 @@ def _effective_data(curve) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", action="store_true", help="also the other families/windows (slower)")
+    parser.add_argument("--variants", action="store_true", help="also each family alone (slower)")
     parser.add_argument("--holdout", action="store_true",
                         help="score the out-of-sample runs (data/curves_holdout, the standard library's source) instead")
     parser.add_argument("--spread", action="store_true",
@@ -102,21 +102,17 @@ def main() -> None:
     variants = {"default, floor L(D) held out": ({}, held_out), "default, floor demo_ld.json": ({}, in_sample),
                 "default, no floor": ({}, None),
                 "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),
-                "floor_weight 0.5, floor held out": (dict(floor_weight=0.5), held_out),
                 "default (auto: power law), floor L(N, D) held out": (dict(floor_kind="model"), held_out_nd),
                 "both families averaged, floor L(N, D) held out": (dict(family="average", floor_kind="model"),
                                                                    held_out_nd),
-                "BIC-weighted average, floor held out": (dict(weighting="bic"), held_out),
-                "inverse-MSE average, floor held out": (dict(weighting="inverse_mse"), held_out),
                 "effective-data family, floor L(D) held out": (_effective_data, held_out),
                 "effective-data family, no floor": (_effective_data, None)}
     if args.holdout or args.spread:  # demo_ld.json is the other text's law
         del variants["default, floor demo_ld.json"]
     if args.variants:
         for fam in ("power", "exponential", "average"):
-            for window in (0.0, 0.5):
-                variants[f"{fam} w{window}, floor held out"] = (dict(family=fam, window=window), held_out)
-                variants[f"{fam} w{window}, no floor"] = (dict(family=fam, window=window), None)
+            variants[f"{fam}, floor held out"] = (dict(family=fam), held_out)
+            variants[f"{fam}, no floor"] = (dict(family=fam), None)
     start = time.perf_counter()
     results = {name: [evaluate(c, warmup_steps=WARMUP, floor_law=None if floors is None else floors[c.name],
                                **(opts(c) if callable(opts) else opts))

@@ -21,7 +21,8 @@ _EXPORTS = {
     "fit_overfitting_law": "fitting",
     "PowerLawFit": "fitting", "ChinchillaFit": "fitting", "LearningCurveFit": "fitting", "OverfittingFit": "fitting",
     # stopping
-    "StoppingRule": "stopping", "StopDecision": "stopping", "replay": "stopping", "ReplayResult": "stopping",
+    "StoppingRule": "stopping", "StopConfig": "stopping", "StopDecision": "stopping", "StopReason": "stopping",
+    "replay": "stopping", "ReplayResult": "stopping",
     # callbacks (pytorch_lightning); lightning.pytorch users import from lightning_scaling.unified
     "EffectiveEpochs": "callbacks", "FlopCounter": "callbacks",
     "DataLimitGap": "callbacks", "ExtraEarlyStopping": "callbacks",

@@ -206,22 +206,28 @@ def resolve(calibration: "Calibration | str | Path | None") -> Calibration:
 def run_samples(name: str, steps: Sequence[int], losses: Sequence[float], reference: float,
                 **replay_inputs) -> list[tuple[str, float, float]]:
     """The ``(run, g, e)`` samples of one finished run: the rule replayed over it without calibration and without
-    stopping (``stable_fits`` never met), and at every evaluation with a trusted prediction ``L_hat``,
-    ``g = s / L_hat - 1`` and ``e = log(reference / L_hat)``.
+    stopping (``stable_fits`` never met, no data-limited or fallback stop), and at every evaluation with a trusted
+    prediction ``L_hat``, ``g = s / L_hat - 1`` and ``e = log(reference / L_hat)``.
 
     Args:
         name: the run's name (each run weighs 1 in :func:`calibrate`).
         steps, losses: its evaluations.
         reference: its converged loss (e.g. the lowest smoothed loss it reached, or a published asymptote).
-        **replay_inputs: ``lr``/``lr_sum``, ``floor`` and rule options for :func:`lightning_scaling.replay`.
+        **replay_inputs: ``lr``/``lr_sum``, ``floor`` and rule options (``config``, ...) for
+            :func:`lightning_scaling.replay`.
 
     Raises ValueError for a reference that is not a positive number.
     """
-    from .stopping import replay
+    from dataclasses import replace
+
+    from .stopping import StopConfig, replay
 
     if not (math.isfinite(reference) and reference > 0):
         raise ValueError(f"the reference converged loss must be a positive number, got {reference!r}")
-    result = replay(steps, losses, calibration=False, stable_fits=10 ** 9, **replay_inputs)
+    config = replace(StopConfig.from_value(replay_inputs.pop("config", None)), stable_fits=10 ** 9,
+                     fallback_patience=0)
+    result = replay(steps, losses, **{**replay_inputs, "calibration": False, "stop_when_data_limited": False},
+                    config=config)
     out = []
     for d in result.decisions:
         c = d.converged_loss

@@ -380,8 +380,8 @@ def _rule_value(text: str) -> tuple[str, Any]:
 
 
 def _given_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The StoppingRule arguments given on the command line: the named options given, then every ``--rule
-    KEY=VALUE`` passed through as is (so options the rule gains need no change here)."""
+    """The StoppingRule arguments given on the command line, flat (a StopConfig field by its name): the named options
+    given, then every ``--rule KEY=VALUE`` passed through as is (so options the rule gains need no change here)."""
     named = {"warmup_steps": args.warmup_steps, "min_points": args.min_points, "irreducible": args.irreducible,
              "stop_when_data_limited": args.stop_when_data_limited}
     options = {key: value for key, value in named.items() if value is not None}
@@ -392,15 +392,16 @@ def _given_options(args: argparse.Namespace) -> dict[str, Any]:
 def _check_rule_options(args: argparse.Namespace, thresholds: list[float] | None) -> None:
     """Build the rule with the command line's options once per threshold before reading any run, so a bad option
     is a usage error."""
-    from .stopping import StoppingRule
+    from .stopping import StoppingRule, rule_arguments
 
     if "threshold" in dict(args.rule or []):
         raise ValueError("give the threshold with --threshold, not --rule")
     for threshold in thresholds or [None]:
         try:
-            StoppingRule(threshold, **_given_options(args))
-        except TypeError as err:
-            raise ValueError(f"--rule: {err} (the keys are StoppingRule's arguments)") from None
+            StoppingRule(threshold, **rule_arguments(_given_options(args)))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"--rule: {err} (the keys are StoppingRule's arguments and StopConfig's fields)") \
+                from None
 
 
 #: What the live callback used where neither the run-info file nor the command line says: its defaults.
@@ -411,7 +412,7 @@ _CALLBACK_DEFAULTS = {"monitor": "val_loss", "time_axis": "auto", "use_data_floo
 class _Settings:
     """How one run is replayed: the live rule's options from its run-info file, overridden by the command line."""
 
-    options: dict[str, Any]  # StoppingRule keyword arguments, without the threshold
+    options: dict[str, Any]  # StoppingRule keyword arguments, flat (stopping.flat_options), without the threshold
     threshold: float  # the live rule's threshold: the default of --threshold
     monitor: str
     time_axis: str
@@ -425,8 +426,14 @@ class _Settings:
 def _settings(run: Run, args: argparse.Namespace) -> _Settings:
     """The run-info file's ``stopping`` section (options, monitor, time_axis, use_data_floor), then the
     command line's options over it, then the callback's defaults for what neither gives."""
+    from .stopping import flat_options
+
     stopping = run.info.get("stopping") or {}
-    logged = {**dict(stopping.get("options") or {}),
+    try:
+        options = flat_options(stopping["options"]) if stopping.get("options") else {}
+    except (TypeError, ValueError) as err:
+        raise RunError(run.name, f"the stopping options in {RUN_INFO} are not the rule's: {_one_line(err)}") from None
+    logged = {**options,
               **{key: stopping[key] for key in _CALLBACK_DEFAULTS if key in stopping}}
     threshold = logged.pop("threshold", None)
     if threshold is None:
@@ -510,7 +517,7 @@ def replay_run(run: Run, args: argparse.Namespace, thresholds: list[float] | Non
     the log holds fewer points than the live rule had, or a replay with the live options does not stop where the
     live run stopped, one line on stderr says so (and ``log_warning`` in each row); the rows are still returned.
     """
-    from .stopping import StoppingRule, replay
+    from .stopping import StoppingRule, replay, rule_arguments
 
     st = _settings(run, args)
     s, inputs, options = _replay_inputs(run, st, args.lr_tag)
@@ -521,8 +528,9 @@ def replay_run(run: Run, args: argparse.Namespace, thresholds: list[float] | Non
         raise RunError(run.name, "no finite loss")
     thresholds = thresholds or [st.threshold]
     try:
+        arguments = rule_arguments(options)
         for threshold in thresholds:
-            StoppingRule(threshold, **options)
+            StoppingRule(threshold, **arguments)
     except (TypeError, ValueError) as err:
         raise RunError(run.name, f"the stopping options ({st.source}) are not the rule's: {_one_line(err)}; override "
                                  "them on the command line (--rule KEY=VALUE)") from None
@@ -532,7 +540,7 @@ def replay_run(run: Run, args: argparse.Namespace, thresholds: list[float] | Non
     shown = {**options, "monitor": st.monitor, "time_axis": st.time_axis, "use_data_floor": st.use_data_floor}
     rows = []
     for threshold in thresholds:
-        r = replay(steps, values, threshold=threshold, **inputs, **options)
+        r = replay(steps, values, threshold=threshold, **inputs, **arguments)
         stop_flops = flops_at(run, r.stop_step, n)[0] if r.stop_step is not None else None
         target = next((d.stop_loss for d in reversed(r.decisions) if d.stop_loss is not None), None)
         rows.append({
@@ -605,6 +613,7 @@ def calibration_samples(run: Run, args: argparse.Namespace) -> list[tuple[str, f
     average of the monitored loss (the loss it converged to, or the bottom before it turned up)."""
     from .calibration import run_samples
     from .demo.curves import smooth
+    from .stopping import rule_arguments
 
     st = _settings(run, args)
     s, inputs, options = _replay_inputs(run, st, args.lr_tag)
@@ -617,7 +626,7 @@ def calibration_samples(run: Run, args: argparse.Namespace) -> list[tuple[str, f
         options.pop(key, None)
     per_point = {k: [v for v, ok in zip(inputs[k], keep) if ok] for k in ("lr_sum", "floor", "epoch_steps")
                  if isinstance(inputs.get(k), list)}
-    return run_samples(run.name, steps, values, reference, **{**inputs, **per_point}, **options)
+    return run_samples(run.name, steps, values, reference, **{**inputs, **per_point}, **rule_arguments(options))
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -843,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
                               f"{RUN_INFO} records\n"
                               "  lightning-scaling replay runs/demo/version_0 --threshold 1.05 1.1 1.2\n"
                               "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 0 --json   # override\n"
-                              "  lightning-scaling replay runs/ --rule family=power --rule window=0.5")
+                              "  lightning-scaling replay runs/ --rule family=power --rule min_points=8")
     p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
     p.add_argument("--threshold", type=float, nargs="+", help=f"default: the live rule's (the run's {RUN_INFO}), "
                                                                 f"else {planning.stopping_factor():.3g}")

@@ -13,16 +13,13 @@ the points seen so far (time ``t``: optimizer steps, or the summed learning rate
   with ``z`` the effective data of [M] eq 5 in epochs (:class:`EffectiveDataCurve`,
   :func:`fit_effective_data_curve`); it needs the steps of one epoch, and is not part of ``average``.
 
-``average`` combines the first two, the model averaging of Domhan, Springenberg & Hutter 2015 ("Speeding up
-automatic hyperparameter optimization of deep neural networks by extrapolation of learning curves", IJCAI)
-in its simplest form: with equal weights by default, or (``weighting="bic"``) by their Bayesian information
-criterion (equal parameter counts, so ``exp(-n/2 log RSS)`` normalised). Both families are misspecified on
-real curves (the power law runs on below the data-limited plateau, the exponential flattens too soon) and
-their residuals are correlated, so the BIC weights are nearly all-or-nothing and pick the wrong one about as
-often as the right one; the equal-weight combination is the robust choice under misspecification (the
-"forecast combination puzzle", Clemen 1989; Stock & Watson 2004), and the corpus measurements agree
-(BENCHMARKS.md, stopping rule). ``window`` fits only the
-points with ``t >= window * t_last`` (recent points; the early transient of a run is not a power law).
+``average`` combines the first two with equal weights over the trusted ones, the model averaging of Domhan,
+Springenberg & Hutter 2015 ("Speeding up automatic hyperparameter optimization of deep neural networks by
+extrapolation of learning curves", IJCAI) in its simplest form. Both families are misspecified on real curves (the
+power law runs on below the data-limited plateau, the exponential flattens too soon) and their residuals are
+correlated, so likelihood weights (BIC) are nearly all-or-nothing and pick the wrong one about as often as the right
+one; the equal-weight combination is the robust choice under misspecification (the "forecast combination puzzle",
+Clemen 1989; Stock & Watson 2004).
 Pure: numpy and scipy only.
 """
 
@@ -46,8 +43,6 @@ R_STAR_BOUNDS = (0.5, 100.0)
 #: The most residual evaluations one effective-data fit may take (its three parameters need more than the other
 #: families; still bounded, as the live rule fits at every evaluation).
 EFFECTIVE_DATA_MAX_NFEV = 100
-#: How ``average`` weighs the families.
-WEIGHTINGS = ("inverse_mse", "equal", "bic")
 
 
 @dataclass(frozen=True)
@@ -338,18 +333,10 @@ def _power_family(t, loss, irreducible, unit, confidence, max_relative_width, wa
     return FamilyFit("power", fit.law, fit.converged_loss, fit.interval, fit.trusted, fit.reason, rss, fit.n_points)
 
 
-def check_options(family: str, window: float, weighting: str, floor_weight: float = 1.0) -> None:
-    """Raise ValueError, saying what is allowed, for options :func:`predict_converged` does not take."""
+def check_family(family: str) -> None:
+    """Raise ValueError, saying what is allowed, for a family :func:`predict_converged` does not know."""
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
-    if not (0.0 <= window < 1.0):
-        raise ValueError(f"window must be in [0, 1) (the fraction of the latest time before which points are "
-                         f"not fitted), got {window!r}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if not (isinstance(floor_weight, (int, float)) and 0.0 <= floor_weight <= 1.0):
-        raise ValueError(f"floor_weight must be a number in [0, 1] (the weight of a family held at the data floor "
-                         f"against a free one), got {floor_weight!r}")
 
 
 def check_effective_data(epoch_steps: float | None, unit: str = "steps") -> None:
@@ -367,29 +354,20 @@ def check_effective_data(epoch_steps: float | None, unit: str = "steps") -> None
         raise ValueError(f"epoch_steps must be a finite number of optimizer steps > 0, got {epoch_steps!r}")
 
 
-def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, irreducible: float = 0.0,
-                      unit: str = "steps", confidence: float = 0.9, max_relative_width: float = 0.1,
-                      min_points: int = 4, known_floor: bool = False, weighting: str = "equal",
-                      warm_start: dict[str, list[float]] | None = None,
-                      floor_weight: float = 1.0, epoch_steps: float | None = None) -> ConvergedPrediction:
+def predict_converged(t, loss, *, family: str = "average", irreducible: float = 0.0, unit: str = "steps",
+                      confidence: float = 0.9, max_relative_width: float = 0.1, known_floor: bool = False,
+                      warm_start: dict[str, list[float]] | None = None, epoch_steps: float | None = None) -> ConvergedPrediction:
     """Predict a run's converged loss from its learning curve so far (see the module docstring).
 
     Args:
         t, loss: the points (time > 0 increasing: steps or summed learning rate).
         family: "power", "exponential", "average" (both, Domhan et al. 2015) or "effective_data" (alone; a
             constant learning rate, ``unit="steps"``; needs ``epoch_steps``).
-        weighting: how ``average`` weighs the families: "equal" (over the trusted ones), "bic" or
-            "inverse_mse" (Bates & Granger 1969).
-        window: fit only the points with ``t >= window * t_last`` (0 = all; at least ``min_points`` kept).
         irreducible: the lower bound of the converged loss (e.g. L(D) of the data seen).
         unit, confidence, max_relative_width: as in :func:`~lightning_scaling.fitting.fit_learning_curve`.
-        min_points: the fewest points a fit may use.
         known_floor: ``irreducible`` is a known bound of the converged loss (L(D) of the data seen, [H] 6):
             a family whose fit goes down to it predicts the floor, and that is trusted (a known bound is not
             an untrustworthy fit); otherwise a fit at its lower bound means the curve has not bent yet.
-        floor_weight: in the equal average, the weight of a family held at the known floor when another
-            trusted family is not (1: equal). The floor is a bound for every model; a model too small to reach
-            it converges above it, which only the free family sees (BENCHMARKS.md measures 0.5).
         warm_start: each family's parameters from the previous fit (:attr:`FamilyFit.params`, by family name):
             one more start for its optimizer. The live rule passes its last fit, so a fit that adds one point
             takes a few iterations; the same sequence of points gives the same fits (replay = live).
@@ -398,15 +376,10 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
     Raises FitError when there are too few points or the floor is not below them; ValueError for
     ``family="effective_data"`` without ``epoch_steps`` or on another time axis than steps.
     """
-    check_options(family, window, weighting, floor_weight)
+    check_family(family)
     if family == "effective_data":
         check_effective_data(epoch_steps, unit)
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
-    keep = ta >= window * ta.max(initial=0.0)
-    if np.count_nonzero(keep) < min_points:
-        keep = np.zeros(ta.size, dtype=bool)
-        keep[-min_points:] = True
-    ta, la = ta[keep], la[keep]
     names = ("power", "exponential") if family == "average" else (family,)  # effective_data: alone
     fits, errors = [], []
     for name in names:
@@ -439,17 +412,9 @@ def predict_converged(t, loss, *, family: str = "average", window: float = 0.0, 
     if not usable:
         return ConvergedPrediction(nan, (nan, nan), False, "; ".join(f"{f.family}: {f.reason}" for f in fits),
                                    family, {}, fits, int(ta.size))
-    n = ta.size
-    if weighting == "bic":
-        bic = np.array([n * math.log(max(f.rss, 1e-300) / n) for f in usable])  # same parameter count
-        w = np.exp(-(bic - bic.min()) / 2)
-    elif weighting == "inverse_mse":
-        rss = np.array([max(f.rss, 1e-300) for f in usable])
-        w = rss.min() / rss  # Bates & Granger 1969: weights proportional to 1 / mean squared error
-    else:  # equal weights over the families whose fit can be trusted (all of them when none can)
-        free = [f for f in usable if f.trusted and id(f) not in at_bound]
-        w = np.array([(floor_weight if free and id(f) in at_bound else 1.0) if f.trusted else 0.0 for f in usable])
-        w = w if w.any() else np.ones(len(usable))
+    # equal weights over the families whose fit can be trusted (all of them when none can)
+    w = np.array([1.0 if f.trusted else 0.0 for f in usable])
+    w = w if w.any() else np.ones(len(usable))
     w /= w.sum()
     # a family that has not bent yet (no known floor) leaves the limit open: no family may then claim it (a
     # saturating fit to an unbent power law is confident and wrong); a family that flattens at the lowest

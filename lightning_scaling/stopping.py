@@ -9,32 +9,32 @@ The rule predicts the converged loss each time a new point arrives
 (:func:`~lightning_scaling.curve_families.predict_converged`: ``L(t) = L_conv + (t_c/t)^alpha``, [K] eq 5.6
 at fixed N, a saturating exponential for runs that repeat their data, and by default their equal-weight
 average over the trusted ones, as in Domhan et al. 2015, or the power law alone when the floor is the model's own
-limit L(N, D): :func:`rule_family`), fitted to the points after warm-up, optionally
-only the recent ones (``window``), with t the step or, when the learning rate varies, the summed learning
-rate ([T] "forward area"), and never below a known floor (L(D) of the data seen). It stops only when the
-prediction is trusted, the last ``stable_fits`` predictions agree within ``stability``, and the smoothed
-loss is at or below the stop loss. Feeding the same points gives the same decisions: :func:`replay` runs
+limit L(N, D): :func:`rule_family`), fitted to the points after warm-up, with t the step or, when the learning
+rate varies, the summed learning rate ([T] "forward area"), and never below a known floor (L(D) of the data seen).
+It stops only when the prediction is trusted, the last ``stable_fits`` predictions agree within ``stability``, and
+the smoothed loss is at or below the stop loss: ``threshold`` x the calibrated lower bound of the converged loss
+(docs/science.md 4). The research knobs are fields of one :class:`StopConfig`. Feeding the same points gives the same decisions: :func:`replay` runs
 exactly this object over a finished run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from .errors import FitError
-from .curve_families import FAMILIES, check_effective_data, check_options, predict_converged
+from .curve_families import FAMILIES, check_effective_data, check_family, predict_converged
 from .calibration import Calibration
 from .calibration import resolve as resolve_calibration
 from .planning import stopping_factor
 
 
-#: Which evaluation :class:`StoppingRule` stops at (its ``stop_at``).
-STOP_AT = ("nearest", "below")
 #: What the floor handed to :meth:`StoppingRule.update` is (its ``floor_kind``): ``"data"``, L(D) at the data seen, the
 #: best loss any model reaches on it ([H] 6), a bound for every model; ``"model"``, L(N, D) at this model's N ([K]
 #: eq 1.5), the loss this model itself converges to on the data seen.
@@ -71,9 +71,35 @@ def rule_family(family: str, floor_kind: str = "data") -> str:
     return "power" if floor_kind == "model" else "average"
 
 
+class StopReason(str, Enum):
+    """What a :class:`StopDecision` concluded, as a code (its ``reason`` says it in words).
+
+    The stopping codes are ``THRESHOLD`` (the loss reached ``threshold`` x the converged loss), ``DATA_LIMITED``
+    (the loss turned up, with ``stop_when_data_limited``) and ``PATIENCE`` (the opt-in fallback,
+    :attr:`StopConfig.fallback_patience`); every other code is a reason not to stop yet.
+    """
+
+    SKIPPED = "skipped"  # the point was not used: a non-finite loss, or a step or time that did not advance
+    WARMUP = "warmup"  # the point lies in the warm-up or the transient after it
+    WAITING = "waiting"  # fewer than ``min_points`` points after the warm-up
+    NO_PREDICTION = "no_prediction"  # the points admit no fit (yet), or the fit failed numerically
+    UNTRUSTED = "untrusted"  # a prediction, but the fit cannot be trusted (too wide, not bent, at a bound)
+    UNSTABLE = "unstable"  # trusted, but the last ``stable_fits`` predictions do not agree
+    UNSURE = "unsure"  # calibrated: the loss is above threshold x the lower bound of the converged loss
+    ABOVE = "above"  # uncalibrated (or held at a floor): the loss is above threshold x the prediction
+    DATA_LIMITED = "data_limited"  # the smoothed loss turned up above its minimum
+    THRESHOLD = "threshold"  # stop: the loss reached the stop loss
+    PATIENCE = "patience"  # stop: the fallback patience ran out on a plateau
+
+
+#: The codes of a decision that stops.
+STOP_CODES = (StopReason.THRESHOLD, StopReason.DATA_LIMITED, StopReason.PATIENCE)
+
+
 @dataclass
 class StopDecision:
-    """What the rule concluded after one new point."""
+    """What the rule concluded after one new point: ``should_stop``, a ``code`` (:class:`StopReason`) and the
+    ``reason`` in words, with the prediction, its interval and the stop loss when there is one."""
 
     step: int
     should_stop: bool
@@ -87,87 +113,207 @@ class StopDecision:
     trusted: bool = False
     data_limited: bool = False
     error: str | None = None  # why the fit failed at this point (then there is no prediction), else None
+    code: StopReason = StopReason.WAITING
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """The research knobs of :class:`StoppingRule` and :class:`ExtraEarlyStopping`, validated at construction.
+
+    The defaults are the ones the shipped calibration was made with (``lightning_scaling/data/calibration.json``):
+    changing a field that shapes the prediction (``family``, ``min_points``, ``smoothing``, ``max_relative_width``)
+    makes the calibrated interval describe another predictor; recalibrate with ``lightning-scaling calibrate``.
+
+    Args:
+        alpha_N, alpha_S: exponents of [K] eq 1.6 that set the default threshold ``1 + alpha_N/alpha_S`` ([K] B.5;
+            0.076 and 0.76 give 1.10).
+        irreducible: a known floor of the loss (e.g. the entropy of the text); the rule then applies to the
+            reducible part, ``L - L_inf <= threshold (L_conv - L_inf)``.
+        min_points: points after the warm-up needed before the first fit (>= 4: a learning curve has three
+            parameters).
+        smoothing: weight of the past in the exponential moving average of the loss, in [0, 1) (0 = none).
+        stable_fits: consecutive trusted predictions that must agree before a stop (>= 1).
+        stability: relative spread allowed among those predictions (> 0).
+        max_relative_width: the widest relative interval of the fit a trusted prediction may have (> 0).
+        turn_up: relative rise of the smoothed loss above its minimum that counts as data-limited (> 0).
+        family: the curve family that predicts the converged loss (:data:`RULE_FAMILIES`): "auto" (default,
+            :func:`rule_family`), "power", "exponential", "average" or the opt-in "effective_data" (a log law in
+            [M]'s effective data; steps axis and ``epoch_steps`` needed).
+        epoch_steps: for ``family="effective_data"``: the optimizer steps of one epoch of the unique data (``U`` of
+            [M] eq 5); a value given to :meth:`StoppingRule.update` overrides it.
+        fallback_patience: 0 (default: off), or stop when the rule has not stopped and the smoothed loss has not
+            fallen below ``(1 - fallback_min_delta)`` x its best for this many evaluations after the warm-up (a
+            patience stop on the plateau, as Lightning's ``EarlyStopping``, for runs the rule stays unsure on).
+        fallback_min_delta: the relative improvement that resets the fallback's patience (>= 0).
+
+    Raises:
+        ValueError: a field out of its range, naming the field.
+
+    Example:
+        >>> StopConfig(min_points=8, fallback_patience=20).min_points
+        8
+    """
+
+    alpha_N: float = 0.076
+    alpha_S: float = 0.76
+    irreducible: float = 0.0
+    min_points: int = 6
+    smoothing: float = 0.3
+    stable_fits: int = 2
+    stability: float = 0.02
+    max_relative_width: float = 0.1
+    turn_up: float = 0.01
+    family: str = "auto"
+    epoch_steps: float | None = None
+    fallback_patience: int = 0
+    fallback_min_delta: float = 0.001
+
+    def __post_init__(self) -> None:
+        if not (_number(self.alpha_N) and _number(self.alpha_S) and self.alpha_N > 0 and self.alpha_S > 0):
+            raise ValueError(f"alpha_N and alpha_S must be numbers > 0, got {self.alpha_N!r}, {self.alpha_S!r}")
+        if not (_number(self.irreducible) and self.irreducible >= 0):
+            raise ValueError(f"irreducible must be a finite number >= 0, got {self.irreducible!r}")
+        if not (_integer(self.min_points) and self.min_points >= 4):
+            raise ValueError(f"min_points must be an int >= 4 (a learning curve has three parameters), got "
+                             f"{self.min_points!r}")
+        if not (_number(self.smoothing) and 0.0 <= self.smoothing < 1.0):
+            raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing!r}")
+        if not (_integer(self.stable_fits) and self.stable_fits >= 1):
+            raise ValueError(f"stable_fits must be an int >= 1, got {self.stable_fits!r}")
+        for name in ("stability", "max_relative_width", "turn_up"):
+            value = getattr(self, name)
+            if not (_number(value) and value > 0):
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        if self.family not in RULE_FAMILIES:
+            raise ValueError(f"family must be one of {RULE_FAMILIES}, got {self.family!r}")
+        if self.epoch_steps is not None:
+            check_effective_data(self.epoch_steps)
+        if not (_integer(self.fallback_patience) and self.fallback_patience >= 0):
+            raise ValueError(f"fallback_patience must be an int >= 0 (0 = off), got {self.fallback_patience!r}")
+        if not (_number(self.fallback_min_delta) and self.fallback_min_delta >= 0):
+            raise ValueError(f"fallback_min_delta must be a number >= 0, got {self.fallback_min_delta!r}")
+
+    @classmethod
+    def from_value(cls, value: "StopConfig | Mapping[str, Any] | None") -> "StopConfig":
+        """``value`` itself, the default for None, or built from a mapping of its fields (e.g. a run-info file's)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - CONFIG_FIELDS)
+            if unknown:
+                raise ValueError(f"unknown StopConfig field(s) {unknown}; the fields are {sorted(CONFIG_FIELDS)}")
+            return cls(**value)
+        raise ValueError(f"config must be a StopConfig, a dict of its fields or None, got {type(value).__name__}")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+#: The fields of :class:`StopConfig`.
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(StopConfig))
+#: Options an earlier version took, which the measurements did not favour (docs/design.md): refused by name.
+REMOVED_OPTIONS = {"window": 0.0, "weighting": "equal", "floor_weight": 1.0, "stop_at": "nearest"}
+
+
+def rule_arguments(options: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`StoppingRule` keyword arguments from flat options, where a :class:`StopConfig` field may be given by
+    its name (``--rule min_points=8`` on the command line, a run-info file of an earlier version) or inside
+    ``config``. A removed option holding its only value is dropped; any other value of it raises ValueError."""
+    options = dict(options)
+    config = dict(asdict(options.pop("config")) if isinstance(options.get("config"), StopConfig)
+                  else options.pop("config", None) or {})
+    for key in list(options):
+        if key in CONFIG_FIELDS:
+            config[key] = options.pop(key)
+        elif key in REMOVED_OPTIONS:
+            value = options.pop(key)
+            if value != REMOVED_OPTIONS[key]:
+                raise ValueError(f"{key} was removed (the measurements did not favour it over {key}="
+                                 f"{REMOVED_OPTIONS[key]!r}, which the rule now always uses)")
+    return {**options, "config": StopConfig.from_value(config)}
+
+
+def _refuse(misplaced: Mapping[str, Any], owner: str) -> None:
+    """Raise for keyword arguments ``owner`` does not take, saying where each belongs."""
+    for key in misplaced:
+        if key in CONFIG_FIELDS:
+            raise ValueError(f"{key} is a StopConfig field: pass {owner}(config=StopConfig({key}=...))")
+        if key in REMOVED_OPTIONS:
+            raise ValueError(f"{key} was removed: the measurements did not favour it over {key}="
+                             f"{REMOVED_OPTIONS[key]!r}, which the rule now always uses")
+        raise TypeError(f"{owner}() got an unexpected keyword argument {key!r}")
+
+
+def flat_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse view of :func:`rule_arguments`: every option by name, the config's fields included."""
+    args = rule_arguments(options)
+    return {**{k: v for k, v in args.items() if k != "config"}, **asdict(args["config"])}
 
 
 class StoppingRule:
     """Decide when a run has reached ``threshold`` x its predicted converged loss.
 
     Args:
-        threshold: stop multiple of the converged loss; default ``1 + alpha_N/alpha_S`` ([K] B.5).
-        alpha_N, alpha_S: exponents of [K] eq 1.6 used for the default threshold (0.076, 0.76 -> 1.10).
-        irreducible: a known floor of the loss; the rule then applies to the reducible part.
-        warmup_steps: points at or before this step are not fitted (warm-up distorts the curve). None (default):
-            found from the learning rate the rule observes (``lr_sum`` handed to :meth:`update`): the warm-up lasts
-            while the mean learning rate between evaluations rises, and the points up to
-            :data:`TRANSIENT_FACTOR` x its end are not fitted (without ``lr_sum`` observations: none).
-        time_axis: what the curve is fitted against (:data:`TIME_AXES`): "auto" (default: the summed learning
-            rate once it has varied after the warm-up, [T], else steps), "steps" or "lr_sum".
-        min_points: points after warm-up needed before the first fit.
-        smoothing: weight of the past in the exponential moving average of the loss (0 = no smoothing). The
-            default 0.3 comes from the recorded corpus: 0.2-0.4 stop every run at the same step, 0.5 lags
-            one evaluation behind (on the 19-run corpus: median stop ratio 1.079 against 1.082 for threshold
-            1.1; BENCHMARKS.md).
-        stable_fits: number of consecutive trusted predictions that must agree before stopping.
-        stability: relative spread allowed among those predictions.
-        max_relative_width: widest converged-loss interval (relative) a trusted fit may have.
+        threshold: stop multiple of the converged loss; default ``1 + alpha_N/alpha_S`` ([K] B.5) of ``config``.
         confidence: the level of the converged-loss interval (central, reported in every decision) and of the stop:
             the rule stops only when the smoothed loss is at or below ``threshold`` x the one-sided lower bound of the
             converged loss at this level (or x the prediction, if that is lower), so it stops early (the truth below
             that bound) with probability at most ``1 - confidence`` on runs like those it was calibrated on.
         calibration: the :class:`~lightning_scaling.calibration.Calibration` of the interval: None (default) for
             the one the package ships, a path to one (``lightning-scaling calibrate``), or False for none (the
-            fit's own Gauss-Newton interval, and the stop at ``threshold`` x the point prediction: the old rule,
-            kept as a baseline). A prediction held at a floor keeps the fit's interval (the floor's error is the
-            law's, not the curve's).
-        stop_when_data_limited: also stop when the smoothed loss has turned up by ``turn_up`` over its
+            fit's own Gauss-Newton interval, and the stop at ``threshold`` x the point prediction, kept for
+            comparison). A prediction held at a floor keeps the fit's interval (the floor's error is the law's,
+            not the curve's).
+        warmup_steps: points at or before this step are not fitted (warm-up distorts the curve). None (default):
+            found from the learning rate the rule observes (``lr_sum`` handed to :meth:`update`): the warm-up lasts
+            while the mean learning rate between evaluations rises, and the points up to
+            :data:`TRANSIENT_FACTOR` x its end are not fitted (without ``lr_sum`` observations: none).
+        time_axis: what the curve is fitted against (:data:`TIME_AXES`): "auto" (default: the summed learning
+            rate once it has varied after the warm-up, [T], else steps), "steps" or "lr_sum".
+        stop_when_data_limited: also stop when the smoothed loss has turned up by ``config.turn_up`` over its
             minimum before the threshold was reached (the run is data-limited: more data is the remedy).
-        turn_up: relative rise of the smoothed loss above its minimum that counts as turning up.
-        family: the curve family that predicts the converged loss: "auto" (default: :func:`rule_family`, the power
-            law with a model's own floor, else the average), "power", "exponential", "average" or the opt-in
-            "effective_data" (a log law in [M]'s effective data, fitted alone; steps axis, i.e. a constant
-            learning rate, and ``epoch_steps`` needed; see :mod:`lightning_scaling.curve_families`).
         floor_kind: what the ``floor`` given to :meth:`update` is (:data:`FLOOR_KINDS`): "data" (L(D), default) or
             "model" (L(N, D) at this model's N). The live callback sets it from DataLimitGap's law.
-        window: fit only the points with time >= ``window`` x the latest time (0 = every point after warm-up).
-        weighting: how ``family="average"`` weighs the families: "equal" (default), "bic" or "inverse_mse".
-        floor_weight: with equal weights, the weight of a family held at the data floor against a free trusted
-            one (see :func:`~lightning_scaling.curve_families.predict_converged`); 1 = equal.
-        stop_at: which evaluation stops once the rule may stop. "nearest" (default): the one nearest the crossing
-            of the stop loss, i.e. also the last evaluation above it when the next one, falling as much as the
-            smoothed loss fell last time, would land further below it than this one is above. "below": the
-            first evaluation at or below it, which on average stops half an evaluation's drop late (on the
-            corpus the median stop ratio was 1.075 for threshold 1.1 with the median prediction unbiased;
-            "nearest" gives 1.088, BENCHMARKS.md).
-        epoch_steps: for ``family="effective_data"``: the optimizer steps of one epoch of the unique data (``U``
-            of [M] eq 5: dataset size / data per step); a value given to :meth:`update` overrides it.
+        config: the research knobs (:class:`StopConfig`, or a dict of its fields); default ``StopConfig()``.
+
+    Once the rule may stop, it stops at the evaluation nearest the crossing of the stop loss: also at the last
+    evaluation above it when the next one, falling as much as the smoothed loss fell last time, would land
+    further below it than this one is above (so the stop lands on the threshold on average, not past it).
+
+    Raises:
+        ValueError: an argument out of its range, naming it; a :class:`StopConfig` field given by name says to
+            pass it in ``config``.
+
+    Example:
+        >>> rule = StoppingRule(confidence=0.8, config=StopConfig(min_points=8))
+        >>> decision = rule.update(100, 3.2, lr_sum=0.05)
+        >>> decision.should_stop, decision.code.value
+        (False, 'waiting')
     """
 
-    def __init__(self, threshold: float | None = None, *, alpha_N: float = 0.076, alpha_S: float = 0.76,
-                 irreducible: float = 0.0, warmup_steps: int | None = None, min_points: int = 6,
-                 smoothing: float = 0.3,
-                 stable_fits: int = 2, stability: float = 0.02, max_relative_width: float = 0.1,
-                 stop_when_data_limited: bool = False, turn_up: float = 0.01, family: str = "auto",
-                 window: float = 0.0, weighting: str = "equal", floor_weight: float = 1.0,
-                 stop_at: str = "nearest", epoch_steps: float | None = None, floor_kind: str = "data",
-                 time_axis: str = "auto", confidence: float = 0.8,
-                 calibration: "Calibration | str | Path | None | bool" = None) -> None:
-        self.threshold = stopping_factor(alpha_N, alpha_S) if threshold is None else float(threshold)
+    def __init__(self, threshold: float | None = None, confidence: float = 0.8, *,
+                 calibration: "Calibration | str | Path | None | bool" = None, warmup_steps: int | None = None,
+                 time_axis: str = "auto", stop_when_data_limited: bool = False, floor_kind: str = "data",
+                 config: "StopConfig | Mapping[str, Any] | None" = None, **misplaced: Any) -> None:
+        _refuse(misplaced, "StoppingRule")
+        self.config = config = StopConfig.from_value(config)
+        self.threshold = stopping_factor(config.alpha_N, config.alpha_S) if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and self.threshold > 1.0):
             raise ValueError(f"threshold must be a number > 1 (e.g. 1.1), got {threshold!r}")
-        if not (math.isfinite(irreducible) and irreducible >= 0):
-            raise ValueError(f"irreducible must be a finite number >= 0, got {irreducible!r}")
-        if int(min_points) < 4:
-            raise ValueError("min_points must be >= 4 (a learning curve has three parameters)")
-        if not (0.0 <= smoothing < 1.0):
-            raise ValueError("smoothing must be in [0, 1)")
-        if int(stable_fits) < 1 or not (stability > 0) or not (max_relative_width > 0):
-            raise ValueError("stable_fits must be >= 1, stability and max_relative_width > 0")
         if warmup_steps is not None and not (isinstance(warmup_steps, (int, np.integer)) and warmup_steps >= 0):
             raise ValueError(f"warmup_steps must be None (found from the learning rate) or an int >= 0 (the last step "
                              f"of the warm-up; 0 = none), got {warmup_steps!r}")
         if time_axis not in TIME_AXES:
             raise ValueError(f"time_axis must be one of {TIME_AXES}, got {time_axis!r}")
-        if family == "effective_data" and time_axis == "lr_sum":
+        if config.family == "effective_data" and time_axis == "lr_sum":
             raise ValueError("family='effective_data' fits a curve in optimizer steps: use time_axis='steps' or 'auto'")
         self.time_axis = time_axis
         if not (isinstance(confidence, (int, float)) and 0.0 < confidence < 1.0):
@@ -175,46 +321,28 @@ class StoppingRule:
         self.confidence = float(confidence)
         self.calibration = calibration
         self._calibration = None if calibration is False else resolve_calibration(calibration)
-        if not (turn_up > 0):
-            raise ValueError(f"turn_up must be > 0 (a relative rise of the smoothed loss, e.g. 0.01), got {turn_up!r}")
-        if family not in RULE_FAMILIES:
-            raise ValueError(f"family must be one of {RULE_FAMILIES}, got {family!r}")
-        check_options(rule_family(family, floor_kind), window, weighting, floor_weight)
+        if floor_kind not in FLOOR_KINDS:
+            raise ValueError(f"floor_kind must be one of {FLOOR_KINDS}, got {floor_kind!r}")
+        check_family(rule_family(config.family, floor_kind))
         self.floor_kind = floor_kind
-        if stop_at not in STOP_AT:
-            raise ValueError(f"stop_at must be one of {STOP_AT}, got {stop_at!r}")
-        self.stop_at = stop_at
-        if epoch_steps is not None:
-            check_effective_data(epoch_steps)
-        self.epoch_steps = None if epoch_steps is None else float(epoch_steps)
-        self.floor_weight = float(floor_weight)
-        self.family = family
-        self.weighting = weighting
-        self.window = float(window)
-        self.irreducible = float(irreducible)
         self.warmup_steps = None if warmup_steps is None else int(warmup_steps)
-        self.min_points = int(min_points)
-        self.smoothing = float(smoothing)
-        self.stable_fits = int(stable_fits)
-        self.stability = float(stability)
-        self.max_relative_width = float(max_relative_width)
         self.stop_when_data_limited = bool(stop_when_data_limited)
-        self.turn_up = float(turn_up)
+        self.family, self.epoch_steps = config.family, config.epoch_steps
+        self.irreducible, self.min_points = float(config.irreducible), int(config.min_points)
+        self.smoothing, self.stable_fits = float(config.smoothing), int(config.stable_fits)
+        self.stability, self.max_relative_width = float(config.stability), float(config.max_relative_width)
+        self.turn_up = float(config.turn_up)
         self.reset()
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments that build this rule again (``StoppingRule(**rule.options())``; plain types: what
         the live callback writes into the run-info file so that a replay uses the same rule)."""
-        return {"threshold": self.threshold, "irreducible": self.irreducible, "warmup_steps": self.warmup_steps,
-                "time_axis": self.time_axis, "confidence": self.confidence,
+        return {"threshold": self.threshold, "confidence": self.confidence,
                 "calibration": self.calibration if isinstance(self.calibration, (bool, str, type(None))) else (
                     str(self.calibration) if isinstance(self.calibration, Path) else self.calibration.to_json()),
-                "min_points": self.min_points, "smoothing": self.smoothing, "stable_fits": self.stable_fits,
-                "stability": self.stability, "max_relative_width": self.max_relative_width,
-                "stop_when_data_limited": self.stop_when_data_limited, "turn_up": self.turn_up,
-                "family": self.family, "window": self.window, "weighting": self.weighting,
-                "floor_weight": self.floor_weight, "stop_at": self.stop_at, "epoch_steps": self.epoch_steps,
-                "floor_kind": self.floor_kind}
+                "warmup_steps": self.warmup_steps, "time_axis": self.time_axis,
+                "stop_when_data_limited": self.stop_when_data_limited, "floor_kind": self.floor_kind,
+                "config": asdict(self.config)}
 
     @property
     def fitted_family(self) -> str:
@@ -241,6 +369,7 @@ class StoppingRule:
         self.last_fit = None  # the latest ConvergedPrediction (callable; for figures; not part of the state)
         self.warm_start: dict[str, list[float]] = {}  # each family's last fitted parameters: the next fit's start
         self.stopped_step: int | None = None
+        self._since_best = 0  # evaluations since the smoothed loss last improved (the fallback's patience)
 
     def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None,
                epoch_steps: float | None = None) -> StopDecision:
@@ -248,10 +377,11 @@ class StoppingRule:
 
         ``floor`` is a lower bound of the converged loss known from elsewhere, e.g. the fitted L(D) at the
         data seen (DataLimitGap): the prediction is never allowed below it. ``epoch_steps`` (for
-        ``family="effective_data"``) overrides the constructor's for this fit (every point is fitted with it).
+        ``family="effective_data"``) overrides the config's for this fit (every point is fitted with it).
 
         Raises ValueError for ``family="effective_data"`` with ``lr_sum`` or without any ``epoch_steps``.
         """
+        R = StopReason
         if self.family == "effective_data":
             epoch_steps = self.epoch_steps if epoch_steps is None else epoch_steps
             check_effective_data(epoch_steps, "steps")
@@ -260,14 +390,15 @@ class StoppingRule:
         lr_sum = None if lr_sum is None or not math.isfinite(float(lr_sum)) else float(lr_sum)
         self._observe_lr(step, lr_sum)
         if not math.isfinite(loss):
-            return self._remember(StopDecision(step, False, f"non-finite loss {loss} skipped"))
+            return self._remember(StopDecision(step, False, f"non-finite loss {loss} skipped", code=R.SKIPPED))
         if self.steps and step <= self.steps[-1]:
-            return self._remember(StopDecision(step, False, "step did not advance: point skipped"))
+            return self._remember(StopDecision(step, False, "step did not advance: point skipped", code=R.SKIPPED))
         if self.axis == "lr_sum" and (lr_sum is None or not lr_sum > 0 or (
                 self.lr_sums and self.lr_sums[-1] is not None and lr_sum <= self.lr_sums[-1])):
-            return self._remember(StopDecision(step, False, "time axis did not advance: point skipped"))
+            return self._remember(StopDecision(step, False, "time axis did not advance: point skipped",
+                                               code=R.SKIPPED))
         if self.warmup_steps is not None and step <= self.warmup_steps:  # a given warm-up: the point is not kept
-            return self._remember(StopDecision(step, False, "warm-up: point not fitted"))
+            return self._remember(StopDecision(step, False, "warm-up: point not fitted", code=R.WARMUP))
         self.steps.append(step)
         self.losses.append(loss)
         self.lr_sums.append(lr_sum)
@@ -275,16 +406,17 @@ class StoppingRule:
         if not keep.size or keep[-1] != len(self.steps) - 1:
             return self._remember(StopDecision(step, False, f"warm-up: point not fitted (the warm-up ended near step "
                                                             f"{self.warmup_end}; points up to step {self.fit_after} "
-                                                            "are left out)"))
+                                                            "are left out)", code=R.WARMUP))
         losses = [self.losses[i] for i in keep]
         smoothed = self._smooth(losses)
         s = smoothed[-1]
         previous = smoothed[-2] if len(smoothed) > 1 else None
         self.smoothed, self.first_smoothed, self.min_smoothed = s, smoothed[0], min(smoothed)
+        self._since_best = _since_best(smoothed, self.config.fallback_min_delta)
         data_limited = s > self.min_smoothed * (1 + self.turn_up)
         if len(losses) < self.min_points:
-            return self._remember(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
-                                               smoothed_loss=s, data_limited=data_limited))
+            return self._finish(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
+                                             smoothed_loss=s, data_limited=data_limited, code=R.WAITING))
         axis = self.axis
         times = self._times(keep)
         base = max(self.irreducible, float(floor) if floor is not None and math.isfinite(floor) else 0.0)
@@ -292,26 +424,24 @@ class StoppingRule:
         # a point without a floor (e.g. DataLimitGap could not count the data) is fitted as without an L(N, D)
         family = rule_family(self.family, self.floor_kind if floored else "data")
         try:
-            fit = predict_converged(times, losses, family=family, window=self.window,
+            fit = predict_converged(times, losses, family=family,
                                     irreducible=min(base, min(losses) * (1 - 1e-6)), unit=axis,
-                                    max_relative_width=self.max_relative_width, min_points=self.min_points,
-                                    known_floor=floored, weighting=self.weighting,
-                                    warm_start=self.warm_start, floor_weight=self.floor_weight,
-                                    epoch_steps=epoch_steps)
+                                    max_relative_width=self.max_relative_width, known_floor=floored,
+                                    warm_start=self.warm_start, epoch_steps=epoch_steps)
         except FitError as err:  # the points do not admit a fit (yet): no prediction at this point
-            return self._stop_if_data_limited(StopDecision(step, False, f"no prediction: {err}", smoothed_loss=s,
-                                                           data_limited=data_limited))
+            return self._finish(StopDecision(step, False, f"no prediction: {err}", smoothed_loss=s,
+                                             data_limited=data_limited, code=R.NO_PREDICTION))
         except (ArithmeticError, np.linalg.LinAlgError, ValueError) as err:
             # a numerical failure inside the fit is "no prediction" for this point too, never an exception in the
             # user's training; it is reported (StopDecision.error) so that the callback can say so once
-            return self._stop_if_data_limited(StopDecision(step, False, f"no prediction: the fit failed ({err})",
-                                                           smoothed_loss=s, data_limited=data_limited,
-                                                           error=f"{type(err).__name__}: {err}"))
+            return self._finish(StopDecision(step, False, f"no prediction: the fit failed ({err})",
+                                             smoothed_loss=s, data_limited=data_limited,
+                                             error=f"{type(err).__name__}: {err}", code=R.NO_PREDICTION))
         self.last_fit = fit
         self.warm_start.update({f.family: f.params for f in fit.fits if f.params is not None})
         if not math.isfinite(fit.converged_loss):
-            return self._stop_if_data_limited(StopDecision(step, False, fit.reason, smoothed_loss=s,
-                                                           data_limited=data_limited))
+            return self._finish(StopDecision(step, False, fit.reason, smoothed_loss=s, data_limited=data_limited,
+                                             code=R.NO_PREDICTION))
         conv = fit.converged_loss
         interval, bound = fit.interval, conv
         calibrated = self._calibration is not None and not fit.held_at_floor
@@ -336,22 +466,21 @@ class StoppingRule:
             note = f" (held at the data floor L(D_seen) = {base:.4g})"
             reason = "prediction" + note
         decision = StopDecision(step, False, reason, conv, interval, stop_loss, s, predicted, progress,
-                                fit.trusted, data_limited)
+                                fit.trusted, data_limited, code=R.UNTRUSTED)
         if not fit.trusted:
             self.predictions.clear()
-            return self._stop_if_data_limited(decision)
+            return self._finish(decision)
         self.predictions.append(conv)
         recent = self.predictions[-self.stable_fits:]
         stable = len(recent) == self.stable_fits and (max(recent) - min(recent)) <= self.stability * conv
         if not stable:
-            decision.reason = f"prediction not yet stable over {self.stable_fits} fits"
-            return self._stop_if_data_limited(decision)
-        # "nearest": stop now if the next evaluation, falling as much as the last, would overshoot the stop loss
-        # by more than this one falls short of it (the stop then lands on average on the threshold, not past it)
-        nearest = (self.stop_at == "nearest" and previous is not None and previous > s
-                   and s - stop_loss < 0.5 * (previous - s))
+            decision.reason, decision.code = f"prediction not yet stable over {self.stable_fits} fits", R.UNSTABLE
+            return self._finish(decision)
+        # stop now if the next evaluation, falling as much as the last, would overshoot the stop loss by more than
+        # this one falls short of it (the stop then lands on average on the threshold, not past it)
+        nearest = previous is not None and previous > s and s - stop_loss < 0.5 * (previous - s)
         if s <= stop_loss or nearest:
-            decision.should_stop = True
+            decision.should_stop, decision.code = True, R.THRESHOLD
             reached = "reached" if s <= stop_loss else "is nearer than the next evaluation would be to"
             what = (f"the {self.confidence:.0%} lower bound {bound:.4g} of the converged loss (prediction {conv:.4g})"
                     if calibrated else f"predicted converged loss {conv:.4g}{note}")
@@ -360,13 +489,15 @@ class StoppingRule:
             return self._remember(decision)
         if calibrated:
             lo, hi = interval
+            decision.code = R.UNSURE
             decision.reason = (f"prediction {conv:.4g}, {self.confidence:.0%} interval [{lo:.4g}, {hi:.4g}] "
                                f"({lo / conv - 1:+.0%}/{hi / conv - 1:+.0%}): the loss {s:.4g} is above "
                                f"{self.threshold:.3g} x the {self.confidence:.0%} lower bound ({stop_loss:.4g}); more "
                                "of the curve, or a floor from DataLimitGap, is needed")
-            return self._stop_if_data_limited(decision)
+            return self._finish(decision)
+        decision.code = R.ABOVE
         decision.reason = f"stable prediction {conv:.4g}{note}; loss {s:.4g} above stop loss {stop_loss:.4g}"
-        return self._stop_if_data_limited(decision)
+        return self._finish(decision)
 
     @property
     def axis(self) -> str:
@@ -430,11 +561,18 @@ class StoppingRule:
             self.lr_varied = True
         self._lr_mean = mean
 
-    def _stop_if_data_limited(self, decision: StopDecision) -> StopDecision:
+    def _finish(self, decision: StopDecision) -> StopDecision:
+        """A decision that has not reached the stop loss: data-limited if the loss turned up, else the fallback's
+        patience stop if it is on and has run out."""
         if decision.data_limited:
             decision.reason = (f"data-limited: the smoothed loss turned up {self.turn_up:.0%} above its minimum before "
                                "the threshold was reached; more data, not more steps, lowers it")
-            decision.should_stop = self.stop_when_data_limited
+            decision.should_stop, decision.code = self.stop_when_data_limited, StopReason.DATA_LIMITED
+        elif 0 < self.config.fallback_patience <= self._since_best:
+            decision.reason = (f"fallback patience: the smoothed loss has not improved by "
+                               f"{self.config.fallback_min_delta:.2%} in {self._since_best} evaluations, and the rule "
+                               f"did not stop ({decision.reason})")
+            decision.should_stop, decision.code = True, StopReason.PATIENCE
         return self._remember(decision)
 
     def _remember(self, decision: StopDecision) -> StopDecision:
@@ -451,8 +589,9 @@ class StoppingRule:
                 "smoothed": self.smoothed, "min_smoothed": self.min_smoothed, "first_smoothed": self.first_smoothed,
                 "predictions": list(self.predictions), "stopped_step": self.stopped_step,
                 "warm_start": {k: list(v) for k, v in self.warm_start.items()},
-                "last": None if self.last is None else {k: (list(v) if isinstance(v, tuple) else v)
-                                                       for k, v in asdict(self.last).items()}}
+                "last": None if self.last is None else {
+                    k: (list(v) if isinstance(v, tuple) else v.value if isinstance(v, StopReason) else v)
+                    for k, v in asdict(self.last).items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = [int(v) for v in state["steps"]]
@@ -470,7 +609,18 @@ class StoppingRule:
         last = state.get("last")
         if last is not None and last.get("interval") is not None:
             last = {**last, "interval": tuple(last["interval"])}
+        if last is not None and "code" in last:
+            last = {**last, "code": StopReason(last["code"])}
         self.last = None if last is None else StopDecision(**last)
+
+
+def _since_best(smoothed: Sequence[float], min_delta: float) -> int:
+    """Evaluations since the last one that fell below the best before it by more than ``min_delta`` (relative)."""
+    best, last = math.inf, 0
+    for i, v in enumerate(smoothed):
+        if v < best - min_delta * abs(best) or i == 0:
+            best, last = v, i
+    return len(smoothed) - 1 - last
 
 
 @dataclass
@@ -482,6 +632,8 @@ class ReplayResult:
     stop_index: int | None  # index of the stopping point in the inputs
     decisions: list[StopDecision] = field(repr=False, default_factory=list)
     family: str = ""  # the curve family of the last fit (before any fit: StoppingRule.fitted_family)
+    reason: str = ""  # the last decision's reason: why it stopped, or why it did not
+    code: StopReason | None = None  # the last decision's code (None: no points)
 
 
 def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[float] | None = None,
@@ -498,7 +650,12 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
         floor: a lower bound of the converged loss (scalar, or one per point).
         epoch_steps: for ``family="effective_data"``, the optimizer steps of one epoch (scalar, or one per point:
             the callback logs its value at each evaluation as ``scaling/epoch_steps``).
-        **rule_options: passed to :class:`StoppingRule`.
+        **rule_options: passed to :class:`StoppingRule` (``threshold``, ``confidence``, ``config``, ...).
+
+    Example:
+        >>> r = replay([100, 200, 300], [3.0, 2.5, 2.3], lr_sum=[0.1, 0.2, 0.3])
+        >>> r.stop_step is None, r.code.value
+        (True, 'waiting')
     """
     steps = [int(s) for s in steps]
     losses = [float(v) for v in losses]
@@ -520,17 +677,22 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
     per_point = isinstance(epoch_steps, (list, tuple, np.ndarray))
     if per_point and len(epoch_steps) != len(steps):
         raise ValueError("epoch_steps must be one number, or one per step")
-    rule = StoppingRule(**rule_options, epoch_steps=None if per_point else epoch_steps)
+    if epoch_steps is not None and not per_point:
+        config = StopConfig.from_value(rule_options.get("config"))
+        rule_options = {**rule_options, "config": dataclasses.replace(config, epoch_steps=epoch_steps)}
+    rule = StoppingRule(**rule_options)
     decisions = []
     for i, (step, loss) in enumerate(zip(steps, losses)):
         d = rule.update(step, loss, None if times is None else times[i], floors[i],
                         epoch_steps[i] if per_point else None)
         decisions.append(d)
         if d.should_stop:
-            return ReplayResult(step, d.converged_loss, i, decisions, _family_of(rule))
+            return ReplayResult(step, d.converged_loss, i, decisions, _family_of(rule), d.reason, d.code)
     last_pred = next((d.converged_loss for d in reversed(decisions) if d.trusted and d.converged_loss is not None),
                      None)
-    return ReplayResult(None, last_pred, None, decisions, _family_of(rule))
+    last = decisions[-1] if decisions else None
+    return ReplayResult(None, last_pred, None, decisions, _family_of(rule), last.reason if last else "",
+                        last.code if last else None)
 
 
 def _family_of(rule: StoppingRule) -> str:

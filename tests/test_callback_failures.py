@@ -11,7 +11,7 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_scaling import (DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw,
-                               ScalingWarning)
+                               ScalingWarning, StopConfig)
 from lightning_scaling.dashboard import add_figure, data_limit_figure, learning_curve_figure
 from models import CurveRegressor, TinyLM, TokenData, loader, make_trainer, regression_data
 
@@ -191,7 +191,7 @@ def test_a_failed_fit_is_no_prediction_with_one_warning_and_training_goes_on(tmp
         raise OverflowError("math range error")
 
     monkeypatch.setattr(stopping, "predict_converged", broken)
-    stop = ExtraEarlyStopping(verbose=False, min_points=4)
+    stop = ExtraEarlyStopping(verbose=False, config=StopConfig(min_points=4))
     with pytest.warns(UserWarning) as record:
         trainer = _fit(tmp_path, [stop], max_steps=80)
     assert trainer.global_step == 80 and stop.stopped_step is None

@@ -13,7 +13,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from lightning_scaling import DataLimitGap, PowerLaw, fit_chinchilla, fit_power_law, load_law
 from lightning_scaling.cli import main
 from lightning_scaling.demo.curves import list_curves, load_curve
-from lightning_scaling.stopping import replay
+from lightning_scaling.stopping import StopConfig, replay
 from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
 
 DATA = Path(__file__).parent / "data" / "chinchilla_fig4_points.csv"
@@ -173,7 +173,7 @@ def stopped_run(tmp_path_factory):
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter
 
     root = tmp_path_factory.mktemp("stopped")
-    stop = ExtraEarlyStopping(calibration=False, verbose=False, family="power")  # replayed with --rule family=power
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, config=StopConfig(family="power"))  # replayed with --rule family=power
     logger = TensorBoardLogger(root, name="run")
     trainer = make_trainer(root, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger,
                            max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
@@ -204,7 +204,8 @@ def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tm
 def test_replay_of_a_csvlogger_run_on_the_lr_sum_axis_agrees_with_the_live_callback(tmp_path, capsys):
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping
 
-    stop = ExtraEarlyStopping(calibration=False, verbose=False, family="power", time_axis="lr_sum", warmup_steps=30)
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, time_axis="lr_sum", warmup_steps=30,
+                              config=StopConfig(family="power"))
     logger = CSVLogger(tmp_path, name="run")
     make_trainer(tmp_path, [EffectiveEpochs(), stop], logger=logger, max_steps=3000, val_check_interval=16,
                  check_val_every_n_epoch=None, limit_val_batches=1).fit(
@@ -221,7 +222,7 @@ def test_replay_takes_the_data_floor_the_live_callback_had_from_datalimitgap(tmp
     limit 1.0), so it stops early (near step 570); replay reads that floor from scaling/ld_loss."""
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping
 
-    stop = ExtraEarlyStopping(calibration=False, verbose=False, family="power")
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, config=StopConfig(family="power"))
     gap = DataLimitGap(law=PowerLaw(0.16, 0.5, 1.0, unit="examples"))  # L(64 examples) = 1.05
     logger = TensorBoardLogger(tmp_path, name="run")
     trainer = make_trainer(tmp_path, [EffectiveEpochs(), gap, stop], logger=logger, max_steps=1500,
@@ -343,15 +344,17 @@ def test_console_script_is_declared_and_installed():
 def test_rule_options_pass_through_to_the_core_rule(capsys):
     path = corpus("s")[0]
     curve = load_curve(path)
-    options = {"family": "power", "smoothing": 0.3, "window": 0.2}
+    config = StopConfig(family="power", smoothing=0.3, min_points=8)
     rows = run_json(capsys, ["replay", str(path), "--warmup-steps", "50", "--rule", "family=power",
-                             "--rule", "smoothing=0.3", "--rule", "window=0.2"])
-    ref = replay(curve.steps, curve.val_loss, threshold=rows[0]["threshold"], warmup_steps=50, **options)
+                             "--rule", "smoothing=0.3", "--rule", "min_points=8"])
+    ref = replay(curve.steps, curve.val_loss, threshold=rows[0]["threshold"], warmup_steps=50, config=config)
     assert rows[0]["stop_step"] == ref.stop_step and rows[0]["predicted_converged"] == ref.converged_loss
     assert main(["replay", str(path), "--rule", "no_such_option=1"]) == 2
     assert "no_such_option" in capsys.readouterr().err
     assert main(["replay", str(path), "--rule", "family=nope"]) == 2  # the rule's own ValueError, one line
     assert "family must be one of" in capsys.readouterr().err
+    assert main(["replay", str(path), "--rule", "window=0.2"]) == 2  # an option the rule no longer has
+    assert "window was removed" in capsys.readouterr().err
 
 
 def test_a_missing_dir_a_run_without_the_tags_and_a_corrupt_file_are_each_one_line_and_skipped(tmp_path, capsys):
@@ -465,7 +468,8 @@ def test_a_killed_and_resumed_run_replays_to_its_live_stop_with_no_options_retyp
                 raise RuntimeError("killed")
 
     def rule():
-        return ExtraEarlyStopping(calibration=False, verbose=False, warmup_steps=48, time_axis="lr_sum", min_points=5)
+        return ExtraEarlyStopping(calibration=False, verbose=False, warmup_steps=48, time_axis="lr_sum",
+                                  config=StopConfig(min_points=5))
 
     def trainer(root, callbacks, logger=None, **kw):
         return make_trainer(root, callbacks, logger=logger or False, max_steps=3000, val_check_interval=16,

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lightning_scaling import StoppingRule, replay
+from lightning_scaling import StopConfig, StoppingRule, StopReason, replay
 from lightning_scaling.curve_families import (fit_effective_data_curve, fit_exponential_curve, predict_converged)
 from lightning_scaling.errors import FitError
+from lightning_scaling.stopping import rule_arguments
 from lightning_scaling.fitting import fit_chinchilla, fit_learning_curve, fit_overfitting_law, fit_power_law
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -52,16 +53,18 @@ def test_the_reproducer_returns_decisions():
 
 @SETTINGS
 @given(curves(), st.sampled_from([None, 0.5, 0.9, 0.99, 0.999999]),
-       st.sampled_from(["auto", "power", "exponential", "average"]), st.booleans(), st.booleans())
-def test_rule_and_replay_never_raise(curve, floor_frac, family, lr_axis, model_floor):
+       st.sampled_from(["auto", "power", "exponential", "average"]), st.booleans(), st.booleans(),
+       st.sampled_from([0, 3]))
+def test_rule_and_replay_never_raise(curve, floor_frac, family, lr_axis, model_floor, patience):
     steps, losses = curve
     floor = _floor(floor_frac, losses)
     lr_sum = list(np.cumsum(np.full(max(steps), 1e-3))[np.array(steps) - 1]) if lr_axis else None
-    out = replay(steps, losses, lr_sum=lr_sum, floor=floor, family=family,
-                 floor_kind="model" if model_floor else "data", min_points=4)
+    out = replay(steps, losses, lr_sum=lr_sum, floor=floor, floor_kind="model" if model_floor else "data",
+                 config=StopConfig(family=family, min_points=4, fallback_patience=patience))
     assert len(out.decisions) == (out.stop_index + 1 if out.stop_index is not None else len(steps))
     for d in out.decisions:
-        assert isinstance(d.reason, str) and d.reason
+        assert isinstance(d.reason, str) and d.reason and isinstance(d.code, StopReason)
+        assert d.should_stop == (d.code in (StopReason.THRESHOLD, StopReason.PATIENCE))  # not data-limited: not asked
         if d.trusted:
             assert math.isfinite(d.converged_loss) and d.converged_loss > 0
             assert floor is None or d.converged_loss >= floor * (1 - 1e-9)
@@ -73,7 +76,7 @@ def test_rule_and_replay_never_raise(curve, floor_frac, family, lr_axis, model_f
 @given(curves())
 def test_rule_update_survives_non_finite_and_repeated_points(curve):
     steps, losses = curve
-    rule = StoppingRule(min_points=4)
+    rule = StoppingRule(config=StopConfig(min_points=4))
     for i, (s, v) in enumerate(zip(steps, losses)):
         value = float("nan") if i % 7 == 3 else (float("inf") if i % 11 == 5 else v)
         rule.update(s, value)
@@ -135,4 +138,4 @@ def test_laws_of_n_and_d_return_or_raise_fit_error(seed, scale, noise):
 def test_bad_arguments_raise_value_error_that_names_the_argument(bad):
     (name,) = bad
     with pytest.raises(ValueError, match=name):
-        StoppingRule(**bad)
+        StoppingRule(**rule_arguments(bad))

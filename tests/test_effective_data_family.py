@@ -9,7 +9,7 @@ import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, StoppingRule, replay
+from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, StopConfig, StoppingRule, replay
 from lightning_scaling.cli import main
 from lightning_scaling.curve_families import EffectiveDataCurve, fit_effective_data_curve, predict_converged
 from models import Regressor, loader, make_trainer, regression_data
@@ -19,6 +19,7 @@ from models import Regressor, loader, make_trainer, regression_data
 replay = functools.partial(replay, calibration=False)
 
 U = 200.0  # steps of one epoch
+ED = StopConfig(family="effective_data")
 TRUE = EffectiveDataCurve(converged_loss=1.3, amplitude=0.25, rstar=6.0, epoch_steps=U)
 T = np.arange(100.0, 3001.0, 50.0)  # 0.5 to 15 epochs
 
@@ -66,15 +67,15 @@ def test_predict_converged_fits_the_family_alone():
 
 def test_replay_stops_near_1_1_times_the_true_limit():
     y = noisy(seed=1)
-    result = replay(T, y, family="effective_data", epoch_steps=U)
+    result = replay(T, y, config=ED, epoch_steps=U)
     assert result.stop_step is not None
     ratio = result.decisions[result.stop_index].smoothed_loss / 1.3
     assert ratio == pytest.approx(1.1, abs=0.03)
     # one value per point (as the callback logs it) decides the same
-    per_point = replay(T, y, family="effective_data", epoch_steps=[U] * T.size)
+    per_point = replay(T, y, config=ED, epoch_steps=[U] * T.size)
     assert per_point.stop_step == result.stop_step and per_point.converged_loss == result.converged_loss
     # a per-update value overrides the constructor's
-    rule = StoppingRule(family="effective_data", epoch_steps=10 * U)
+    rule = StoppingRule(config=StopConfig(family="effective_data", epoch_steps=10 * U))
     stops = [rule.update(int(t), v, epoch_steps=U).should_stop for t, v in zip(T, y)]
     assert int(T[stops.index(True)]) == result.stop_step
 
@@ -85,15 +86,15 @@ def test_errors_say_what_to_do():
     with pytest.raises(ValueError, match="optimizer steps"):
         predict_converged(T, noisy(), family="effective_data", epoch_steps=U, unit="lr_sum")
     with pytest.raises(ValueError, match="needs epoch_steps"):
-        replay(T, noisy(), family="effective_data")
+        replay(T, noisy(), config=ED)
     with pytest.raises(ValueError, match="time_axis='steps'"):
-        replay(T, noisy(), family="effective_data", epoch_steps=U, lr_sum=T * 1e-3, time_axis="lr_sum")
+        replay(T, noisy(), config=ED, epoch_steps=U, lr_sum=T * 1e-3, time_axis="lr_sum")
     with pytest.raises(ValueError, match="epoch_steps must be"):
-        StoppingRule(family="effective_data", epoch_steps=0)
+        StopConfig(family="effective_data", epoch_steps=0)
     with pytest.raises(ValueError, match="one per step"):
-        replay(T, noisy(), family="effective_data", epoch_steps=[U, U])
+        replay(T, noisy(), config=ED, epoch_steps=[U, U])
     with pytest.raises(ValueError, match="time_axis='steps'"):
-        ExtraEarlyStopping(calibration=False, family="effective_data", time_axis="lr_sum")
+        ExtraEarlyStopping(calibration=False, config=ED, time_axis="lr_sum")
 
 
 class EffectiveDataRegressor(Regressor):
@@ -114,7 +115,7 @@ def fit_run(tmp_path, callbacks, max_steps=400, **kw):
 
 
 def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tmp_path, capsys):
-    stop = ExtraEarlyStopping(calibration=False, family="effective_data", verbose=False, figure_interval=0.0)
+    stop = ExtraEarlyStopping(calibration=False, config=ED, verbose=False, figure_interval=0.0)
     logger = CSVLogger(tmp_path, name="run")
     trainer = fit_run(tmp_path, [EffectiveEpochs(), stop], logger=logger)
     assert stop.rule.last_fit.fits[0].family == "effective_data"
@@ -126,7 +127,7 @@ def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tm
     assert len(points) >= 6
     assert all(u == pytest.approx(64 / 8, rel=1e-12) for _, _, u in points)  # dataset size / examples per step
     # the logged inputs replay to the live decision
-    replayed = replay([s for s, _, _ in points], [v for _, v, _ in points], family="effective_data",
+    replayed = replay([s for s, _, _ in points], [v for _, v, _ in points], config=ED,
                       epoch_steps=[u for _, _, u in points])
     assert replayed.stop_step == stop.stopped_step
     # and so does the command line, which reads scaling/epoch_steps from the log (or takes --rule epoch_steps=U)
@@ -137,13 +138,14 @@ def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tm
 
 
 def test_callback_without_a_way_to_know_the_epoch(tmp_path):
-    with pytest.raises(ValueError, match="pass epoch_steps=... or add the EffectiveEpochs callback"):
-        fit_run(tmp_path, [ExtraEarlyStopping(calibration=False, family="effective_data", verbose=False)], max_steps=16)
-    lenient = ExtraEarlyStopping(calibration=False, family="effective_data", strict=False, verbose=False)
+    with pytest.raises(ValueError, match=r"pass config=StopConfig\(epoch_steps=...\) or add the EffectiveEpochs"):
+        fit_run(tmp_path, [ExtraEarlyStopping(calibration=False, config=ED, verbose=False)], max_steps=16)
+    lenient = ExtraEarlyStopping(calibration=False, config=ED, strict=False, verbose=False)
     with pytest.warns(UserWarning, match="needs the steps of one epoch"):
         fit_run(tmp_path, [lenient], max_steps=40)
     assert lenient.stopped_step is None and lenient.rule.steps == []
     # given explicitly, no counter is needed
-    given = ExtraEarlyStopping(calibration=False, family="effective_data", epoch_steps=8, verbose=False, figure_interval=0.0)
+    given = ExtraEarlyStopping(calibration=False, verbose=False, figure_interval=0.0,
+                               config=StopConfig(family="effective_data", epoch_steps=8))
     fit_run(tmp_path, [given])
     assert given.stopped_step is not None and given.rule.last_fit.fits[0].family == "effective_data"

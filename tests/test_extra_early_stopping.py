@@ -92,7 +92,7 @@ def test_nan_is_skipped_or_stops_with_check_finite(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [dict(monitor=""), dict(time_axis="epochs"), dict(threshold=0.5),
-                                    dict(min_points=1)])
+                                    dict(config={"min_points": 1}), dict(confidence=0.0)])
 def test_bad_arguments_raise_at_construction(kwargs):
     with pytest.raises(ValueError):
         ExtraEarlyStopping(calibration=False, **kwargs)
@@ -259,8 +259,8 @@ def test_cooldown_and_family_arguments_are_checked():
     with pytest.raises(ValueError, match="cooldown_steps"):
         ExtraEarlyStopping(calibration=False, cooldown_steps=-1)
     with pytest.raises(ValueError, match="family"):
-        ExtraEarlyStopping(calibration=False, family="cubic")
-    with pytest.raises(ValueError, match="window"):
+        ExtraEarlyStopping(calibration=False, config={"family": "cubic"})
+    with pytest.raises(ValueError, match="window was removed"):
         ExtraEarlyStopping(calibration=False, window=1.0)
 
 

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from lightning_scaling import StoppingRule, replay
+from lightning_scaling import StopConfig, StopReason, StoppingRule, replay
 from lightning_scaling.planning import stopping_factor
 
 # the point rule (calibration=False): these tests exercise the rule's mechanics on curves whose stop is known;
@@ -79,7 +79,7 @@ def test_warmup_points_are_ignored_and_the_irreducible_part_is_used():
     assert replay(STEPS, losses, warmup_steps=int(STEPS[3])).stop_step == replay(STEPS[4:], losses[4:]).stop_step
     # with a known irreducible loss the rule applies to the reducible part: it stops later
     plain = replay(STEPS, curve(STEPS)).stop_step
-    reducible = replay(STEPS, curve(STEPS), irreducible=1.0).stop_step
+    reducible = replay(STEPS, curve(STEPS), config=StopConfig(irreducible=1.0)).stop_step
     assert reducible > plain
 
 
@@ -88,9 +88,12 @@ def test_data_limited_curve_is_reported_and_stops_only_if_asked():
     losses = curve(steps, conv=2.0, t_c=30.0, alpha=0.5) + 1e-9 * (steps - 3000.0) ** 2  # turns up late
     losses[steps > 3000] += 0.0001 * (steps[steps > 3000] - 3000) / 25
     result = replay(steps, losses, threshold=1.01)
-    assert any(d.data_limited and "data-limited" in d.reason for d in result.decisions)
+    assert any(d.data_limited and d.code is StopReason.DATA_LIMITED and "data-limited" in d.reason
+               for d in result.decisions)
+    assert result.stop_step is None
     stopped = replay(steps, losses, threshold=1.01, stop_when_data_limited=True)
-    assert stopped.stop_step is not None and "data-limited" in stopped.decisions[-1].reason
+    assert stopped.stop_step is not None and stopped.code is StopReason.DATA_LIMITED
+    assert "data-limited" in stopped.reason
 
 
 def test_floor_bounds_the_prediction():
@@ -99,13 +102,45 @@ def test_floor_bounds_the_prediction():
     assert all(d.converged_loss is None or d.converged_loss >= 2.05 - 1e-9 for d in result.decisions)
 
 
-@pytest.mark.parametrize("kwargs", [dict(threshold=0.9), dict(threshold=float("nan")), dict(min_points=2),
-                                    dict(smoothing=1.0), dict(irreducible=-1), dict(stable_fits=0),
-                                    dict(floor_weight=-0.1), dict(stop_at="soon"), dict(family="magic"),
-                                    dict(floor_kind="bound")])
-def test_bad_options_raise(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs", [dict(threshold=0.9), dict(threshold=float("nan")), dict(confidence=1.0),
+                                    dict(floor_kind="bound"), dict(time_axis="epochs"), dict(warmup_steps=-2)])
+def test_bad_options_raise_naming_the_option(kwargs):
+    (name,) = kwargs
+    with pytest.raises(ValueError, match=name):
         StoppingRule(**kwargs)
+
+
+@pytest.mark.parametrize("fields", [dict(min_points=2), dict(smoothing=1.0), dict(irreducible=-1),
+                                    dict(stable_fits=0), dict(stability=0.0), dict(family="magic"),
+                                    dict(turn_up=-0.1), dict(fallback_patience=-1), dict(epoch_steps=0),
+                                    dict(alpha_S=0.0), dict(min_points=6.5)])
+def test_bad_config_fields_raise_naming_the_field(fields):
+    (name,) = fields
+    with pytest.raises(ValueError, match=name):
+        StopConfig(**fields)
+
+
+def test_config_fields_given_by_name_and_removed_options_say_where_they_went():
+    from lightning_scaling import ExtraEarlyStopping
+
+    for make in (StoppingRule, ExtraEarlyStopping):
+        with pytest.raises(ValueError, match=r"min_points is a StopConfig field: pass .*config=StopConfig"):
+            make(min_points=8)
+        for removed in ("window", "weighting", "floor_weight", "stop_at"):
+            with pytest.raises(ValueError, match=f"{removed} was removed"):
+                make(**{removed: None})
+        with pytest.raises(TypeError, match="unexpected keyword argument 'patience'"):
+            make(patience=3)
+    with pytest.raises(TypeError):
+        StoppingRule(1.1, 0.8, False)  # keyword-only after the threshold and the confidence
+    with pytest.raises(TypeError):
+        ExtraEarlyStopping("val_loss", 1.1, 0.8)  # keyword-only after the monitor and the threshold
+    # a dict of fields is a config too, and the options round-trip
+    rule = StoppingRule(1.2, config={"min_points": 8, "family": "power"})
+    assert rule.min_points == 8 and rule.config == StopConfig(min_points=8, family="power")
+    assert StoppingRule(**rule.options()).options() == rule.options()
+    with pytest.raises(ValueError, match="unknown StopConfig field"):
+        StoppingRule(config={"min_pts": 8})
 
 
 def test_replay_checks_its_inputs():
@@ -118,8 +153,8 @@ def test_replay_checks_its_inputs():
 def test_a_data_floor_above_the_fit_is_a_trusted_prediction():
     """Data-limited: the fit wants to go below L(D_seen); the floor then is the prediction and the rule stops."""
     losses = curve(STEPS, conv=1.0, t_c=300.0, alpha=0.5)
-    free = replay(STEPS, losses, family="power")
-    floored = replay(STEPS, losses, floor=1.5, family="power")
+    free = replay(STEPS, losses, config=StopConfig(family="power"))
+    floored = replay(STEPS, losses, floor=1.5, config=StopConfig(family="power"))
     assert floored.stop_step is not None and floored.converged_loss == pytest.approx(1.5, rel=1e-4)
     assert any("data floor" in d.reason for d in floored.decisions)
     assert floored.stop_step < (free.stop_step or STEPS.max() + 1)
@@ -141,7 +176,7 @@ def test_warm_started_fits_give_the_cold_fits_predictions():
         d = rule.update(int(s), float(l))
         if d.converged_loss is None or i < 10:
             continue
-        cold = predict_converged(STEPS[: i + 1], losses[: i + 1], min_points=rule.min_points)
+        cold = predict_converged(STEPS[: i + 1], losses[: i + 1])
         assert rule.warm_start.keys() == {"power", "exponential"}
         assert d.converged_loss == pytest.approx(cold.converged_loss, rel=1e-5)
         assert d.trusted == cold.trusted
@@ -149,33 +184,33 @@ def test_warm_started_fits_give_the_cold_fits_predictions():
     assert compared > 50
 
 
-def test_stop_at_nearest_lands_on_the_threshold_and_below_lands_past_it():
-    # coarse evaluations: one evaluation's fall near the stop is several % of the loss, so the first evaluation
-    # at or below the stop loss overshoots the threshold by half a fall on average; "nearest" stops at the
-    # evaluation nearest the crossing (sometimes one earlier), which centres the stop on 1.1x
+def test_the_stop_lands_at_the_evaluation_nearest_the_threshold():
+    # coarse evaluations: one evaluation's fall near the stop is several % of the loss, so stopping at the first
+    # evaluation at or below the stop loss would overshoot the threshold by half a fall on average; the rule stops
+    # at the evaluation nearest the crossing (sometimes the last one above it), which centres the stop on 1.1x
     steps = np.arange(100, 40001, 400)
-    off_below, off_nearest, earlier = [], [], 0
+    off, above = [], 0
     for t_c in np.linspace(250, 400, 16):
-        losses = curve(steps, t_c=t_c)
-        below, nearest = replay(steps, losses, stop_at="below"), replay(steps, losses)
-        assert below.stop_index is not None and nearest.stop_index in (below.stop_index - 1, below.stop_index)
-        earlier += nearest.stop_index == below.stop_index - 1
-        d_below, d_nearest = below.decisions[-1], nearest.decisions[-1]
-        assert d_below.smoothed_loss <= d_below.stop_loss  # "below": at or past the stop loss
-        off_below.append(d_below.smoothed_loss / 2.0 - 1.1)
-        off_nearest.append(d_nearest.smoothed_loss / 2.0 - 1.1)
-    assert 0 < earlier < 16
-    assert np.mean(np.abs(off_nearest)) < np.mean(np.abs(off_below))
-    assert abs(np.mean(off_nearest)) < abs(np.mean(off_below))
+        d = replay(steps, curve(steps, t_c=t_c)).decisions[-1]
+        assert d.should_stop and d.code is StopReason.THRESHOLD
+        above += d.smoothed_loss > d.stop_loss
+        off.append(d.smoothed_loss / 2.0 - 1.1)
+    assert 0 < above < 16
+    assert abs(np.mean(off)) < 0.005 and np.max(np.abs(off)) < 0.02, off
 
 
-def test_the_callback_passes_stop_at_to_the_rule_and_checks_it():
-    from lightning_scaling import ExtraEarlyStopping
-
-    assert ExtraEarlyStopping().rule.stop_at == "nearest"
-    assert ExtraEarlyStopping(stop_at="below").rule.stop_at == "below"
-    with pytest.raises(ValueError, match="stop_at"):
-        ExtraEarlyStopping(stop_at="later")
+def test_the_fallback_patience_stops_a_plateau_the_rule_is_unsure_on_and_is_off_by_default():
+    # a flat, noisy plateau: no prediction is trusted, so the rule never stops on its own
+    rng = np.random.default_rng(0)
+    steps = np.arange(100, 6001, 100)
+    losses = 3.0 + 0.01 * rng.standard_normal(steps.size)
+    assert replay(steps, losses).stop_step is None
+    r = replay(steps, losses, config=StopConfig(fallback_patience=10, fallback_min_delta=0.01))
+    assert r.stop_step is not None and r.code is StopReason.PATIENCE and "fallback patience" in r.reason
+    assert r.stop_index >= 10
+    # a curve still falling is not stopped by it
+    falling = replay(STEPS[:60], curve(STEPS[:60]), config=StopConfig(fallback_patience=5))
+    assert all(d.code is not StopReason.PATIENCE for d in falling.decisions)
 
 
 def test_auto_family_fits_the_power_law_to_a_models_own_floor_and_averages_under_ld():
@@ -183,11 +218,13 @@ def test_auto_family_fits_the_power_law_to_a_models_own_floor_and_averages_under
     otherwise the average of both families (stopping.rule_family; BENCHMARKS.md measures both choices)."""
     assert StoppingRule().family == "auto" and StoppingRule().fitted_family == "average"
     assert StoppingRule(floor_kind="model").fitted_family == "power"
-    assert StoppingRule(family="exponential", floor_kind="model").fitted_family == "exponential"  # a named family
+    named = StoppingRule(floor_kind="model", config=StopConfig(family="exponential"))
+    assert named.fitted_family == "exponential"  # a named family
     losses = curve(STEPS, conv=1.0, t_c=300.0, alpha=0.5, noise=0.002, seed=3)
 
-    def decisions(**options):
-        return [(d.step, d.converged_loss, d.should_stop) for d in replay(STEPS, losses, floor=1.5, **options).decisions]
+    def decisions(family="auto", **options):
+        return [(d.step, d.converged_loss, d.should_stop)
+                for d in replay(STEPS, losses, floor=1.5, config=StopConfig(family=family), **options).decisions]
 
     assert decisions(floor_kind="model") == decisions(family="power")
     assert decisions() == decisions(family="average") == decisions(floor_kind="data")

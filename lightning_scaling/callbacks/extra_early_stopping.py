@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..stopping import TIME_AXES, StopDecision, StoppingRule
+from ..stopping import TIME_AXES, StopConfig, StopDecision, StoppingRule, _refuse
 from . import _common
 
 
@@ -21,10 +21,13 @@ class ExtraEarlyStoppingBase:
 
     Args:
         monitor: the loss to watch (logged by the module, e.g. ``val_loss``).
-        threshold: stop multiple; default ``1 + alpha_N/alpha_S`` = 1.10.
-        alpha_N, alpha_S, irreducible, warmup_steps, min_points, smoothing, stable_fits, stability,
-            max_relative_width, stop_when_data_limited, family, window, weighting, floor_weight, stop_at: see
-            :class:`StoppingRule`.
+        threshold: stop multiple; default ``1 + alpha_N/alpha_S`` = 1.10 ([K] B.5).
+        warmup_steps: None (default: found from the learning rate), or the last step of the warm-up (see
+            :class:`StoppingRule`).
+        stop_when_data_limited: also stop when the loss turns up before the threshold (see :class:`StoppingRule`).
+        config: the research knobs, one :class:`~lightning_scaling.stopping.StopConfig` (or a dict of its fields):
+            the curve family, smoothing, points needed, stability, a known irreducible loss, the opt-in fallback
+            patience, and ``epoch_steps``.
         confidence, calibration: the calibrated converged-loss interval and the stop's stated risk (see
             :class:`StoppingRule`): the interval is the central ``confidence`` one, logged as
             ``converged_loss_low`` / ``_high``, and the run stops only when the smoothed loss is at or below
@@ -33,8 +36,8 @@ class ExtraEarlyStoppingBase:
         time_axis: "auto" (default: the summed learning rate once the learning rate has varied after the warm-up,
             [T], else steps), "steps" or "lr_sum". The summed learning rate is observed at every validation whatever
             the axis: it also tells the rule where the warm-up ends (``warmup_steps=None``).
-        epoch_steps: for ``family="effective_data"`` (steps axis only): the optimizer steps of one epoch of the
-            unique data, ``U`` of [M] eq 5. Default: derived at each validation from the EffectiveEpochs callback's
+        ``config.epoch_steps``: for ``family="effective_data"`` (steps axis only): the optimizer steps of one epoch of
+            the unique data, ``U`` of [M] eq 5. Default: derived at each validation from the EffectiveEpochs callback's
             counts, dataset size / data seen per optimizer step (so gradient accumulation, several ranks and a
             short last batch are counted as they ran). With that family it is logged as ``scaling/epoch_steps``
             at each validation, so that a replay (``replay(..., epoch_steps=...)``) reaches the same decisions.
@@ -55,22 +58,28 @@ class ExtraEarlyStoppingBase:
         verbose: print the summary at the stop (rank zero).
         figure_interval: with a TensorBoardLogger, add the learning-curve figure when a new fit arrives, at
             most once per this many seconds (and at the stop); needs matplotlib.
+
+    Raises:
+        ValueError: an argument out of its range, naming it (a :class:`StopConfig` field given by name says to pass
+            it in ``config``).
+
+    Example:
+        >>> stop = ExtraEarlyStopping(monitor="val_loss")  # calibrated, warm-up and time axis found by itself
+        >>> stop = ExtraEarlyStopping("val_loss", 1.1, confidence=0.9, config=StopConfig(fallback_patience=20))
     """
 
-    def __init__(self, monitor: str = "val_loss", threshold: float | None = None, alpha_N: float = 0.076,
-                 alpha_S: float = 0.76, irreducible: float = 0.0, warmup_steps: int | None = None, min_points: int = 6,
-                 smoothing: float = 0.3, stable_fits: int = 2, stability: float = 0.02,
-                 max_relative_width: float = 0.1, stop_when_data_limited: bool = False, time_axis: str = "auto",
-                 strict: bool = True, check_finite: bool = False, use_data_floor: bool = True,
-                 verbose: bool = True, figure_interval: float = 60.0, family: str = "auto",
-                 window: float = 0.0, weighting: str = "equal", cooldown_steps: int = 0,
-                 floor_weight: float = 1.0, stop_at: str = "nearest", epoch_steps: float | None = None,
-                 confidence: float = 0.8, calibration: Any = None) -> None:
+    def __init__(self, monitor: str = "val_loss", threshold: float | None = None, *, confidence: float = 0.8,
+                 calibration: Any = None, warmup_steps: int | None = None, time_axis: str = "auto",
+                 use_data_floor: bool = True, stop_when_data_limited: bool = False, cooldown_steps: int = 0,
+                 strict: bool = True, check_finite: bool = False, verbose: bool = True,
+                 figure_interval: float = 60.0, config: StopConfig | dict | None = None, **misplaced: Any) -> None:
+        _refuse(misplaced, "ExtraEarlyStopping")
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
         if time_axis not in TIME_AXES:
             raise ValueError(f"time_axis must be one of {TIME_AXES}, got {time_axis!r}")
-        if family == "effective_data" and time_axis == "lr_sum":
+        config = StopConfig.from_value(config)
+        if config.family == "effective_data" and time_axis == "lr_sum":
             raise ValueError("family='effective_data' fits a curve in optimizer steps (a constant learning rate): use "
                              "time_axis='steps', or another family with time_axis='lr_sum' for a decaying schedule")
         self.monitor = monitor
@@ -89,13 +98,8 @@ class ExtraEarlyStoppingBase:
         self.cooldown_start: int | None = None  # the step at which the cool-down began
         self._cooldown_lrs: list[list[float]] = []  # each optimizer's group LRs at the decision
         self._cooldown_reason = ""
-        self.rule = StoppingRule(threshold, alpha_N=alpha_N, alpha_S=alpha_S, irreducible=irreducible,
-                                 warmup_steps=warmup_steps, min_points=min_points, smoothing=smoothing,
-                                 stable_fits=stable_fits, stability=stability,
-                                 max_relative_width=max_relative_width, stop_when_data_limited=stop_when_data_limited,
-                                 family=family, window=window, weighting=weighting, floor_weight=floor_weight,
-                                 stop_at=stop_at, epoch_steps=epoch_steps, time_axis=time_axis,
-                                 confidence=confidence, calibration=calibration)
+        self.rule = StoppingRule(threshold, confidence, calibration=calibration, warmup_steps=warmup_steps,
+                                 time_axis=time_axis, stop_when_data_limited=stop_when_data_limited, config=config)
         self.lr_sum = 0.0
         self._lr_optimizer: Any = None  # the optimizer whose LR is summed, found at its first step
         self.stopped_step: int | None = None
@@ -125,7 +129,8 @@ class ExtraEarlyStoppingBase:
         self._no_epoch_steps = ""
         if self.rule.family == "effective_data" and self.rule.epoch_steps is None and self._counter is None:
             self._missing_epoch_steps(trainer, "ExtraEarlyStopping(family='effective_data') needs the steps of one "
-                                               "epoch: pass epoch_steps=... or add the EffectiveEpochs callback, "
+                                               "epoch: pass config=StopConfig(epoch_steps=...) or add the "
+                                               "EffectiveEpochs callback, "
                                                "from whose counts it is derived")
         _common.write_run_info(trainer, "stopping", {"monitor": self.monitor, "time_axis": self.time_axis,
                                                      "use_data_floor": self.use_data_floor,
@@ -210,8 +215,8 @@ class ExtraEarlyStoppingBase:
         reason = self._stop_reason if self.stopped_step is not None else (
             "no evaluation of the monitored metric reached the rule" if d is None else d.reason)
         _common.write_run_info(trainer, "stopping", {"outcome": {
-            "stopped_step": self.stopped_step, "reason": reason, "n_points": len(self.rule.steps),
-            "last_step": None if d is None else d.step,
+            "stopped_step": self.stopped_step, "reason": reason, "code": None if d is None else d.code.value,
+            "n_points": len(self.rule.steps), "last_step": None if d is None else d.step,
             "converged_loss": d.converged_loss if d is not None and d.trusted else None}})
         if self.verbose and self.stopped_step is None:
             _common.rank_zero_info(trainer, self.summary(trainer, f"the rule did not stop the run: {reason}",
@@ -360,7 +365,8 @@ class ExtraEarlyStoppingBase:
     def state_dict(self) -> dict[str, Any]:
         return {"rule": self.rule.state_dict(), "lr_sum": self.lr_sum, "stopped_step": self.stopped_step,
                 "last_eval_step": self._last_eval_step, "cooldown_start": self.cooldown_start,
-                "cooldown_lrs": [list(v) for v in self._cooldown_lrs], "cooldown_reason": self._cooldown_reason, "stop_reason": self._stop_reason}
+                "cooldown_lrs": [list(v) for v in self._cooldown_lrs], "cooldown_reason": self._cooldown_reason,
+                "stop_reason": self._stop_reason}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rule.load_state_dict(state["rule"])

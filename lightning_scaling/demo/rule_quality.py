@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import FitError
 from ..fitting import fit_learning_curve
 from ..laws import PowerLaw
-from ..stopping import replay
+from ..stopping import replay, rule_arguments
 from .curves import RecordedCurve, converged_loss, converged_step
 
 #: Fractions of the steps to the converged point at which predictions are scored.
@@ -70,11 +70,12 @@ def data_floor(curve: RecordedCurve, law: PowerLaw) -> list[float]:
 
 
 def evaluate(curve: RecordedCurve, *, floor_law: PowerLaw | None = None, **rule_options: Any) -> RunQuality:
-    """Replay ``curve`` through the rule with ``rule_options`` and score it (see the module docstring)."""
+    """Replay ``curve`` through the rule with ``rule_options`` (flat: a StopConfig field by its name) and score it
+    (see the module docstring)."""
     conv, cstep = converged_loss(curve), converged_step(curve)
     rule_options.setdefault("calibration", False)  # the point rule unless told: the calibrated stop has its own bench
     floor = data_floor(curve, floor_law) if floor_law is not None else None
-    result = replay(curve.steps, curve.val_loss, floor=floor, **time_axis(curve), **rule_options)
+    result = replay(curve.steps, curve.val_loss, floor=floor, **time_axis(curve), **rule_arguments(rule_options))
     errors: dict[float, float | None] = {}
     for frac in FRACTIONS:
         upto = [d for d in result.decisions if d.step <= frac * cstep]
