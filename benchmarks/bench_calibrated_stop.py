@@ -12,7 +12,9 @@ README's defaults, observing the learning rate as the live callback does. Side b
 * ``point``: the rule with the warm-up found from the learning rate, stopping at threshold x its point prediction
   (``calibration=False``);
 * ``calibrated c``: the same with the held-out calibration at confidence c, stopping at threshold x the interval's
-  one-sided lower bound at c (the default is c = 0.8).
+  one-sided lower bound at c (the default is c = 0.8);
+* ``calibrated c + fallback patience 10``: the first of those with the opt-in ``StopConfig(fallback_patience=10)``,
+  a patience stop on the plateau where the rule stays unsure.
 
 Printed per source: the coverage of the interval (the rule's own for ``old``/``point``) of the reference converged
 loss at 20/40/60/80% of each run (the latest trusted prediction at or before it) and its median relative width; the
@@ -49,6 +51,8 @@ FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 OLD_RULE = {"calibration": False, "warmup_steps": 0, "time_axis": "steps"}
 #: The naive baselines' family: the power law alone.
 POWER = StopConfig(family="power")
+#: The opt-in fallback: a patience stop on the plateau where the calibrated rule stays unsure.
+FALLBACK = StopConfig(fallback_patience=10)
 
 
 def score(curve, options: dict, lr: bool) -> dict:
@@ -92,6 +96,8 @@ def main(argv=None) -> None:
                  ("power law in summed LR", {"calibration": False, "config": POWER, "time_axis": "lr_sum"}, True),
                  ("point", {"calibration": False}, True)]
         rules += [(f"calibrated {c:g}", {"calibration": cal, "confidence": c}, True) for c in args.confidence]
+        rules += [(f"calibrated {args.confidence[0]:g} + fallback patience {FALLBACK.fallback_patience}",
+                   {"calibration": cal, "confidence": args.confidence[0], "config": FALLBACK}, True)]
         curves = load_source(held)
         for label, options, lr in rules:
             scores = [score(c, options, lr) for c in curves]

@@ -55,14 +55,20 @@ RULE_FAMILIES = ("auto",) + FAMILIES
 
 def rule_family(family: str, floor_kind: str = "data") -> str:
     """The curve family the rule fits: ``family`` itself, or for ``"auto"`` the one the measurements favour for the
-    floor at hand (BENCHMARKS.md, stopping rule).
+    floor at hand (BENCHMARKS.md, the uncalibrated rule on the recorded sets).
 
-    * ``floor_kind="model"`` (L(N, D), this model's own limit): ``"power"``, [K] eq 5.6 run down to that limit. Held
-      out, it stopped every stopping run of the second out-of-sample set within 1.1 +- 0.05 (12 of 12, median 1.094x)
-      and 24 of 30 corpus runs at 1.081x; averaging in the exponential, which flattens early, stopped at 1.145x and
-      1.121x.
-    * ``"data"`` (L(D), a bound that smaller models stay above) or no floor: ``"average"`` of the power law and the
-      exponential: the power law alone only ever predicts L(D), so a model too small for its data never stops.
+    * ``floor_kind="model"`` (L(N, D), this model's own limit, [K] eq 1.5): ``"power"``, [K] eq 5.6 run down to that
+      limit; averaging in the exponential, which flattens early, stops later.
+    * ``"data"`` (L(D), a bound that smaller models stay above, [H] 6) or no floor: ``"average"`` of the power law
+      and the exponential: the power law alone only ever predicts L(D), so a model too small for its data would
+      never stop.
+
+    Raises:
+        ValueError: an unknown ``floor_kind``.
+
+    Example:
+        >>> rule_family("auto", "model"), rule_family("auto"), rule_family("exponential", "model")
+        ('power', 'average', 'exponential')
     """
     if family != "auto":
         return family

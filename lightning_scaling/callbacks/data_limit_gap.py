@@ -160,7 +160,7 @@ class DataLimitGapBase:
                     f"{ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen, which no model should beat: the "
                     "law does not describe this run's data (fit it on runs over the same data and validation set, "
                     "e.g. `lightning-scaling fit runs/ --law ld`); until then the gap is meaningless and "
-                    "ExtraEarlyStopping's floor from it is too high, so it stops early (BENCHMARKS.md, out of sample)"))
+                    "ExtraEarlyStopping's floor from it is too high, so it stops early"))
         elif self.data_limited_at is None and loss - ld <= self.tolerance * ld:
             self.data_limited_at = c.step
             if self.model_law is None:

@@ -176,21 +176,14 @@ class ExtraEarlyStoppingBase:
                 group["lr"] = lr * factor
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        """The per-step hook (with ``on_train_batch_start`` during a cool-down): add the learning rate of the
-        optimizer step about to run to ``lr_sum`` (a host float: no sync); at the last step of a cool-down, ask
-        the Trainer to stop after it.
+        """The per-step hook: add the learning rate of the optimizer step about to run to ``lr_sum`` (a host float:
+        no sync); at the last step of a cool-down, ask the Trainer to stop after it.
 
-        Lightning calls this once per optimizer step (under gradient accumulation after the last
-        micro-batch's backward), after a scheduler's update and the cool-down's setting at the batch start,
-        and hands over the optimizer: its first group's "lr" is exactly the LR this step uses, so after step k
-        ``lr_sum`` is lr_1 + ... + lr_k, what ``replay(lr=...)`` sums (index i = the LR of step i+1). Read
-        there, no step counter is needed (the first step after a start or a resume counts like any other) and
-        nothing of the Trainer is read: the cheapest place for it (read after the step, at the batch end, it was
-        both dearer and the next step's LR). The time axis is the first optimizer's LR; another optimizer's
-        steps (a GAN's second) are not added. The optimizer found first in ``trainer.optimizers`` is remembered
-        for the fit (``trainer.optimizers`` is a chain of properties, ~1 us cold per step); a different optimizer
-        looks the list up again, so a replaced one is followed. No other per-step hook of this callback is dispatched by
-        Lightning (:func:`_common.skip_unused_hooks`).
+        Lightning calls it once per optimizer step (under gradient accumulation after the last micro-batch's
+        backward), after a scheduler's update, with the optimizer whose first group's "lr" is the LR this step uses:
+        after step k, ``lr_sum`` is lr_1 + ... + lr_k, what ``replay(lr=...)`` sums, whatever the resumes. The time
+        axis is the first optimizer's LR (another optimizer's steps, a GAN's second, are not added); the optimizer is
+        remembered, and looked up again only when a different one arrives.
         """
         if self.cooldown_start is not None and self.stopped_step is None:
             self._end_cooldown(trainer)
