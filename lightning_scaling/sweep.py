@@ -1,0 +1,761 @@
+"""Sweeps: a folder of one record per run, and the joint fit of all their learning curves with shared exponents.
+
+* The **store** is a folder of versioned JSON files, one per run (:func:`write_record`, atomic: a temporary file in
+  the same folder, then ``os.replace``, so runs of one sweep on several machines sharing the folder never leave half
+  a record; writing a run id again replaces its record). :class:`Sweep` reads it; a corrupt or foreign file is
+  skipped with one :class:`~lightning_scaling.errors.ScalingWarning` naming it, never an error. Runs on different
+  data (the ``data`` identity string) are never pooled.
+* The **joint fit** (:meth:`Sweep.fit`, :func:`fit_sweep`) fits every run's learning curve at once
+  (docs/science.md section 14). The default form is [K] eq 1.6 with an irreducible term, on the summed learning
+  rate when it is recorded ([T]), with one free model term per model size (the sizes' converged losses need not
+  lie on a power law of N: on data-limited runs they do not):
+
+      L_i(S) = E + [u_g(i) + S_c / S]^alpha_S,   converged loss of size g: E + u_g^alpha_S,
+
+  and, across sizes, ``u_g = (N_c / N_g)^(alpha_N / alpha_S)`` (eq 1.6 itself, fitted through the u_g) for a
+  size not in the sweep. The alternative ``form="power"`` (per-run power laws with a shared exponent and a
+  converged loss per size, ``L_i(S) = C_g(i) + A_i S^-alpha``) predicted worse out of sample (BENCHMARKS.md,
+  "Sweeps"), and the strict eq 1.6 (``form="kaplan_strict"``, u_g on the power law) is kept for comparison.
+* The **interval** of a converged loss is split conformal on the log-ratio ``e = log(L_ref / L_hat)``
+  ([LEI] eq 2.3, the runs the exchangeable units), binned by ``g = s / L_hat - 1`` like the single-run rule's
+  (:mod:`lightning_scaling.calibration`): the same machinery, with scores of *this* predictor, measured on simulated
+  sweeps of the recorded runs (``benchmarks/bench_sweep.py --constants`` prints :data:`POOLED_CALIBRATION`).
+
+Pure: numpy, scipy and json only; no Lightning, no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .calibration import G_EDGES, PROBABILITIES, Calibration
+from .errors import FitError, ScalingWarning
+from .fitting import solve_from_starts
+
+__all__ = ["FORMAT", "VERSION", "SweepRecord", "Sweep", "SweepFit", "write_record", "read_record",
+           "record_from_curve", "fit_sweep", "FORMS", "pooled_calibration"]
+
+#: The ``format`` key of a record file.
+FORMAT = "lightning-scaling/sweep-record"
+#: The record format's version (the ``version`` key).
+VERSION = 1
+#: The joint forms :func:`fit_sweep` takes (the first is the default; BENCHMARKS.md "Sweeps" measures them).
+FORMS = ("kaplan", "power", "kaplan_strict")
+#: The most points of one run the joint fit uses (log-spaced in time): 100 runs must fit in under a second.
+MAX_POINTS_PER_RUN = 40
+#: Points up to this multiple of the detected end of the warm-up are left out (as the rule does, stopping.py).
+TRANSIENT_FACTOR = 2.0
+#: The fewest fitted points a run needs to join the fit.
+MIN_POINTS = 3
+#: The most residual evaluations of one start.
+MAX_NFEV = 200
+#: Default confidence of the central interval (the rule's default, docs/science.md section 12).
+CONFIDENCE = 0.8
+
+
+# ---------------------------------------------------------------------------------------------
+# records and the store
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SweepRecord:
+    """One run of a sweep, as its record file holds it.
+
+    Attributes:
+        run_id: the run's name, unique in the store (its file name is derived from it).
+        n_params: N, the parameters (as the user counts them); ``n_params_non_embedding`` optional.
+        steps, loss: the monitored curve (optimizer steps, the monitored loss at each).
+        lr_sum: the summed learning rate at each of those steps ([T] S1), or None.
+        data: the data identity (runs on different data are never pooled); None when not given.
+        dataset_size: D, distinct examples/tokens; ``unit`` what they count; ``tokens_per_step``: per optimizer step.
+        examples_seen: E at the end; ``flops``: cumulative training FLOPs.
+        stop_reason / stop_code: why the run ended (a StopReason code, "max_steps", ...).
+        converged_loss / interval: the run's own final prediction and interval.
+        config: what matters for pooling and replay (``threshold``, ``schedule``, ``warmup_steps``, ...).
+        written: Unix time of the write (set by :func:`write_record`).
+    """
+
+    run_id: str
+    n_params: float
+    steps: list[int]
+    loss: list[float]
+    lr_sum: list[float] | None = None
+    data: str | None = None
+    n_params_non_embedding: float | None = None
+    dataset_size: float | None = None
+    unit: str = "tokens"
+    tokens_per_step: float | None = None
+    examples_seen: float | None = None
+    flops: float | None = None
+    stop_reason: str | None = None
+    stop_code: str | None = None
+    converged_loss: float | None = None
+    interval: tuple[float, float] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    written: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.run_id, str) or not self.run_id:
+            raise ValueError("run_id must be a non-empty string")
+        if not (_positive(self.n_params)):
+            raise ValueError(f"n_params must be a positive number, got {self.n_params!r}")
+        self.n_params = float(self.n_params)
+        self.steps = [int(s) for s in self.steps]
+        self.loss = [float(v) for v in self.loss]
+        if len(self.steps) != len(self.loss):
+            raise ValueError("steps and loss must have the same length")
+        if self.lr_sum is not None:
+            self.lr_sum = [float(v) for v in self.lr_sum]
+            if len(self.lr_sum) != len(self.steps):
+                raise ValueError("lr_sum must have one value per step")
+        if self.data is not None:
+            self.data = str(self.data)
+        for name in ("n_params_non_embedding", "dataset_size", "tokens_per_step", "examples_seen", "flops",
+                     "converged_loss", "written"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{name} must be a number or None, got {value!r}")
+                setattr(self, name, float(value))
+        if self.interval is not None:
+            lo, hi = self.interval
+            self.interval = (float(lo), float(hi))
+        if not isinstance(self.config, dict):
+            raise ValueError("config must be a dict")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the JSON object its file holds (``format`` and ``version`` first)."""
+        body = asdict(self)
+        body["interval"] = list(self.interval) if self.interval is not None else None
+        return {"format": FORMAT, "version": VERSION, **{k: _finite_or_none(v) for k, v in body.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SweepRecord":
+        """A record from its JSON object. Raises ValueError when it is not a version-1 sweep record."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ValueError(f"not a sweep record (format {FORMAT!r})")
+        if data.get("version") != VERSION:
+            raise ValueError(f"sweep record version {data.get('version')!r}, this package reads {VERSION}")
+        known = set(cls.__dataclass_fields__)
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as err:
+            raise ValueError(f"malformed sweep record: {err}") from None
+
+    @property
+    def group(self) -> tuple[float, float | None]:
+        """The model the run trains: ``(N, D)``; runs of one group share a converged loss."""
+        return (self.n_params, self.dataset_size)
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+
+
+def _finite_or_none(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_finite_or_none(x) for x in v]
+    return v
+
+
+def record_filename(run_id: str) -> str:
+    """The file name of a run's record: the id made safe, and a short hash so two ids never share a file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("._")[:80] or "run"
+    return f"{safe}-{hashlib.sha1(run_id.encode()).hexdigest()[:8]}.json"
+
+
+def write_record(folder: str | Path, record: SweepRecord) -> Path:
+    """Write ``record`` into the sweep folder ``folder`` (created if needed), atomically, and return its path.
+
+    The JSON goes to a temporary file in the same folder (``.<name>.*.partial``, which readers ignore), is flushed
+    to disk, and replaces the record with ``os.replace``: a reader (on any machine sharing the folder) sees the old
+    record or the new one, never half of one, and a writer killed mid-write leaves only a temporary file. Writing a
+    run id again replaces its record (checkpoints write it again).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record.written = time.time()
+    target = folder / record_filename(record.run_id)
+    text = json.dumps(record.to_dict(), allow_nan=False, separators=(",", ":"))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.stem}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def read_record(path: str | Path) -> SweepRecord:
+    """Read one record file. Raises ValueError naming the file when it is not a readable version-1 record."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return SweepRecord.from_dict(data)
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def record_from_curve(run_id: str, steps: Sequence[int], loss: Sequence[float], *, n_params: float,
+                      lr: Sequence[float] | None = None, lr_sum: Sequence[float] | None = None,
+                      until_step: int | None = None, **fields: Any) -> SweepRecord:
+    """A record from a recorded curve (benchmarks, tests, the CLI's import).
+
+    Args:
+        run_id: the run's name.
+        steps, loss: its evaluations.
+        n_params: N.
+        lr: the learning rate of every optimizer step 1..max(steps) (index i = step i + 1), summed here; or
+        lr_sum: the summed learning rate at each step.
+        until_step: keep only the points at or before this step (a run stopped there, or a live run's prefix).
+        **fields: the other :class:`SweepRecord` fields (``data``, ``dataset_size``, ``config``, ...).
+    """
+    s = np.asarray(steps, dtype=np.int64)
+    y = np.asarray(loss, dtype=float)
+    if lr is not None and lr_sum is not None:
+        raise ValueError("give lr or lr_sum, not both")
+    sums = None
+    if lr is not None:
+        cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(lr, dtype=float))])
+        sums = cumulative[np.clip(s, 0, cumulative.size - 1)]
+    elif lr_sum is not None:
+        sums = np.asarray(lr_sum, dtype=float)
+    keep = np.ones(s.size, dtype=bool) if until_step is None else s <= until_step
+    return SweepRecord(run_id=run_id, n_params=n_params, steps=s[keep].tolist(), loss=y[keep].tolist(),
+                       lr_sum=None if sums is None else sums[keep].tolist(), **fields)
+
+
+class Sweep:
+    """A sweep store: the records of a folder (``*.json``), optionally only those on one data identity.
+
+    Args:
+        path: the folder (it need not exist yet: then there are no records).
+        data: keep only the runs with this data identity (None: every run; :meth:`fit` refuses to pool several).
+
+    A file that is not a readable version-1 record (corrupt, half-written by another tool, another format) is
+    skipped with one :class:`ScalingWarning` naming it (once per file and content, however often the store is
+    read). Two files with the same run id: the one written last is kept.
+    """
+
+    def __init__(self, path: str | Path, data: str | None = None) -> None:
+        self.path = Path(path)
+        self.data = data
+        self._warned: set[tuple[str, float]] = set()
+        self._records: list[SweepRecord] = []
+        self.refresh()
+
+    @classmethod
+    def from_records(cls, records: Iterable[SweepRecord], data: str | None = None) -> "Sweep":
+        """A sweep held in memory (no folder): benchmarks and replays."""
+        sweep = cls.__new__(cls)
+        sweep.path, sweep.data, sweep._warned = None, data, set()
+        sweep._records = _dedupe(r for r in records if data is None or r.data == data)
+        return sweep
+
+    def refresh(self) -> list[SweepRecord]:
+        """Read the folder again (a run of the sweep may have written a record since); returns :attr:`records`."""
+        if self.path is None:
+            return self._records
+        records = []
+        files = sorted(self.path.glob("*.json")) if self.path.is_dir() else []
+        for file in files:
+            try:
+                record = read_record(file)
+            except ValueError as err:
+                try:
+                    key = (str(file), file.stat().st_mtime)
+                except OSError:  # removed meanwhile
+                    continue
+                if key not in self._warned:
+                    self._warned.add(key)
+                    warnings.warn(f"sweep store: skipping {file}: {str(err).removeprefix(str(file) + ': ')}",
+                                  ScalingWarning, stacklevel=2)
+                continue
+            if self.data is None or record.data == self.data:
+                records.append(record)
+        self._records = _dedupe(records)
+        return self._records
+
+    @property
+    def records(self) -> list[SweepRecord]:
+        """The runs read (in order of their writes)."""
+        return list(self._records)
+
+    def add(self, record: SweepRecord) -> Path:
+        """Write ``record`` into the store (:func:`write_record`) and re-read it."""
+        if self.path is None:
+            self._records = _dedupe(self._records + [record])
+            return None
+        out = write_record(self.path, record)
+        self.refresh()
+        return out
+
+    def fit(self, extra: Iterable[SweepRecord] = (), *, form: str = FORMS[0],
+            calibration: Calibration | None = None) -> "SweepFit":
+        """The joint fit of the stored runs and ``extra`` (e.g. the live run's own prefix, which replaces a stored
+        record of the same run id). See :func:`fit_sweep`."""
+        return fit_sweep(_dedupe(self._records + list(extra)), form=form, calibration=calibration)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __repr__(self) -> str:
+        return f"Sweep({str(self.path)!r}, data={self.data!r}, runs={len(self._records)})"
+
+
+def _dedupe(records: Iterable[SweepRecord]) -> list[SweepRecord]:
+    """One record per run id, the last given (a later write replaces an earlier one), in first-seen order."""
+    out: dict[str, SweepRecord] = {}
+    for r in records:
+        out.pop(r.run_id, None)
+        out[r.run_id] = r
+    return list(out.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# the joint fit
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class SweepFit:
+    """Result of :func:`fit_sweep` (cf. scipy.optimize.OptimizeResult: ``success`` and ``message`` say whether the
+    numbers can be used; an unsuccessful fit has no parameters and :meth:`converged_loss` raises FitError).
+
+    Attributes:
+        form: the joint form (:data:`FORMS`); ``axis``: the time axis, "lr_sum" or "steps".
+        params: the shared parameters (``E``, ``alpha_S``, ``S_c`` for the Kaplan forms, ``alpha`` for "power";
+            ``alpha_N``, ``N_c`` when eq 1.6's law of N is fitted across sizes).
+        groups: per model ``(N, D)``: its converged loss, the runs in it, and the lowest loss any of them reached.
+        n_runs: runs fitted; ``n_points``: points fitted; ``rmse``: root mean square log residual;
+        skipped: runs left out, with why.
+        data: the data identity of the runs (all equal).
+        seconds: the fit's wall time.
+    """
+
+    success: bool
+    message: str
+    form: str = FORMS[0]
+    axis: str = "steps"
+    params: dict[str, float] = field(default_factory=dict)
+    groups: dict[tuple[float, float | None], dict[str, Any]] = field(default_factory=dict)
+    n_runs: int = 0
+    n_points: int = 0
+    rmse: float = math.nan
+    skipped: dict[str, str] = field(default_factory=dict)
+    data: str | None = None
+    seconds: float = 0.0
+    calibration: Calibration | None = field(default=None, repr=False)
+    _law_n: tuple[float, float, float] | None = field(default=None, repr=False)  # (E, log N_c, alpha_N)
+
+    def __bool__(self) -> bool:
+        return self.success
+
+    def point(self, n_params: float, dataset_size: float | None = None) -> float:
+        """The predicted converged loss of a model of ``n_params`` on this data (``dataset_size``: its D, needed
+        only when the sweep's runs differ in D).
+
+        Raises:
+            FitError: the fit did not succeed, or the size is not in the sweep and no law of N could be fitted
+                (fewer than 2 sizes at that D).
+        """
+        if not self.success:
+            raise FitError(f"the sweep fit did not succeed: {self.message}")
+        group = self._group(n_params, dataset_size)
+        if group is not None:
+            return float(self.groups[group]["converged_loss"])
+        if self._law_n is None:
+            raise FitError(f"N = {n_params:g} is not a size of the sweep and no law of N was fitted "
+                           f"(it needs 2 sizes on the same data)")
+        e, log_nc, a_n = self._law_n
+        return float(e + math.exp(a_n * (log_nc - math.log(n_params))))
+
+    def converged_loss(self, n_params: float, dataset_size: float | None = None, *, confidence: float = CONFIDENCE,
+                       smoothed_loss: float | None = None) -> tuple[float, tuple[float, float]]:
+        """``(L_hat, (low, high))``: the converged loss of a model of ``n_params`` and its central interval at
+        ``confidence``.
+
+        The interval is split conformal on the log-ratio of this predictor (:attr:`calibration`, by default
+        :func:`pooled_calibration`), in the bin of ``g = s / L_hat - 1`` with ``s`` = ``smoothed_loss`` (the run's
+        loss now; default: the lowest loss a run of that size reached in the sweep; a size not in the sweep
+        extrapolates in N and takes the widest bin).
+
+        Raises:
+            FitError: as :meth:`point`.
+            ValueError: a confidence outside (0, 1).
+        """
+        value = self.point(n_params, dataset_size)
+        if smoothed_loss is None:
+            group = self._group(n_params, dataset_size)
+            smoothed_loss = self.groups[group]["lowest_loss"] if group is not None else math.inf
+        cal = self.calibration if self.calibration is not None else pooled_calibration()
+        g = smoothed_loss / value - 1.0 if value > 0 else math.inf
+        q_lo, q_hi = cal.log_bounds(g, confidence)
+        return value, (value * math.exp(q_lo) if math.isfinite(q_lo) else 0.0,
+                       value * math.exp(q_hi) if math.isfinite(q_hi) else math.inf)
+
+    def curve(self, run_id: str, t: Sequence[float]) -> np.ndarray:
+        """The joint fit's loss of run ``run_id`` at times ``t`` (on :attr:`axis`): for figures."""
+        if not self.success or run_id not in self._curves:
+            raise FitError(f"no fitted curve for run {run_id!r}")
+        return self._curves[run_id](np.asarray(t, dtype=float))
+
+    def _group(self, n_params: float, dataset_size: float | None):
+        for (n, d) in self.groups:
+            if math.isclose(n, n_params, rel_tol=1e-9) and (dataset_size is None or d is None
+                                                             or math.isclose(d, dataset_size, rel_tol=1e-9)):
+                return (n, d)
+        return None
+
+    _curves: dict = field(default_factory=dict, repr=False)
+
+
+def _failed(message: str, form: str, n_runs: int = 0, skipped=None, data=None, t0=None) -> SweepFit:
+    return SweepFit(False, message, form=form, n_runs=n_runs, skipped=dict(skipped or {}), data=data,
+                    seconds=0.0 if t0 is None else time.perf_counter() - t0)
+
+
+def _prepared(record: SweepRecord, axis: str) -> tuple[np.ndarray, np.ndarray] | str:
+    """The (t, loss) points of a record the fit uses, or why there are none: after the warm-up's transient,
+    finite and positive, at most :data:`MAX_POINTS_PER_RUN` log-spaced in t."""
+    steps = np.asarray(record.steps, dtype=float)
+    loss = np.asarray(record.loss, dtype=float)
+    t = np.asarray(record.lr_sum, dtype=float) if axis == "lr_sum" else steps.copy()
+    ok = np.isfinite(t) & np.isfinite(loss) & (t > 0) & (loss > 0) & np.isfinite(steps)
+    steps, loss, t = steps[ok], loss[ok], t[ok]
+    if steps.size == 0:
+        return "no finite positive points"
+    order = np.argsort(steps, kind="stable")
+    steps, loss, t = steps[order], loss[order], t[order]
+    warm = record.config.get("warmup_steps") if isinstance(record.config, dict) else None
+    if not _positive(warm):
+        warm = _warmup_end(steps, np.asarray(record.lr_sum, dtype=float)[ok][order]) if record.lr_sum else 0.0
+    keep = steps > TRANSIENT_FACTOR * float(warm)
+    steps, loss, t = steps[keep], loss[keep], t[keep]
+    if t.size < MIN_POINTS or np.unique(t).size < MIN_POINTS:
+        return f"fewer than {MIN_POINTS} points after the warm-up"
+    if t.size > MAX_POINTS_PER_RUN:
+        grid = np.geomspace(t[0], t[-1], MAX_POINTS_PER_RUN)
+        idx = np.unique(np.clip(np.searchsorted(t, grid), 0, t.size - 1))
+        idx = np.unique(np.concatenate([idx, [t.size - 1]]))
+        t, loss = t[idx], loss[idx]
+    return t, loss
+
+
+def _warmup_end(steps: np.ndarray, lr_sum: np.ndarray) -> float:
+    """The last step at which the mean learning rate between evaluations rose (0: none): stopping.py's warm-up."""
+    if steps.size < 3 or not np.all(np.isfinite(lr_sum)):
+        return 0.0
+    ds = np.diff(np.concatenate([[0.0], steps]))
+    dl = np.diff(np.concatenate([[0.0], lr_sum]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_lr = np.where(ds > 0, dl / ds, np.nan)
+    rises = np.nonzero(np.diff(mean_lr) > 1e-12 * np.nanmax(np.abs(mean_lr)))[0]
+    return float(steps[rises[-1] + 1]) if rises.size else 0.0
+
+
+class _Problem:
+    """The stacked points of every run: t (scaled to a median of 1), log loss, run and group index per point, and
+    per-point weights so each run weighs the same in all."""
+
+    def __init__(self, runs: list[tuple[SweepRecord, np.ndarray, np.ndarray]], groups: list):
+        self.t_scale = float(np.median(np.concatenate([t for _, t, _ in runs])))
+        self.logt = np.concatenate([np.log(t / self.t_scale) for _, t, _ in runs])
+        self.logy = np.concatenate([np.log(y) for _, _, y in runs])
+        self.run = np.concatenate([np.full(t.size, i) for i, (_, t, _) in enumerate(runs)])
+        gidx = {g: j for j, g in enumerate(groups)}
+        self.group = np.concatenate([np.full(t.size, gidx[r.group]) for r, t, _ in runs])
+        counts = np.array([t.size for _, t, _ in runs], dtype=float)
+        self.w = np.sqrt(counts.mean() / counts[self.run])
+        self.n_runs, self.n_groups = len(runs), len(groups)
+        self.min_loss = np.array([min(float(y.min()) for r, _, y in runs if r.group == g) for g in groups])
+        self.logn = np.log([g[0] for g in groups])
+
+
+# ---- form "kaplan": L = E + exp(aS * logaddexp(v_g, c - log t)); theta = (E, log aS, c, v_1..v_G) ----------------
+def _kaplan_parts(theta, p: _Problem):
+    e, a_s = theta[0], math.exp(theta[1])
+    z = np.logaddexp(theta[3 + p.group], theta[2] - p.logt)
+    k = np.exp(a_s * z)
+    return e, a_s, z, k, e + k
+
+
+def _kaplan_res(theta, p: _Problem):
+    return (np.log(_kaplan_parts(theta, p)[4]) - p.logy) * p.w
+
+
+def _kaplan_jac(theta, p: _Problem):
+    e, a_s, z, k, pred = _kaplan_parts(theta, p)
+    wu = np.exp(theta[3 + p.group] - z)
+    base = p.w / pred
+    jac = np.zeros((p.logy.size, theta.size))
+    jac[:, 0] = base
+    jac[:, 1] = base * k * a_s * z
+    jac[:, 2] = base * k * a_s * (1.0 - wu)
+    jac[np.arange(p.logy.size), 3 + p.group] = base * k * a_s * wu
+    return jac
+
+
+# ---- form "kaplan_strict": v_g = b (log N_c - log N_g), b = alpha_N / alpha_S; theta = (E, log aS, c, log N_c, b) ---
+def _strict_theta(theta, p: _Problem):
+    return np.concatenate([theta[:3], theta[4] * (theta[3] - p.logn)])
+
+
+def _strict_res(theta, p: _Problem):
+    return _kaplan_res(_strict_theta(theta, p), p)
+
+
+def _strict_jac(theta, p: _Problem):
+    full = _kaplan_jac(_strict_theta(theta, p), p)
+    dv = full[:, 3:]
+    return np.column_stack([full[:, :3], dv.sum(axis=1) * theta[4], dv @ (theta[3] - p.logn)])
+
+
+# ---- form "power": L = C_g + exp(b_i - alpha log t); theta = (log alpha, C_1..C_G, b_1..b_R) ----------------------
+def _power_parts(theta, p: _Problem):
+    alpha = math.exp(theta[0])
+    c = theta[1 + p.group]
+    term = np.exp(theta[1 + p.n_groups + p.run] - alpha * p.logt)
+    return alpha, c, term, c + term
+
+
+def _power_res(theta, p: _Problem):
+    return (np.log(_power_parts(theta, p)[3]) - p.logy) * p.w
+
+
+def _power_jac(theta, p: _Problem):
+    alpha, _, term, pred = _power_parts(theta, p)
+    base = p.w / pred
+    rows = np.arange(p.logy.size)
+    jac = np.zeros((p.logy.size, theta.size))
+    jac[:, 0] = -base * term * alpha * p.logt
+    jac[rows, 1 + p.group] = base
+    jac[rows, 1 + p.n_groups + p.run] = base * term
+    return jac
+
+
+def _solve(form: str, p: _Problem):
+    lowest = float(p.min_loss.min())
+    hi_c = p.min_loss * (1 - 1e-6)
+    if form == "power":
+        starts = []
+        for alpha in (0.5, 1.0):
+            for frac in (0.5, 0.85):
+                c = p.min_loss * frac
+                b = np.array([np.log(max(np.exp(p.logy[p.run == i]).mean() - c[p.group[p.run == i][0]], 1e-6))
+                              + alpha * p.logt[p.run == i].mean() for i in range(p.n_runs)])
+                starts.append(np.concatenate([[math.log(alpha)], c, b]))
+        lb = np.concatenate([[math.log(1e-3)], np.zeros(p.n_groups), np.full(p.n_runs, -60.0)])
+        ub = np.concatenate([[math.log(5.0)], hi_c, np.full(p.n_runs, 60.0)])
+        res, jac = _power_res, _power_jac
+    else:
+        starts = []
+        for a_s in (0.3, 0.8):
+            for e_frac in (0.0, 0.6):
+                e = e_frac * lowest
+                v = np.log(np.maximum(0.9 * p.min_loss - e, 1e-6)) / a_s
+                if form == "kaplan":
+                    starts.append(np.concatenate([[e, math.log(a_s), 0.0], v]))
+                else:
+                    b = 0.3
+                    log_nc = float(np.mean(v / b + p.logn))
+                    starts.append(np.array([e, math.log(a_s), 0.0, log_nc, b]))
+        if form == "kaplan":
+            lb = np.concatenate([[0.0, math.log(1e-2), -30.0], np.full(p.n_groups, -60.0)])
+            ub = np.concatenate([[lowest * (1 - 1e-6), math.log(5.0), 30.0], np.full(p.n_groups, 60.0)])
+            res, jac = _kaplan_res, _kaplan_jac
+        else:
+            lb = np.array([0.0, math.log(1e-2), -30.0, -200.0, 1e-4])
+            ub = np.array([lowest * (1 - 1e-6), math.log(5.0), 30.0, 200.0, 20.0])
+            res, jac = _strict_res, _strict_jac
+    starts = [np.clip(s, lb + 1e-9 * (ub - lb), ub - 1e-9 * (ub - lb)) for s in starts]
+    best = solve_from_starts(res, jac, starts, (p,), (lb, ub), screen=True, tol=1e-8, max_nfev=MAX_NFEV)
+    return best, lb, ub
+
+
+def fit_sweep(records: Sequence[SweepRecord], *, form: str = FORMS[0],
+              calibration: Calibration | None = None) -> SweepFit:
+    """The joint fit of the learning curves of a sweep's runs (docs/science.md section 14).
+
+    Every run's points after its warm-up transient (at most :data:`MAX_POINTS_PER_RUN`, each run weighing the same)
+    are fitted at once by scipy's bounded least squares on log loss (:func:`~lightning_scaling.fitting.
+    solve_from_starts`, a few starts screened, bounded evaluations). The time axis is the summed learning rate when
+    every run records it, else the step. Runs of one model ``(N, D)`` share its converged loss; the exponents and
+    ``E``, ``S_c`` are shared by all.
+
+    Args:
+        records: the runs (one data identity: runs on different data are never pooled).
+        form: :data:`FORMS`.
+        calibration: the interval's calibration (default :func:`pooled_calibration`).
+
+    Returns a :class:`SweepFit`; ``success=False`` with a ``message`` (never an exception) for fewer than two usable
+    runs, several data identities, or a fit that did not converge.
+
+    Raises:
+        ValueError: an unknown form.
+        FitError: records that are not :class:`SweepRecord` objects.
+    """
+    t0 = time.perf_counter()
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    records = list(records)
+    if any(not isinstance(r, SweepRecord) for r in records):
+        raise FitError("fit_sweep takes SweepRecord objects")
+    identities = sorted({str(r.data) for r in records})
+    if len(identities) > 1:
+        return _failed(f"the runs are on {len(identities)} data identities ({', '.join(identities[:4])}): runs on "
+                       f"different data are never pooled (Sweep(path, data=...) picks one)", form, len(records))
+    data = records[0].data if records else None
+    if len(records) < 2:
+        return _failed(f"a joint fit needs at least 2 runs, the sweep has {len(records)}", form, len(records),
+                       data=data, t0=t0)
+    axis = "lr_sum" if all(r.lr_sum is not None and any(v > 0 for v in r.lr_sum if math.isfinite(v))
+                           for r in records) else "steps"
+    runs, skipped = [], {}
+    for r in records:
+        prepared = _prepared(r, axis)
+        if isinstance(prepared, str):
+            skipped[r.run_id] = prepared
+        else:
+            runs.append((r, *prepared))
+    if len(runs) < 2:
+        return _failed(f"a joint fit needs at least 2 runs with {MIN_POINTS} points after the warm-up, "
+                       f"got {len(runs)}", form, len(runs), skipped, data, t0)
+    groups = list(dict.fromkeys(r.group for r, _, _ in runs))
+    if form == "kaplan_strict" and len({g[0] for g in groups}) < 2:
+        return _failed("the strict eq 1.6 needs at least 2 model sizes", form, len(runs), skipped, data, t0)
+    p = _Problem(runs, groups)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        best, lb, ub = _solve(form, p)
+    if best is None or not np.all(np.isfinite(best.x)) or best.status <= 0 or not math.isfinite(best.cost):
+        return _failed("the joint fit did not converge from any start", form, len(runs), skipped, data, t0)
+    theta = best.x
+    rmse = math.sqrt(2 * best.cost / p.logy.size)
+    params: dict[str, float] = {}
+    curves = {}
+    conv = np.empty(len(groups))
+    if form == "power":
+        alpha = math.exp(theta[0])
+        conv[:] = theta[1:1 + p.n_groups]
+        params["alpha"] = alpha
+        for i, (r, _, _) in enumerate(runs):
+            c, b = conv[groups.index(r.group)], theta[1 + p.n_groups + i]
+            curves[r.run_id] = (lambda tt, c=c, b=b: c + np.exp(b - alpha * np.log(tt / p.t_scale)))
+        at_bound = np.isclose(conv, 0.0) | np.isclose(conv, p.min_loss * (1 - 1e-6), rtol=1e-6)
+    else:
+        full = theta if form == "kaplan" else _strict_theta(theta, p)
+        e, a_s, c = float(full[0]), math.exp(full[1]), float(full[2])
+        v = full[3:]
+        conv[:] = e + np.exp(a_s * v)
+        params.update(E=e, alpha_S=a_s, S_c=math.exp(c) * p.t_scale)
+        if form == "kaplan_strict":
+            params.update(alpha_N=float(theta[4]) * a_s, N_c=math.exp(float(theta[3])))
+        for r, _, _ in runs:
+            vg = v[groups.index(r.group)]
+            curves[r.run_id] = (lambda tt, vg=vg: e + np.exp(a_s * np.logaddexp(vg, c - np.log(tt / p.t_scale))))
+        at_bound = np.zeros(len(groups), dtype=bool)
+    law_n = _law_of_n(groups, conv, params, form)
+    if law_n is not None and form != "kaplan_strict":
+        params.update(alpha_N=law_n[2], N_c=math.exp(law_n[1]), E_N=law_n[0])
+    group_info = {}
+    for j, g in enumerate(groups):
+        members = [r.run_id for r, _, _ in runs if r.group == g]
+        group_info[g] = {"converged_loss": float(conv[j]), "runs": members, "lowest_loss": float(p.min_loss[j]),
+                         "at_bound": bool(at_bound[j])}
+    message = "converged" if not at_bound.any() else \
+        "converged; a converged loss sits on its bound (the curves have not bent yet)"
+    fit = SweepFit(True, message, form=form, axis=axis, params=params, groups=group_info, n_runs=len(runs),
+                   n_points=int(p.logy.size), rmse=rmse, skipped=skipped, data=data,
+                   seconds=time.perf_counter() - t0, calibration=calibration, _law_n=law_n)
+    fit._curves = curves
+    return fit
+
+
+def _law_of_n(groups, conv: np.ndarray, params: Mapping[str, float], form: str):
+    """``(E, log N_c, alpha_N)`` of ``L(N) = E + (N_c/N)^alpha_N`` through the sizes' converged losses (at one D):
+    eq 1.6's model term with the joint fit's ``E`` (form "power": the lowest loss floor 0); None with < 2 sizes."""
+    ds = {g[1] for g in groups}
+    if len(ds) > 1:
+        return None
+    sizes = np.array([g[0] for g in groups])
+    if np.unique(sizes).size < 2:
+        return None
+    e = float(params.get("E", 0.0))
+    if form == "kaplan_strict":
+        return None if "N_c" not in params else (e, math.log(params["N_c"]), params["alpha_N"])
+    gap = conv - e
+    if np.any(gap <= 0):
+        return None
+    x, y = np.log(sizes), np.log(gap)
+    slope, intercept = np.polyfit(x, y, 1)
+    if not slope < 0:
+        return None
+    a_n = float(-slope)
+    return e, float(intercept / a_n), a_n
+
+
+# ---------------------------------------------------------------------------------------------
+# the pooled predictor's calibration
+# ---------------------------------------------------------------------------------------------
+#: The log-ratio quantiles of the pooled predictor (``benchmarks/bench_sweep.py --constants``): per bin of
+#: :data:`~lightning_scaling.calibration.G_EDGES`, ``e = log(L_ref / L_hat)`` at probabilities 0, 0.05, ..., 1 (None:
+#: fewer than MIN_RUNS runs in the bin), the pooled table, the runs per bin and in all.
+POOLED_CALIBRATION: dict[str, Any] = {
+    "probabilities": [round(i / 20, 2) for i in range(21)],
+    "quantiles": [None, None, None, None, None],
+    "pooled": [-0.2 + 0.02 * i for i in range(21)],
+    "n_runs": [0, 0, 0, 0, 0],
+    "n_total": 2,
+    "sources": ["placeholder"],
+}
+
+
+def calibration_from_table(table: Mapping[str, Any]) -> Calibration:
+    """A :class:`~lightning_scaling.calibration.Calibration` from a coarse table like :data:`POOLED_CALIBRATION`
+    (interpolated onto the calibration's probability grid)."""
+    probs = np.asarray(table["probabilities"], dtype=float)
+
+    def grid(q):
+        return None if q is None else tuple(float(v) for v in np.interp(PROBABILITIES, probs, q))
+
+    return Calibration(tuple(G_EDGES), tuple(grid(q) for q in table["quantiles"]), grid(table["pooled"]),
+                       tuple(int(n) for n in table["n_runs"]), int(table["n_total"]), tuple(table["sources"]))
+
+
+def table_from_calibration(cal: Calibration) -> dict[str, Any]:
+    """The coarse table (probabilities 0, 0.05, ..., 1) of a calibration: what :data:`POOLED_CALIBRATION` holds."""
+    probs = [round(i / 20, 2) for i in range(21)]
+
+    def coarse(q):
+        return None if q is None else [round(float(v), 5) for v in np.interp(probs, PROBABILITIES, q)]
+
+    return {"probabilities": probs, "quantiles": [coarse(q) for q in cal.quantiles], "pooled": coarse(cal.pooled),
+            "n_runs": list(cal.n_runs), "n_total": cal.n_total, "sources": list(cal.sources)}
+
+
+_POOLED: Calibration | None = None
+
+
+def pooled_calibration() -> Calibration:
+    """The calibration of the pooled predictor the package ships (:data:`POOLED_CALIBRATION`)."""
+    global _POOLED
+    if _POOLED is None:
+        _POOLED = calibration_from_table(POOLED_CALIBRATION)
+    return _POOLED
