@@ -36,8 +36,9 @@ import numpy as np
 from . import planning, presets
 from .errors import FitError
 from .laws import ChinchillaLaw, Law, OverfittingLaw, PowerLaw
-from .logs import P, Run, RunError, Series, flops_at, read_runs, run_point, tokens_seen
+from .logs import Run, RunError, Series, flops_at, read_runs, run_point, tokens_seen
 from .run_info import FILENAME as RUN_INFO
+from .tags import decode_floor_kind, tag
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -462,8 +463,8 @@ def _at_steps(series: Series | None, steps: np.ndarray) -> list[float | None]:
 
 def _monitored(run: Run, monitor: str) -> tuple[str, Series]:
     """The points the live rule saw: ``scaling/monitored_loss`` (logged by the callback), else ``monitor``."""
-    tag = P + "monitored_loss"
-    return (tag, run.get(tag)) if run.get(tag) is not None else (monitor, run.evaluations(monitor))
+    name = tag("monitored_loss")
+    return (name, run.get(name)) if run.get(name) is not None else (monitor, run.evaluations(monitor))
 
 
 def _replay_inputs(run: Run, st: _Settings, lr_tag: str) -> tuple[Series, dict[str, Any], dict[str, Any]]:
@@ -478,33 +479,33 @@ def _replay_inputs(run: Run, st: _Settings, lr_tag: str) -> tuple[Series, dict[s
     _, s = _monitored(run, st.monitor)
     inputs: dict[str, Any] = {}
     options = dict(st.options)
-    ld_loss = run.get(P + "ld_loss")
+    ld_loss = run.get(tag("ld_loss"))
     if st.use_data_floor and ld_loss is not None:
         inputs["floor"] = _at_steps(ld_loss, s.steps)
-        kind = run.get(P + "floor_kind")
-        if kind is not None and "floor_kind" not in st.given and bool(np.any(kind.values == 1.0)):
+        kind = run.get(tag("floor_kind"))
+        if kind is not None and "floor_kind" not in st.given and decode_floor_kind(kind.values) == "model":
             options["floor_kind"] = "model"
     epoch_steps = options.pop("epoch_steps", None)
     if options.get("family") == "effective_data" and "epoch_steps" not in st.given:
         # the steps of one epoch the live callback derived from EffectiveEpochs and logged at each evaluation
-        logged = _at_steps(run.get(P + "epoch_steps"), s.steps)
+        logged = _at_steps(run.get(tag("epoch_steps")), s.steps)
         if all(v is not None for v in logged):
             epoch_steps = logged
         elif epoch_steps is None:
-            raise RunError(run.name, "family=effective_data needs 'scaling/epoch_steps' at every evaluation (logged "
+            raise RunError(run.name, f"family=effective_data needs {tag('epoch_steps')!r} at every evaluation (logged "
                                      "by ExtraEarlyStopping with that family) or --rule epoch_steps=U")
     if epoch_steps is not None:
         inputs["epoch_steps"] = epoch_steps
     # the summed learning rate is an observation of the live rule whatever its axis (it also shows where the
     # warm-up ends); the axis itself is the rule's time_axis option
     options["time_axis"] = st.time_axis
-    lr_sum = _at_steps(run.get(P + "lr_sum"), s.steps)
+    lr_sum = _at_steps(run.get(tag("lr_sum")), s.steps)
     if all(v is not None for v in lr_sum) and lr_sum:
         inputs["lr_sum"] = lr_sum
     elif st.time_axis == "lr_sum":
             lr = run.lr_per_step(lr_tag)
             if lr is None:
-                raise RunError(run.name, f"time_axis lr_sum needs 'scaling/lr_sum' at every evaluation or "
+                raise RunError(run.name, f"time_axis lr_sum needs {tag('lr_sum')!r} at every evaluation or "
                                          f"{lr_tag!r} logged every step")
             inputs["lr"] = lr
     return s, inputs, options

@@ -4,34 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-P = "scaling/"
+from .tags import tag
 
 #: Custom-scalars layout (torch.utils.tensorboard SummaryWriter.add_custom_scalars format).
 LAYOUT: dict[str, dict[str, list]] = {
     "Data": {
-        "examples and tokens seen": ["Multiline", [f"{P}examples_seen", f"{P}tokens_seen"]],
-        "dataset size, distinct and effective data": ["Multiline", [f"{P}dataset_size", f"{P}distinct_seen",
-                                                                     f"{P}effective_data"]],
-        "effective epochs E/D": ["Multiline", [f"{P}effective_epochs"]],
+        "examples and tokens seen": ["Multiline", [tag("examples_seen"), tag("tokens_seen")]],
+        "dataset size, distinct and effective data": ["Multiline", [tag("dataset_size"), tag("distinct_seen"),
+                                                                     tag("effective_data")]],
+        "effective epochs E/D": ["Multiline", [tag("effective_epochs")]],
     },
     "Compute": {
-        "cumulative FLOPs (all, on non-padding tokens)": ["Multiline", [f"{P}flops", f"{P}useful_flops"]],
-        "PF-days": ["Multiline", [f"{P}pf_days"]],
-        "FLOPs per step": ["Multiline", [f"{P}flops_per_step"]],
-        "throughput and MFU": ["Multiline", [f"{P}flops_per_sec", f"{P}mfu"]],
+        "cumulative FLOPs (all, on non-padding tokens)": ["Multiline", [tag("flops"), tag("useful_flops")]],
+        "PF-days": ["Multiline", [tag("pf_days")]],
+        "FLOPs per step": ["Multiline", [tag("flops_per_step")]],
+        "throughput and MFU": ["Multiline", [tag("flops_per_sec"), tag("mfu")]],
     },
     "Data limit": {
-        "loss against L(D)": ["Multiline", [f"{P}ld_loss", f"{P}monitored_loss"]],
-        "gap and ratio": ["Multiline", [f"{P}ld_gap", f"{P}ld_ratio"]],
-        "loss vs examples (step = examples)": ["Multiline", [f"{P}loss_vs_examples"]],
+        "loss against L(D)": ["Multiline", [tag("ld_loss"), tag("monitored_loss")]],
+        "gap and ratio": ["Multiline", [tag("ld_gap"), tag("ld_ratio")]],
+        "loss vs examples (step = examples)": ["Multiline", [tag("loss_vs_examples")]],
     },
     "Stopping": {
-        "predicted converged loss": ["Margin", [f"{P}converged_loss", f"{P}converged_loss_low",
-                                                f"{P}converged_loss_high"]],
-        "loss and stop loss": ["Multiline", [f"{P}stop_loss", f"{P}smoothed_loss"]],
-        "predicted stop step": ["Multiline", [f"{P}predicted_stop_step"]],
-        "progress to the stop": ["Multiline", [f"{P}progress"]],
-        "summed learning rate (the time axis of decaying schedules, [T])": ["Multiline", [f"{P}lr_sum"]],
+        "predicted converged loss": ["Margin", [tag("converged_loss"), tag("converged_loss_low"),
+                                                tag("converged_loss_high")]],
+        "loss and stop loss": ["Multiline", [tag("stop_loss"), tag("smoothed_loss")]],
+        "predicted stop step": ["Multiline", [tag("predicted_stop_step")]],
+        "progress to the stop": ["Multiline", [tag("progress")]],
+        "summed learning rate (the time axis of decaying schedules, [T])": ["Multiline", [tag("lr_sum")]],
     },
 }
 

@@ -45,8 +45,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import run_info
-
-P = "scaling/"
+from .tags import tag
 
 
 class RunError(ValueError):
@@ -105,7 +104,7 @@ class Run:
     @property
     def unit(self) -> str:
         """Unit of ``scaling/distinct_seen``: "tokens" when EffectiveEpochs counted tokens, else "examples"."""
-        return "tokens" if (P + "tokens_seen") in self.series or "tokens_per_step" in self.hparams else "examples"
+        return "tokens" if (tag("tokens_seen")) in self.series or "tokens_per_step" in self.hparams else "examples"
 
     def evaluations(self, monitor: str) -> Series:
         """The monitored metric with its steps as optimizer steps completed.
@@ -133,7 +132,7 @@ class Run:
         """D in :attr:`unit`: the hyperparameters ``train_tokens``/``dataset_size``, else the run-info file's
         ``data.dataset_size`` (when its unit is the run's), else the last ``scaling/dataset_size``, else None."""
         data = self.info.get("data", {})
-        logged = self.get(P + "dataset_size")
+        logged = self.get(tag("dataset_size"))
         candidates = [self.hparams.get("train_tokens", self.hparams.get("dataset_size")),
                       data.get("dataset_size") if data.get("unit", self.unit) == self.unit else None,
                       None if logged is None or logged.values.size == 0 else logged.values[-1]]
@@ -158,7 +157,7 @@ class RunPoint:
     data: float | None  # distinct data seen, in ``unit``
     unit: str
     flops: float | None
-    flops_source: str | None  # "scaling/flops", "6N" or None
+    flops_source: str | None  # tag("flops"), "6N" or None
 
 
 def _positive_number(value: Any) -> bool:
@@ -381,14 +380,14 @@ def same_run(a: Run, b: Run) -> bool:
     if a.hparams != b.hparams:
         return False
     loss_agrees = False
-    for tag in a.series.keys() & b.series.keys():
-        sa, sb = a.series[tag], b.series[tag]
+    for name in a.series.keys() & b.series.keys():
+        sa, sb = a.series[name], b.series[name]
         _, ia, ib = np.intersect1d(sa.steps, sb.steps, return_indices=True)
         if ia.size == 0:
             continue
         if not np.allclose(sa.values[ia], sb.values[ib], rtol=1e-6, atol=0.0, equal_nan=True):
             return False
-        loss_agrees = loss_agrees or "loss" in tag.lower()
+        loss_agrees = loss_agrees or "loss" in name.lower()
     return loss_agrees
 
 
@@ -409,8 +408,8 @@ def _merge_copies(runs: list[Run]) -> list[Run]:
 # ------------------------------------------------------------------------------------------------ points
 def tokens_seen(run: Run, step: float) -> float | None:
     """Tokens (or examples) processed by ``step``: ``scaling/tokens_seen`` / ``examples_seen``, or the config."""
-    for tag in (P + "tokens_seen", P + "examples_seen"):
-        s = run.get(tag)
+    for name in (tag("tokens_seen"), tag("examples_seen")):
+        s = run.get(name)
         if s is not None:
             return s.at(step)
     per_step = run.hparams.get("tokens_per_step")
@@ -419,7 +418,7 @@ def tokens_seen(run: Run, step: float) -> float | None:
 
 def distinct_seen(run: Run, step: float) -> float | None:
     """Distinct data seen by ``step``: ``scaling/distinct_seen``, or min(data seen, :meth:`Run.dataset_size`)."""
-    s = run.get(P + "distinct_seen")
+    s = run.get(tag("distinct_seen"))
     if s is not None:
         return s.at(step)
     size = run.dataset_size()
@@ -431,9 +430,9 @@ def distinct_seen(run: Run, step: float) -> float | None:
 
 def flops_at(run: Run, step: float, n_params: float | None) -> tuple[float | None, str | None]:
     """Cumulative FLOPs by ``step``: ``scaling/flops``, else 6 N x tokens seen ([K] 2.1), else None."""
-    s = run.get(P + "flops")
+    s = run.get(tag("flops"))
     if s is not None:
-        return s.at(step), P + "flops"
+        return s.at(step), tag("flops")
     seen = tokens_seen(run, step)
     if n_params and seen is not None and run.unit == "tokens":
         return 6.0 * float(n_params) * seen, "6N"

@@ -15,8 +15,6 @@ from ..errors import ScalingWarning
 
 log = logging.getLogger("lightning_scaling")
 
-#: Prefix of every TensorBoard tag the package writes (see docs/design.md "Metric names").
-PREFIX = "scaling/"
 
 #: The callback hooks Lightning calls at every training micro-batch (six per optimizer step) ...
 TRAIN_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_backward", "on_before_optimizer_step",

@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import presets
 from ..laws import ChinchillaLaw, OverfittingLaw, PowerLaw
+from .. import tags
 from . import _common
 
 #: Laws of N and D: DataLimitGap evaluates them at the model's parameter count.
@@ -139,17 +140,17 @@ class DataLimitGapBase:
                                                "evaluation (and any later non-finite one) is skipped")
             return
         ld = float(self.law(c.distinct_seen))
-        p = _common.PREFIX
-        metrics = {f"{p}ld_loss": ld, f"{p}ld_gap": loss - ld, f"{p}ld_ratio": loss / ld}
+        metrics = {"ld_loss": ld, "ld_gap": loss - ld, "ld_ratio": loss / ld}
         if not self._stopping_logs_loss(trainer):  # ExtraEarlyStopping on the same metric writes it at this step
-            metrics[f"{p}monitored_loss"] = loss
+            metrics["monitored_loss"] = loss
+        metrics = tags.named(metrics)
         _common.log_scalars(trainer, metrics, c.step)
         _common.publish(trainer, metrics)
-        _common.log_scalars(trainer, {f"{p}loss_vs_examples": loss}, int(c.seen))
+        _common.log_scalars(trainer, tags.named({"loss_vs_examples": loss}), int(c.seen))
         self.history.append((float(c.seen), loss))
         from ..dashboard import add_figure, data_limit_figure
 
-        add_figure(trainer, self, f"{p}loss_vs_data",  # drawn only with a TensorBoardLogger, at a bounded rate
+        add_figure(trainer, self, tags.tag("loss_vs_data"),  # drawn only with a TensorBoardLogger, at a bounded rate
                    lambda: data_limit_figure(*zip(*self.history), self.law, unit=c.unit, dataset_size=c.dataset_size),
                    c.step, self.figure_interval)
         if loss < (1 - self.tolerance) * ld:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..planning import effective_data
+from .. import tags
 from . import _common
 
 
@@ -227,11 +228,10 @@ class EffectiveEpochsBase:
 
     def log_counts(self, trainer: Any) -> DataCounts:
         c = self.counts(trainer)
-        p = _common.PREFIX
-        _common.log_scalars(trainer, {
-            f"{p}examples_seen": c.examples_seen, f"{p}tokens_seen": c.tokens_seen, f"{p}dataset_size": c.dataset_size,
-            f"{p}effective_epochs": c.effective_epochs, f"{p}distinct_seen": c.distinct_seen,
-            f"{p}effective_data": c.effective_data}, c.step)
+        _common.log_scalars(trainer, tags.named({
+            "examples_seen": c.examples_seen, "tokens_seen": c.tokens_seen, "dataset_size": c.dataset_size,
+            "effective_epochs": c.effective_epochs, "distinct_seen": c.distinct_seen,
+            "effective_data": c.effective_data}), c.step)
         return c
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:

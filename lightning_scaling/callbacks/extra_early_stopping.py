@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from ..stopping import TIME_AXES, StopConfig, StopDecision, StoppingRule, _refuse
+from .. import tags
 from . import _common
 
 
@@ -292,7 +293,7 @@ class ExtraEarlyStoppingBase:
         from ..dashboard import add_figure, learning_curve_figure
 
         rule = self.rule
-        add_figure(trainer, self, f"{_common.PREFIX}learning_curve",
+        add_figure(trainer, self, tags.tag("learning_curve"),
                    lambda: learning_curve_figure(rule.times, rule.fitted_losses, rule.last_fit, d.converged_loss,
                                                  d.stop_loss, xlabel=rule.axis.replace("_", " ")),
                    d.step, self.figure_interval, force)
@@ -307,15 +308,14 @@ class ExtraEarlyStoppingBase:
         # the rule's own inputs (step = global_step, the loss, the LR sum, the steps of an epoch, a floor that is the
         # model's own limit) go to the logs, so a replay of scaling/monitored_loss, scaling/lr_sum (and
         # scaling/epoch_steps, scaling/floor_kind, with DataLimitGap's scaling/ld_loss) reaches this decision
-        p = _common.PREFIX
-        metrics = {f"{p}monitored_loss": loss, f"{p}lr_sum": self.lr_sum, f"{p}epoch_steps": epoch_steps,
-                   f"{p}floor_kind": 1.0 if self.rule.floor_kind == "model" else None,
-                   f"{p}smoothed_loss": d.smoothed_loss}
+        metrics = tags.named({"monitored_loss": loss, "lr_sum": self.lr_sum, "epoch_steps": epoch_steps,
+                              "floor_kind": tags.encode_floor_kind(self.rule.floor_kind),
+                              "smoothed_loss": d.smoothed_loss})
         # a prediction exists only where the fit is trusted: an untrusted one is not logged as a number
-        prediction = {f"{p}converged_loss": d.converged_loss, f"{p}stop_loss": d.stop_loss,
-                      f"{p}predicted_stop_step": d.predicted_stop_step, f"{p}progress": d.progress,
-                      f"{p}converged_loss_low": d.interval[0] if d.interval else None,
-                      f"{p}converged_loss_high": d.interval[1] if d.interval else None}
+        prediction = tags.named({"converged_loss": d.converged_loss, "stop_loss": d.stop_loss,
+                                 "predicted_stop_step": d.predicted_stop_step, "progress": d.progress,
+                                 "converged_loss_low": d.interval[0] if d.interval else None,
+                                 "converged_loss_high": d.interval[1] if d.interval else None})
         if not d.trusted:
             prediction = dict.fromkeys(prediction)
         _common.log_scalars(trainer, {**metrics, **prediction}, d.step)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import flops as F
+from .. import tags
 from . import _common
 
 
@@ -287,16 +288,15 @@ class FlopCounterBase:
     def log_flops(self, trainer: Any) -> None:
         total = self.sync(trainer)
         now = time.perf_counter()
-        p = _common.PREFIX
-        metrics = {f"{p}flops": total, f"{p}pf_days": F.pf_days(total), f"{p}flops_per_step": self.step_flops,
-                   f"{p}useful_flops": self.useful_flops}
+        metrics = {"flops": total, "pf_days": F.pf_days(total), "flops_per_step": self.step_flops,
+                   "useful_flops": self.useful_flops}
         if self._clock is not None and now > self._clock[0]:
             rate = (total - self._clock[1]) / (now - self._clock[0])
-            metrics[f"{p}flops_per_sec"] = rate
+            metrics["flops_per_sec"] = rate
             if self._peak:
-                metrics[f"{p}mfu"] = F.mfu(rate / _common.world_size(trainer), self._peak)
+                metrics["mfu"] = F.mfu(rate / _common.world_size(trainer), self._peak)
         self._clock = (now, total)
-        _common.log_scalars(trainer, metrics, int(trainer.global_step))
+        _common.log_scalars(trainer, tags.named(metrics), int(trainer.global_step))
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         """Sum every rank's FLOPs into the saved state (collective, like ``Trainer.save_checkpoint``'s barrier)."""
