@@ -814,10 +814,12 @@ def build_parser() -> argparse.ArgumentParser:
     kaplan = "default: Kaplan et al. 2020's"
     p.add_argument("--lc", help=f"L(C) in PF-days: preset or JSON ({kaplan} kaplan2020_lc)")
     p.add_argument("--ld", help=f"L(D) in tokens: preset or JSON ({kaplan} kaplan2020_ld)")
-    p.add_argument("--data-coefficient", type=float, help=f"D(C) = coefficient x C^exponent ({kaplan} 2e10)")
-    p.add_argument("--data-exponent", type=float, help=f"{kaplan} 0.27")
-    p.add_argument("--params-coefficient", type=float, help=f"N(C), for N* ({kaplan} 1.3e9)")
-    p.add_argument("--params-exponent", type=float, help=f"{kaplan} 0.73")
+    p.add_argument("--data-coefficient", type=float,
+                   help=f"D(C) = coefficient x C^exponent ({kaplan} {_CROSSOVER['data_coefficient'][1]:g})")
+    p.add_argument("--data-exponent", type=float, help=f"{kaplan} {_CROSSOVER['data_exponent'][1]:g}")
+    p.add_argument("--params-coefficient", type=float,
+                   help=f"N(C), for N* ({kaplan} {_CROSSOVER['params_coefficient'][1]:g})")
+    p.add_argument("--params-exponent", type=float, help=f"{kaplan} {_CROSSOVER['params_exponent'][1]:g}")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_crossover)
 

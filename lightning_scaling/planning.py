@@ -108,8 +108,11 @@ class Crossover:
     loss: float  # L*
 
 
-def crossover(lc: PowerLaw | None = None, ld: PowerLaw | None = None, *, data_coefficient: float = 2.0e10,
-              data_exponent: float = 0.27, params_coefficient: float = 1.3e9, params_exponent: float = 0.73,
+def crossover(lc: PowerLaw | None = None, ld: PowerLaw | None = None, *,
+              data_coefficient: float = presets.KAPLAN_TABLE6["tokens"].coefficient,
+              data_exponent: float = presets.KAPLAN_TABLE6["tokens"].exponent,
+              params_coefficient: float = presets.KAPLAN_TABLE6["n_params"].coefficient,
+              params_exponent: float = presets.KAPLAN_TABLE6["n_params"].exponent,
               bracket: tuple[float, float] = (1e-8, 1e30)) -> Crossover:
     """Solve L_C(C) = L_D(D(C)) with D(C) = data_coefficient * C^data_exponent (C in PF-days).
 

@@ -33,6 +33,7 @@ from .curve_families import FAMILIES, check_effective_data, check_family, predic
 from .calibration import Calibration
 from .calibration import resolve as resolve_calibration
 from .planning import stopping_factor
+from .presets import KAPLAN_ALPHA_N, KAPLAN_ALPHA_S
 
 
 #: What the floor handed to :meth:`StoppingRule.update` is (its ``floor_kind``): ``"data"``, L(D) at the data seen, the
@@ -160,8 +161,8 @@ class StopConfig:
         8
     """
 
-    alpha_N: float = 0.076
-    alpha_S: float = 0.76
+    alpha_N: float = KAPLAN_ALPHA_N
+    alpha_S: float = KAPLAN_ALPHA_S
     irreducible: float = 0.0
     min_points: int = 6
     smoothing: float = 0.3

@@ -224,3 +224,18 @@ def test_data_limit_gap_names_the_presets_and_the_bad_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="ld.json"):
         DataLimitGap(bad)
+
+
+def test_a_message_is_shown_once_logged_where_logging_shows_it_else_printed(capsys, caplog):
+    import logging
+
+    from lightning_scaling.callbacks import _common
+
+    class Rank0:
+        is_global_zero = True
+
+    _common.rank_zero_info(Rank0(), "summary one")
+    assert capsys.readouterr().out == "summary one\n" and not caplog.records
+    caplog.set_level(logging.INFO, logger="lightning_scaling")
+    _common.rank_zero_info(Rank0(), "summary two")
+    assert capsys.readouterr().out == "" and [r.getMessage() for r in caplog.records] == ["summary two"]

@@ -50,10 +50,13 @@ def world_size(trainer: Any) -> int:
 
 
 def rank_zero_info(trainer: Any, message: str) -> None:
-    """Print and log ``message`` once, from global rank zero only."""
+    """Show ``message`` once, from global rank zero only: logged at INFO on the ``lightning_scaling`` logger where
+    logging would show it (a handler and the INFO level configured), else printed; never both."""
     if is_global_zero(trainer):
-        log.info(message)
-        print(message, flush=True)
+        if log.isEnabledFor(logging.INFO) and log.hasHandlers():
+            log.info(message)
+        else:
+            print(message, flush=True)
 
 
 def rank_zero_warn(trainer: Any, message: str) -> None:

@@ -44,7 +44,9 @@ class ExtraEarlyStoppingBase:
             at each validation, so that a replay (``replay(..., epoch_steps=...)``) reaches the same decisions.
         strict: raise when ``monitor`` is missing (like ``EarlyStopping``), or, for ``family="effective_data"``,
             when the steps of an epoch cannot be known; otherwise warn once and skip.
-        check_finite: stop the run when the monitored loss is NaN or inf (else the point is skipped).
+        check_finite: stop the run when the monitored loss is NaN or inf. Off by default, unlike Lightning's
+            ``EarlyStopping``: a non-finite evaluation is odd data, skipped with one warning, and whether training
+            goes on after a NaN is the user's decision, not the stopping rule's.
         use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction. When
             DataLimitGap holds a law of N and D (L(N, D): this model's own limit), the rule's ``floor_kind`` is
             "model", and ``family="auto"`` (the default) fits the power law alone
