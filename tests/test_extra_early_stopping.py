@@ -1,17 +1,19 @@
-import functools
+"""ExtraEarlyStopping in real Trainer runs: the stop on a known curve and its replay, resume, strict and
+check_finite, the cool-down and the lr_sum time axis.
+
+(The rule itself is tested in test_stopping.py, the calibrated default in test_calibration.py; the callbacks
+together, under DDP and from a LightningCLI config, in test_callbacks_together.py.)
+"""
+
 import csv
-import json
-import subprocess
-import sys
-from pathlib import Path
+import functools
 
 import pytest
 import pytorch_lightning as pl
 import torch
-import yaml
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import CSVLogger
 
-from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw, replay
+from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter, replay
 from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
 
 # the point rule (calibration=False): these tests exercise the rule's mechanics on curves whose stop is known;
@@ -19,15 +21,7 @@ from models import CurveRegressor, Regressor, loader, make_trainer, regression_d
 replay = functools.partial(replay, calibration=False)
 
 
-def fit_curve(tmp_path, callbacks, module=None, **kw):
-    defaults = dict(max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)
-    defaults.update(kw)
-    trainer = make_trainer(tmp_path, callbacks, **defaults)
-    trainer.fit(module or CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
-    return trainer
-
-
-def test_stops_near_the_known_point_and_replay_agrees(tmp_path, capsys):
+def test_stops_near_the_known_point_and_replay_agrees(tmp_path, capsys, fit_curve):
     stop = ExtraEarlyStopping(calibration=False)
     logger = CSVLogger(tmp_path, name="run")
     trainer = fit_curve(tmp_path, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger)
@@ -49,7 +43,7 @@ def test_stops_near_the_known_point_and_replay_agrees(tmp_path, capsys):
         assert tag in tags
 
 
-def test_resume_reaches_the_same_stop_step(tmp_path):
+def test_resume_reaches_the_same_stop_step(tmp_path, fit_curve):
     ref = ExtraEarlyStopping(calibration=False, verbose=False)
     fit_curve(tmp_path / "ref", [ref])
     first = ExtraEarlyStopping(calibration=False, verbose=False)
@@ -98,114 +92,6 @@ def test_bad_arguments_raise_at_construction(kwargs):
         ExtraEarlyStopping(calibration=False, **kwargs)
 
 
-def test_data_limit_gap_says_when_the_loss_goes_below_its_law(tmp_path, capsys):
-    """A loss below L(D) means the law is wrong for this data: one warning, and no claim that the run is
-    data-limited."""
-    law = PowerLaw(scale=2.0, exponent=0.5, irreducible=1.5, unit="examples")  # above the curve's 1 + (40/S)^0.7
-    gap = DataLimitGap(law)
-    with pytest.warns(UserWarning, match="below the law") as caught:
-        fit_curve(tmp_path, [EffectiveEpochs(), gap], max_steps=400)
-    assert sum("below the law" in str(w.message) for w in caught) == 1
-    assert gap.data_limited_at is None and "data-limited" not in capsys.readouterr().out
-
-
-def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys):
-    law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")  # L(D) for this toy
-    logger = TensorBoardLogger(tmp_path, name="tb")
-    gap = DataLimitGap(law, tolerance=0.5)
-    fit_curve(tmp_path, [EffectiveEpochs(), gap, ExtraEarlyStopping(calibration=False, verbose=False)], logger=logger, max_steps=200)
-    assert gap.data_limited_at is not None
-    assert "data-limited" in capsys.readouterr().out
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(logger.log_dir)
-    acc.Reload()
-    tags = set(acc.Tags()["scalars"])
-    images = set(acc.Tags()["images"])
-    assert "scaling/learning_curve" in images and "scaling/loss_vs_data" in images
-    assert len(acc.Images("scaling/learning_curve")) == 1  # at most one a minute (figure_interval=60)
-    from tensorboard.plugins.custom_scalar import layout_pb2
-
-    proto = acc.Tensors("custom_scalars__config__")[0].tensor_proto
-    layout = layout_pb2.Layout.FromString(proto.string_val[0])
-    titles = {c.title for c in layout.category}
-    assert titles == {"Data", "Compute", "Data limit", "Stopping"}
-    margin = [ch for c in layout.category for ch in c.chart if ch.HasField("margin")]
-    assert margin and margin[0].margin.series[0].value == "scaling/converged_loss"
-    for tag in ("scaling/ld_loss", "scaling/ld_gap", "scaling/ld_ratio", "scaling/loss_vs_examples",
-                "scaling/examples_seen", "scaling/converged_loss"):
-        assert tag in tags
-    ld = acc.Scalars("scaling/ld_loss")[-1].value
-    assert ld == pytest.approx(law(64), rel=1e-5)  # distinct data seen = the whole 64-example dataset
-
-
-def test_data_limit_gap_needs_matching_units_and_counts(tmp_path, tmp_path_factory):
-    path = tmp_path / "ld.json"
-    PowerLaw(5.4e13, 0.095, unit="tokens").to_json(path)
-    for law in (path, "kaplan2020_ld"):
-        with pytest.raises(ValueError, match="tokens_per_example"):
-            make_trainer(tmp_path, [EffectiveEpochs(), DataLimitGap(law)]).fit(Regressor(), loader(regression_data()))
-    with pytest.raises(ValueError, match="needs the EffectiveEpochs"):
-        make_trainer(tmp_path, [DataLimitGap(path)]).fit(Regressor(), loader(regression_data()))
-    with pytest.raises(ValueError):
-        DataLimitGap("kaplan2020_lc")  # not a data law
-    with pytest.raises(ValueError, match="tolerance"):
-        DataLimitGap(path, tolerance=-1)
-
-
-def test_lightning_cli_config_builds_all_four(tmp_path):
-    from pytorch_lightning.cli import LightningCLI
-
-    law = tmp_path / "ld.json"
-    PowerLaw(2.0, 0.5, 0.9, unit="examples").to_json(law)
-    config = {"trainer": {"accelerator": "cpu", "max_steps": 2, "logger": False, "enable_checkpointing": False,
-                          "enable_progress_bar": False, "callbacks": [
-                              {"class_path": "lightning_scaling.EffectiveEpochs", "init_args": {"dataset_size": 64}},
-                              {"class_path": "lightning_scaling.FlopCounter", "init_args": {"peak_flops": 1e12}},
-                              {"class_path": "lightning_scaling.DataLimitGap", "init_args": {"law": str(law)}},
-                              {"class_path": "lightning_scaling.ExtraEarlyStopping",
-                               "init_args": {"threshold": 1.05, "time_axis": "lr_sum"}}]}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    cli = LightningCLI(Regressor, run=False, args=["--config", str(path)], save_config_kwargs={"overwrite": True})
-    names = [type(cb).__name__ for cb in cli.trainer.callbacks]
-    for name in ("EffectiveEpochs", "FlopCounter", "DataLimitGap", "ExtraEarlyStopping"):
-        assert name in names
-    stop = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "ExtraEarlyStopping")
-    assert stop.rule.threshold == 1.05 and stop.time_axis == "lr_sum"
-
-
-@pytest.mark.slow
-def test_ddp_two_ranks_match_a_single_process_run(tmp_path):
-    script = Path(__file__).parent / "ddp_run.py"
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    single.mkdir(), ddp.mkdir()
-    subprocess.run([sys.executable, str(script), str(single), "1", "16"], check=True, timeout=600, cwd=tmp_path)
-    subprocess.run([sys.executable, str(script), str(ddp), "2", "8"], check=True, timeout=600, cwd=tmp_path)
-    one = json.loads((single / "rank0.json").read_text())
-    ranks = [json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert one["stop"] is not None
-    for r in ranks:  # same global batch (2 x 8 = 16): same counts, FLOPs and stop step on every rank
-        assert r["stop"] == r["step"] == one["stop"]
-        assert r["examples"] == one["examples"]
-        assert r["flops"] == pytest.approx(one["flops"], rel=1e-6)
-
-
-@pytest.mark.slow
-def test_ddp_cooldown_ends_on_the_same_step_on_both_ranks(tmp_path):
-    """The cool-down runs in the optimizer-step hook, where the stop's summary sums the FLOPs over ranks."""
-    script = Path(__file__).parent / "ddp_run.py"
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    single.mkdir(), ddp.mkdir()
-    subprocess.run([sys.executable, str(script), str(single), "1", "16", "8"], check=True, timeout=600, cwd=tmp_path)
-    subprocess.run([sys.executable, str(script), str(ddp), "2", "8", "8"], check=True, timeout=600, cwd=tmp_path)
-    one = json.loads((single / "rank0.json").read_text())
-    assert one["cooldown_start"] is not None and one["stop"] == one["step"] == one["cooldown_start"] + 8
-    for r in (json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)):
-        assert (r["cooldown_start"], r["stop"], r["step"]) == (one["cooldown_start"], one["stop"], one["step"])
-        assert r["flops"] == pytest.approx(one["flops"], rel=1e-6)
-
-
 class _LrRecorder(pl.Callback):
     """Records the learning rate each optimizer step actually used, and the one seen at the batch start (where
     Lightning's LearningRateMonitor reads it)."""
@@ -229,7 +115,7 @@ class _Scheduled(CurveRegressor):
             optimizer, lambda step: 1.0), "interval": "step"}}
 
 
-def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys):
+def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys, fit_curve):
     ref = ExtraEarlyStopping(calibration=False, verbose=False)
     fit_curve(tmp_path / "ref", [ref], module=_Scheduled())
     stop, lrs = ExtraEarlyStopping(calibration=False, cooldown_steps=40), _LrRecorder()
@@ -330,31 +216,3 @@ def test_lr_sum_follows_the_first_optimizer_only_and_is_not_kept_after_the_fit(t
     make_trainer(tmp_path, [stop], max_steps=10).fit(_TwoOptimizers(), loader(regression_data(64)))
     assert stop.lr_sum == pytest.approx(5 * 0.1)  # 5 batches, each one step of each optimizer (global_step 10)
     assert stop._lr_optimizer is None  # no reference to the optimizer (and its state) beyond the fit
-
-
-def test_data_limit_gap_with_a_law_of_n_and_d_floors_at_this_models_limit(tmp_path, capsys):
-    """An OverfittingLaw ([K] eq 1.5) or ChinchillaLaw: the floor is L(N, D_seen) at this model's N."""
-    from lightning_scaling import ChinchillaLaw, OverfittingLaw
-    from models import TinyLM, TokenData
-
-    law = OverfittingLaw(n_c=1e4, d_c=50.0, alpha_n=0.3, alpha_d=0.3)
-    model = TinyLM()
-    n = sum(p.numel() for p in model.parameters())
-    gap = DataLimitGap(law)
-    trainer = make_trainer(tmp_path, [EffectiveEpochs(tokens_per_example=16), gap], max_steps=8,
-                           val_check_interval=4)
-    trainer.fit(model, loader(TokenData(32)), loader(TokenData(16, seed=1)))
-    seen = 32 * 16  # two epochs of 32 examples of 16 tokens: all of D seen
-    assert gap.data_floor(trainer) == pytest.approx(law(n, seen))  # at the module's own parameter count
-    assert f"L(N, D_seen) at N = {n:,}" in capsys.readouterr().out
-    # an explicit N, a ChinchillaLaw, a JSON path, and the errors
-    assert DataLimitGap(law, n_params=1000).law(seen) == pytest.approx(law(1000, seen))
-    chin = DataLimitGap(ChinchillaLaw(E=1.0, A=400.0, B=400.0, alpha=0.34, beta=0.28), n_params=1000)
-    assert chin.law(seen) == pytest.approx(1.0 + 400 / 1000 ** 0.34 + 400 / seen ** 0.28)
-    path = tmp_path / "lnd.json"
-    law.to_json(path)
-    assert DataLimitGap(str(path), n_params=1000).law(seen) == pytest.approx(law(1000, seen))
-    with pytest.raises(ValueError, match="n_params"):
-        DataLimitGap(PowerLaw(2.0, 0.5, 0.9, unit="tokens"), n_params=1000)
-    with pytest.raises(ValueError, match="n_params"):
-        DataLimitGap(law, n_params=-5)

@@ -10,7 +10,7 @@ from pytorch_lightning.loggers import CSVLogger
 
 from lightning_scaling import EffectiveEpochs, FlopCounter
 from lightning_scaling.callbacks.flop_counter import _signature
-from lightning_scaling.flops import measure_step
+from lightning_scaling.flops import frozen_estimate, measure_step, six_n
 from models import Regressor, TinyLM, TokenData, loader, make_trainer, regression_data
 
 
@@ -143,3 +143,30 @@ def test_a_batch_without_token_positions_warns_once_and_is_left_out_of_the_usefu
                      max_steps=4, limit_val_batches=0).fit(Lookup(), loader(data))
     assert sum("no (batch, sequence) tensor" in str(w.message) for w in caught) == 1
     assert fc.total_flops > 0 and fc.useful_flops == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(peak_flops=-1), dict(dtype="int4")])
+def test_flop_counter_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        FlopCounter(**kwargs)
+
+
+def test_measured_flops_of_a_full_and_a_frozen_model(tmp_path, run):
+    tokens = 8 * 16
+    full, frozen = FlopCounter(peak_flops=1e12), FlopCounter(peak_flops=1e12)
+    model = TinyLM()
+    run(tmp_path, model, TokenData(32), [full], max_steps=3, limit_val_batches=0)
+    n = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("emb"))  # matmul weights
+    per_token = full.last_measurement.flops / tokens
+    assert full.last_measurement.uncounted_attention_calls == 1  # the CPU SDPA kernel: corrected, not lost
+    assert per_token == pytest.approx(six_n(n), rel=0.25)
+    assert full.total_flops == pytest.approx(3 * full.last_measurement.flops)
+
+    fmodel = TinyLM(freeze_body=True)
+    run(tmp_path, fmodel, TokenData(32), [frozen], max_steps=3, limit_val_batches=0)
+    trainable = sum(p.numel() for p in fmodel.parameters() if p.requires_grad)
+    n_act = sum(p.numel() for m in (fmodel.norm, fmodel.head) for p in m.parameters())
+    frozen_per_token = frozen.last_measurement.flops / tokens
+    assert trainable / sum(p.numel() for p in fmodel.parameters()) < 0.25
+    assert frozen_per_token < 0.7 * per_token  # well below 6N ...
+    assert frozen_per_token == pytest.approx(frozen_estimate(n, n_act, trainable), rel=0.35)  # ... near 2N+2N_act+2N_tr
