@@ -1,0 +1,261 @@
+"""Sweeps: the joint (pooled) prediction of a run's converged loss against the single-run prediction of today.
+
+The sweep order a user follows is simulated on the recorded runs (:mod:`lightning_scaling.demo.sources`): per data
+identity (Luo et al. 2025's GPU runs: one data set, 25M then 100M, the nine schedules of each size in file order; the
+CPU sets pydoc, stdlib and spread (with its seeds): one identity per text and dataset size D, the runs in order of N,
+small first), each earlier run enters the store truncated where the project's rule stops it (``replay`` with the
+default options and the run's learning rate; the whole recording when it never stops). For the k-th run, at 20% and
+50% of its reference length (the step of its converged loss; Luo's: the last step), with its own prefix joining the
+fit:
+
+* ``single``: the rule's prediction today, ``replay(..., calibration=None)`` (the shipped calibration) observing the
+  learning rate, without stopping (``stable_fits`` never met), its decision's ``converged_loss`` and ``interval``;
+* ``pooled``: :func:`lightning_scaling.sweep.fit_sweep` over the k-1 earlier records and the prefix, its
+  ``converged_loss`` at the run's N and the interval at the same confidence (0.8), calibrated split conformal **leave
+  one source out**: the log-ratio scores of the pooled predictor on the other three sources (runs as the units), never
+  on the source it is scored on.
+
+Printed: per source and k (1, 2, >= 3 earlier-run counts k-1 = 0, 1, >= 2), the cases, the share with a prediction,
+the coverage of the reference converged loss (CPU runs: the lowest smoothed validation loss; Luo's: the authors' L0)
+and the median relative width (high - low) / L_hat, single and pooled side by side; then the point error of the
+joint forms (:data:`~lightning_scaling.sweep.FORMS`) and the fit time of 100 runs.
+
+    .venv/bin/python benchmarks/bench_sweep.py [--markdown] [--forms kaplan power] [--constants]
+
+``--constants`` also prints :data:`lightning_scaling.sweep.POOLED_CALIBRATION` made from all four sources.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tables import render  # noqa: E402
+from lightning_scaling import StopConfig, replay  # noqa: E402
+from lightning_scaling.calibration import calibrate  # noqa: E402
+from lightning_scaling.errors import FitError  # noqa: E402
+from lightning_scaling.demo.curves import SEEDS_DIR, load_curves  # noqa: E402
+from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference  # noqa: E402
+from lightning_scaling.sweep import FORMS, fit_sweep, record_from_curve, table_from_calibration  # noqa: E402
+
+FRACTIONS = (0.2, 0.5)
+CONFIDENCE = 0.8
+#: The rule without stopping: its predictions at every evaluation (what a run that has not stopped yet sees).
+NO_STOP = StopConfig(stable_fits=10 ** 9)
+
+
+def data_identity(source: str, curve) -> str:
+    """The data a run trains on: Luo et al.'s one data set; for the CPU runs the text and the dataset size D."""
+    if is_luo(curve):
+        return "luo2025"
+    return f"{source}:{curve.config.get('source')}:{curve.config['train_tokens']}"
+
+
+def sweeps(sources=SOURCES) -> list[tuple[str, str, list]]:
+    """``(source, data identity, curves in sweep order)``: small models first."""
+    out = []
+    for source in sources:
+        curves = load_source(source) + (load_curves(SEEDS_DIR) if source == "spread" else [])
+        by_data: dict[str, list] = {}
+        for c in curves:
+            by_data.setdefault(data_identity(source, c), []).append(c)
+        for data, members in by_data.items():
+            out.append((source, data, sorted(members, key=lambda c: (c.n_params, c.name))
+                        if source != "luo" else members))
+    return out
+
+
+def record(curve, data: str, until_step: int | None = None, run_id: str | None = None):
+    return record_from_curve(run_id or curve.name, curve.steps, curve.val_loss, n_params=curve.n_params,
+                             lr=curve.lr, until_step=until_step, data=data,
+                             dataset_size=curve.config.get("train_tokens"),
+                             tokens_per_step=curve.config.get("tokens_per_step"),
+                             config={"schedule": curve.config.get("schedule"),
+                                     "warmup_steps": curve.config.get("warmup_steps", curve.config.get("warmup"))})
+
+
+def at_fraction(curve, f: float) -> int:
+    """The index of the last evaluation at or before ``f`` of the run's reference length."""
+    length = reference(curve)[1]
+    idx = np.nonzero(curve.steps <= f * length)[0]
+    return int(idx[-1]) if idx.size else 0
+
+
+def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
+    """Every (run, fraction) case: the single-run decision and each form's pooled point prediction."""
+    cases = []
+    for source, data, curves in sweeps(sources):
+        store = []
+        for k, curve in enumerate(curves, start=1):
+            ref = reference(curve)[0]
+            single = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=None, config=NO_STOP).decisions
+            for f in FRACTIONS:
+                i = at_fraction(curve, f)
+                d = single[i]
+                smoothed = d.smoothed_loss if d.smoothed_loss is not None else float(curve.val_loss[i])
+                case = {"source": source, "data": data, "run": curve.name, "k": k, "f": f, "ref": ref,
+                        "n": curve.n_params, "s": smoothed, "single": None, "pooled": {}}
+                if d.converged_loss is not None and d.interval is not None:
+                    case["single"] = (d.converged_loss, d.interval)
+                prefix = record(curve, data, until_step=int(curve.steps[i]))
+                for form in forms:
+                    fit = fit_sweep(store + [prefix], form=form)
+                    try:
+                        point = fit.point(curve.n_params, curve.config.get("train_tokens"))
+                        case["pooled"][form] = point if point > 0 else None
+                    except FitError:  # no fit, or the prefix too short and no law of N to extrapolate with
+                        case["pooled"][form] = None
+                cases.append(case)
+            stop = replay(curve.steps, curve.val_loss, lr=curve.lr).stop_step
+            store.append(record(curve, data, until_step=stop))
+    return cases
+
+
+def samples(cases, form: str) -> list[tuple[str, float, float]]:
+    """The ``(run, g, e)`` calibration samples of the pooled predictor."""
+    out = []
+    for c in cases:
+        p = c["pooled"].get(form)
+        if p is not None and p > 0:
+            out.append((f"{c['source']}/{c['run']}", c["s"] / p - 1.0, math.log(c["ref"] / p)))
+    return out
+
+
+def pooled_intervals(cases, form: str) -> None:
+    """Each case's pooled interval, calibrated leave one source out (stored in ``case["pooled_interval"]``)."""
+    for held in {c["source"] for c in cases}:
+        cal = calibrate(samples([c for c in cases if c["source"] != held], form))
+        for c in cases:
+            if c["source"] != held:
+                continue
+            p = c["pooled"].get(form)
+            if p is None:
+                c["pooled_interval"] = None
+                continue
+            q_lo, q_hi = cal.log_bounds(c["s"] / p - 1.0, CONFIDENCE)
+            c["pooled_interval"] = (p, (p * math.exp(q_lo), p * math.exp(q_hi)))
+
+
+def _stats(items, ref_of) -> tuple[str, str, str]:
+    answered = [(x, ref_of) for x in items]
+    got = [(pi, r) for pi, r in items if pi is not None]
+    if not items:
+        return "-", "-", "-"
+    share = f"{len(got)}/{len(items)}"
+    if not got:
+        return share, "-", "-"
+    cov = sum(lo <= r <= hi for (p, (lo, hi)), r in got) / len(got)
+    width = statistics.median(_width(pi) for pi, r in got)
+    del answered
+    return share, f"{cov:.0%}", f"{width:.3f}"
+
+
+def k_bucket(k: int) -> str:
+    return "1" if k == 1 else "2" if k == 2 else ">=3"
+
+
+def interval_table(cases, markdown: bool) -> str:
+    rows = []
+    for source in [s for s in SOURCES if any(c["source"] == s for c in cases)] + ["all"]:
+        for f in FRACTIONS:
+            for kb in ("1", "2", ">=3"):
+                sel = [c for c in cases if (source == "all" or c["source"] == source) and c["f"] == f
+                       and k_bucket(c["k"]) == kb]
+                if not sel:
+                    continue
+                s = _stats([(c["single"], c["ref"]) for c in sel], None)
+                p = _stats([(c.get("pooled_interval"), c["ref"]) for c in sel], None)
+                both = [c for c in sel if c["single"] is not None and c.get("pooled_interval") is not None]
+                ratio = "-"
+                if both:
+                    ws = statistics.median(_width(c["single"]) for c in both)
+                    wp = statistics.median(_width(c["pooled_interval"]) for c in both)
+                    ratio = f"{ws / wp:.1f}x" if wp > 0 else "-"
+                rows.append([source, f"{f:.0%}", kb, len(sel), s[0], s[1], s[2], p[0], p[1], p[2], ratio])
+    header = ["source", "at", "k", "cases", "single: predicted", "coverage", "median width",
+              "pooled: predicted", "coverage", "median width", "single/pooled width (both predict)"]
+    return render(header, rows, markdown)
+
+
+def _width(pi) -> float:
+    p, (lo, hi) = pi
+    return (hi - lo) / p if p > 0 else math.inf
+
+
+def _log_error(ref: float, prediction: float) -> float:
+    return abs(math.log(ref / prediction)) if prediction > 0 else math.inf
+
+
+def error_table(cases, forms, markdown: bool) -> str:
+    rows = []
+    for f in FRACTIONS:
+        for kb in ("2", ">=3"):
+            sel = [c for c in cases if c["f"] == f and k_bucket(c["k"]) == kb]
+            cells = []
+            singles = [_log_error(c["ref"], c["single"][0]) for c in sel if c["single"] is not None]
+            cells.append(f"{statistics.median(singles):.1%} ({len(singles)})" if singles else "-")
+            for form in forms:
+                errs = [abs(math.log(c["ref"] / c["pooled"][form])) for c in sel if c["pooled"].get(form)]
+                cells.append(f"{statistics.median(errs):.1%} ({len(errs)})" if errs else "-")
+            rows.append([f"{f:.0%}", kb, len(sel)] + cells)
+    return render(["at", "k", "cases", "single |log error|"] + [f"{form} |log error|" for form in forms],
+                  rows, markdown)
+
+
+def fit_time(n_runs: int = 100, repeats: int = 3) -> tuple[float, float]:
+    """Seconds to fit ``n_runs`` synthetic runs (10 sizes, 200 evaluations each, from a known [K] eq 1.6 with E):
+    the best of ``repeats``, and the point error of one size."""
+    rng = np.random.default_rng(0)
+    e, n_c, a_n, s_c, a_s = 1.5, 1e6, 0.3, 2000.0, 0.7
+    steps = np.arange(50, 10001, 50)
+    sizes = np.geomspace(1e4, 1e7, 10)
+    recs = []
+    for i in range(n_runs):
+        n = sizes[i % sizes.size]
+        loss = (e + ((n_c / n) ** (a_n / a_s) + s_c / steps) ** a_s) * np.exp(rng.normal(0, 0.005, steps.size))
+        recs.append(record_from_curve(f"r{i}", steps, loss, n_params=n, data="synthetic"))
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fit = fit_sweep(recs)
+        best = min(best, time.perf_counter() - t0)
+    n = sizes[3]
+    return best, abs(fit.point(n) / (e + (n_c / n) ** a_n) - 1)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    parser.add_argument("--constants", action="store_true", help="print POOLED_CALIBRATION from all sources")
+    args = parser.parse_args(argv)
+    t0 = time.perf_counter()
+    cases = simulate(args.sources, tuple(args.forms))
+    form = args.forms[0]
+    pooled_intervals(cases, form)
+    print(f"## Pooled ({form}) against single-run, confidence {CONFIDENCE}, pooled calibrated leave one source out\n")
+    print(interval_table(cases, args.markdown))
+    print("\n## Median |log(L_ref / L_hat)| of the point predictions (cases with one)\n")
+    print(error_table(cases, args.forms, args.markdown))
+    seconds, err = fit_time()
+    print(f"\nfit of 100 synthetic runs (10 sizes x 200 evaluations, form {FORMS[0]}): {seconds:.3f} s "
+          f"(best of 3); converged-loss error at one size {err:.2%}")
+    if args.constants:
+        cal = calibrate(samples(cases, form), sources=args.sources)
+        print("\nPOOLED_CALIBRATION =", json.dumps(table_from_calibration(cal)))
+    print(f"\n{time.perf_counter() - t0:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
