@@ -6,7 +6,7 @@
   skipped with one :class:`~lightning_scaling.errors.ScalingWarning` naming it, never an error. Runs on different
   data (the ``data`` identity string) are never pooled.
 * The **joint fit** (:meth:`Sweep.fit`, :func:`fit_sweep`) fits every run's learning curve at once
-  (docs/science.md section 14). The default form is [K] eq 1.6 with an irreducible term, on the summed learning
+  (docs/science.md section 15). The default form is [K] eq 1.6 with an irreducible term, on the summed learning
   rate when it is recorded ([T]), with one free model term per model size (the sizes' converged losses need not
   lie on a power law of N: on data-limited runs they do not):
 
@@ -605,7 +605,7 @@ def _solve(form: str, p: _Problem):
 
 def fit_sweep(records: Sequence[SweepRecord], *, form: str = FORMS[0],
               calibration: Calibration | None = None) -> SweepFit:
-    """The joint fit of the learning curves of a sweep's runs (docs/science.md section 14).
+    """The joint fit of the learning curves of a sweep's runs (docs/science.md section 15).
 
     Every run's points after its warm-up transient (at most :data:`MAX_POINTS_PER_RUN`, each run weighing the same)
     are fitted at once by scipy's bounded least squares on log loss (:func:`~lightning_scaling.fitting.
