@@ -33,7 +33,6 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -146,8 +145,8 @@ def pooled_intervals(cases, form: str) -> None:
             c["pooled_interval"] = (p, (p * math.exp(q_lo), p * math.exp(q_hi)))
 
 
-def _stats(items, ref_of) -> tuple[str, str, str]:
-    answered = [(x, ref_of) for x in items]
+def _stats(items) -> tuple[str, str, str]:
+    """(predicted share, coverage, median relative width) of ``(interval or None, reference)`` items."""
     got = [(pi, r) for pi, r in items if pi is not None]
     if not items:
         return "-", "-", "-"
@@ -156,7 +155,6 @@ def _stats(items, ref_of) -> tuple[str, str, str]:
         return share, "-", "-"
     cov = sum(lo <= r <= hi for (p, (lo, hi)), r in got) / len(got)
     width = statistics.median(_width(pi) for pi, r in got)
-    del answered
     return share, f"{cov:.0%}", f"{width:.3f}"
 
 
@@ -173,8 +171,8 @@ def interval_table(cases, markdown: bool) -> str:
                        and k_bucket(c["k"]) == kb]
                 if not sel:
                     continue
-                s = _stats([(c["single"], c["ref"]) for c in sel], None)
-                p = _stats([(c.get("pooled_interval"), c["ref"]) for c in sel], None)
+                s = _stats([(c["single"], c["ref"]) for c in sel])
+                p = _stats([(c.get("pooled_interval"), c["ref"]) for c in sel])
                 both = [c for c in sel if c["single"] is not None and c.get("pooled_interval") is not None]
                 ratio = "-"
                 if both:

@@ -306,8 +306,8 @@ class Sweep:
         """The runs read (in order of their writes)."""
         return list(self._records)
 
-    def add(self, record: SweepRecord) -> Path:
-        """Write ``record`` into the store (:func:`write_record`) and re-read it."""
+    def add(self, record: SweepRecord) -> Path | None:
+        """Write ``record`` into the store (:func:`write_record`) and re-read it (in memory: keep it; None)."""
         if self.path is None:
             self._records = _dedupe(self._records + [record])
             return None
