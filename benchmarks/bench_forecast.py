@@ -1,4 +1,4 @@
-"""How well does :func:`lightning_scaling.forecast.forecast` forecast a run's final loss from a prefix of it?
+"""How well does :func:`lightning_scaling.forecasting.forecast` forecast a run's final loss from a prefix of it?
 
 On every recorded run with a decaying schedule (Luo et al. 2025's 18 GPU runs, 25M and 100M, nine schedules; the
 CPU corpus' cosine and WSD runs, ``load_curves()`` with ``schedule`` "cosine" or "wsd"), from the points at or before
@@ -6,9 +6,9 @@ CPU corpus' cosine and WSD runs, ``load_curves()`` with ``schedule`` "cosine" or
 is the plan), for each law (``mpl``, ``tissue``, and ``power``, the power law in summed LR alone, the baseline).
 
 Held out by group (one model on one data stream: Luo 25M, Luo 100M, each CPU model and data size): the drop term's
-prior (:func:`~lightning_scaling.forecast.fit_prior`) is fitted on the full runs of the other groups of the same
+prior (:func:`~lightning_scaling.forecasting.fit_prior`) is fitted on the full runs of the other groups of the same
 source (the other size), and the interval's
-split-conformal calibration (:func:`~lightning_scaling.forecast.calibrate_forecast` machinery) on the other groups'
+split-conformal calibration (:func:`~lightning_scaling.forecasting.calibrate_forecast` machinery) on the other groups'
 forecast errors, each made with their own held-out prior. The truth is the mean of a run's last three losses,
 against the forecast's mean at those steps.
 
@@ -35,7 +35,7 @@ import numpy as np
 
 from lightning_scaling.calibration import calibrate
 from lightning_scaling.demo.curves import load_curves, load_luo_curves
-from lightning_scaling.forecast import G_EDGES, LAWS, Run, fit_prior, prefix_forecasts
+from lightning_scaling.forecasting import G_EDGES, LAWS, Run, fit_prior, prefix_forecasts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
@@ -49,7 +49,7 @@ LEVEL = 0.8
 
 
 def recorded_runs() -> list[Run]:
-    """Every recorded run with a decaying schedule, as :class:`~lightning_scaling.forecast.Run` with its group."""
+    """Every recorded run with a decaying schedule, as :class:`~lightning_scaling.forecasting.Run` with its group."""
     runs = [Run(c.name, c.steps, c.val_loss, c.lr, group=f"luo {c.config['model']}") for c in load_luo_curves()]
     for c in load_curves():
         if c.config.get("schedule") in ("cosine", "wsd"):

@@ -23,11 +23,14 @@ _EXPORTS = {
     # stopping
     "StoppingRule": "stopping", "StopConfig": "stopping", "StopDecision": "stopping", "StopReason": "stopping",
     "replay": "stopping", "ReplayResult": "stopping",
+    # schedules and sweeps
+    "forecast": "forecasting", "Forecast": "forecasting", "planned_lrs": "schedules", "ScheduleError": "schedules",
+    "Sweep": "sweep", "SweepRecord": "sweep", "SweepFit": "sweep", "fit_sweep": "sweep",
     # callbacks (pytorch_lightning); lightning.pytorch users import from lightning_scaling.unified
     "EffectiveEpochs": "callbacks", "FlopCounter": "callbacks",
     "DataLimitGap": "callbacks", "ExtraEarlyStopping": "callbacks",
     # modules
-    "presets": None, "planning": None, "flops": None,
+    "presets": None, "planning": None, "flops": None, "tags": None,
 }
 
 __all__ = sorted(_EXPORTS)

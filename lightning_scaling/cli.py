@@ -3,6 +3,9 @@
 Subcommands (``lightning-scaling SUBCOMMAND --help`` shows an example for each):
   fit        fit L(D), L(N), L(C) or L(N, D) to runs (log directories) or a CSV table; JSON + log-log PNG
   replay     run the ExtraEarlyStopping rule (the same StoppingRule) over finished runs at several thresholds
+  calibrate  calibrate the converged-loss interval on finished runs
+  forecast   the loss at the end of a run's LR schedule, forecast from a prefix of it
+  sweep      a sweep store of runs and the joint fit of their learning curves
   report     per-run summary and figures: learning curve with fit and stop, loss vs FLOPs, loss vs data
   allocate   compute-optimal parameters and tokens for a budget under a law
   crossover  where L(C) meets L(D(C)) (Kaplan 2020 section 6.3)
@@ -652,6 +655,106 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
+# ------------------------------------------------------------------------------------------ forecast
+def forecast_run(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """The schedule forecast the live callback would have made at ``--at`` (a step, or a fraction of the run): the
+    monitored points and ``scaling/lr_sum`` up to it, and as the plan the rest of the run's own schedule (the mean LR
+    between its validations), or with ``--constant`` the LR then, held; scored against the loss the run reached."""
+    from .demo.curves import smooth
+    from .forecasting import forecast, lr_from_sums
+
+    _, s = _monitored(run, args.monitor or "val_loss")
+    per_step = run.lr_per_step(args.lr_tag) if run.get(tag("lr_sum")) is None else None
+    if per_step is not None:  # the LR of every step, logged: the exact schedule
+        cumulative = np.cumsum(per_step)
+        sums = [float(cumulative[st - 1]) if 0 < st <= cumulative.size else None for st in s.steps]
+    elif run.get(tag("lr_sum")) is not None:
+        sums = _at_steps(run.get(tag("lr_sum")), s.steps)
+    else:
+        raise RunError(run.name, f"no {tag('lr_sum')!r} (ExtraEarlyStopping logs it) nor {args.lr_tag!r} logged every "
+                                 "step: the forecast needs the learning rate")
+    keep = np.array([v is not None for v in sums]) & np.isfinite(s.values) & (s.steps > 0)
+    steps, values = s.steps[keep], s.values[keep]
+    if steps.size < 3:
+        raise RunError(run.name, "fewer than 3 evaluations with a learning rate")
+    lr = per_step[: int(steps[-1])] if per_step is not None else lr_from_sums(steps, [v for v, k in zip(sums, keep)
+                                                                                      if k])
+    at = int(round(args.at * steps[-1])) if args.at <= 1 else int(args.at)
+    upto = steps <= at
+    if not upto.any():
+        raise RunError(run.name, f"no evaluation at or before step {at}")
+    now = int(steps[upto][-1])
+    plan = np.full(lr.size - now, lr[now - 1]) if args.constant else lr[now:]
+    f = forecast(steps[upto], values[upto], lr=lr[:now], planned_lr=plan, warmup_steps=args.warmup_steps)
+    reached = float(smooth(values)[-1])
+    return {"run": run.name, "at_step": now, "final_step": f.final_step, "forecast_final_loss": f.final_loss,
+            "interval_low": f.final_interval[0], "interval_high": f.final_interval[1],
+            "converged_loss": f.converged_loss, "trusted": f.trusted, "reason": f.reason,
+            "reached": reached, "error": f.final_loss / reached - 1 if math.isfinite(f.final_loss) else None}
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    if not args.at > 0:
+        raise ValueError("--at must be a step > 1 or a fraction of the run in (0, 1]")
+    rows, skipped = _each_run(args.runs, lambda run: forecast_run(run, args))
+    if args.json:
+        print(json.dumps(rows, indent=2, default=float))
+        return 1 if skipped else 0
+    for r in rows:
+        err = "--" if r["error"] is None else f"{r['error']:+.2%}"
+        print(f"{_short(r['run'])}: at step {r['at_step']}, forecast {r['forecast_final_loss']:.4f} at step "
+              f"{r['final_step']} [{r['interval_low']:.4f}, {r['interval_high']:.4f}], L0 {r['converged_loss']:.4f}; "
+              f"reached {r['reached']:.4f} ({err}){'' if r['trusted'] else '; not trusted: ' + r['reason']}")
+    return 1 if skipped else 0
+
+
+# ------------------------------------------------------------------------------------------ sweep
+def sweep_record(run: Run, args: argparse.Namespace):
+    """A finished run as a sweep record: its monitored curve, summed LR, N, D and the live rule's outcome."""
+    from .sweep import record_from_curve
+
+    _, s = _monitored(run, args.monitor or "val_loss")
+    keep = np.isfinite(s.values) & (s.steps > 0)
+    steps, values = s.steps[keep], s.values[keep]
+    if steps.size < 3:
+        raise RunError(run.name, "fewer than 3 finite evaluations")
+    n = run.n_params(args.params_key)
+    if n is None:
+        raise RunError(run.name, f"no parameter count ({args.params_key!r} in the hyperparameters or the run-info "
+                                 "file): a sweep pools runs by N")
+    sums = _at_steps(run.get(tag("lr_sum")), steps)
+    outcome = (run.info.get("stopping") or {}).get("outcome") or {}
+    return record_from_curve(_short(run.name), steps, values, n_params=float(n),
+                             lr_sum=sums if all(v is not None for v in sums) else None, data=args.data,
+                             dataset_size=run.dataset_size(), unit=run.unit, stop_reason=outcome.get("reason"),
+                             stop_code=outcome.get("code"), converged_loss=outcome.get("converged_loss"))
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import Sweep, write_record
+
+    skipped = 0
+    if args.imports:
+        records, skipped = _each_run(args.imports, lambda run: sweep_record(run, args))
+        for record in records:
+            write_record(args.dir, record)
+        print(f"imported {len(records)} run(s) into {args.dir}")
+    sweep = Sweep(args.dir, data=args.data)
+    print(f"{'run':32} {'N':>10} {'D':>10} {'points':>6} {'last step':>9} {'last loss':>9}  stop")
+    for r in sweep.records:
+        d = "--" if r.dataset_size is None else f"{r.dataset_size:.3g}"
+        print(f"{r.run_id[:32]:32} {r.n_params:10.3g} {d:>10} {len(r.steps):6d} {r.steps[-1]:9d} {r.loss[-1]:9.4f}  "
+              f"{r.stop_code or '--'}")
+    fit = sweep.fit()
+    print(f"joint fit ({fit.form}, {fit.n_runs} runs): {fit.message}")
+    if fit.success:
+        for (n, d) in sorted(fit.groups, key=lambda k: (k[0], k[1] or 0)):
+            value, (lo, hi) = fit.converged_loss(n, d, confidence=args.confidence)
+            print(f"  N {n:.3g}, D {'--' if d is None else f'{d:.3g}'}: converged loss {value:.4f}, "
+                  f"{args.confidence:.0%} interval [{lo:.4f}, {hi:.4f}]")
+    return 1 if skipped else 0
+
+
 # ------------------------------------------------------------------------------------------ report
 def _short(name: str) -> str:
     """The last two parts of a run's path (e.g. ``demo/version_0``)."""
@@ -873,6 +976,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="calibration.json", help="the calibration JSON to write")
     _add_rule_options(p)
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("forecast", formatter_class=RAW, help="forecast the loss at the end of a run's LR schedule",
+                       epilog="examples:\n  lightning-scaling forecast runs/ --at 0.5   # from the first half of each run\n"
+                              "  lightning-scaling forecast runs/demo/version_0 --at 2000 --constant\n"
+                              "The plan is the rest of the run's own schedule (its logged scaling/lr_sum), so the\n"
+                              "forecast is scored against the loss the run reached; --constant holds the LR instead.")
+    p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
+    p.add_argument("--at", type=float, default=0.5, help="the step to forecast from, or a fraction of the run (0.5)")
+    p.add_argument("--constant", action="store_true", help="plan: the LR at --at, held to the end")
+    p.add_argument("--lr-tag", default="lr", help="per-step learning rate series, for runs without scaling/lr_sum")
+    p.add_argument("--warmup-steps", type=int, help="default: found from the LR, as the rule finds it")
+    p.add_argument("--monitor", help="metric used when the run has no scaling/monitored_loss (default val_loss)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_forecast)
+
+    p = sub.add_parser("sweep", formatter_class=RAW, help="a sweep store: its runs and the joint fit of their curves",
+                       epilog="examples:\n  lightning-scaling sweep sweeps/my-data --import runs/   # finished runs in\n"
+                              "  lightning-scaling sweep sweeps/my-data --data my-data\n"
+                              "Runs on different data must not be pooled: give each store one data identity (--data).")
+    p.add_argument("dir", help="the sweep folder (one JSON record per run)")
+    p.add_argument("--import", dest="imports", nargs="+", metavar="RUN",
+                   help="TensorBoard/CSVLogger runs to add as records first")
+    p.add_argument("--data", help="the data identity of the imported runs, and the only one read")
+    p.add_argument("--confidence", type=float, default=0.8)
+    p.add_argument("--monitor", help="metric used when a run has no scaling/monitored_loss (default val_loss)")
+    p.add_argument("--params-key", default="n_params", help="hyperparameter holding N")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("report", formatter_class=RAW, help="per-run summary and PNG figures",
                        epilog="examples:\n  lightning-scaling report runs/ --out report/\n"

@@ -33,6 +33,13 @@ LAYOUT: dict[str, dict[str, list]] = {
         "progress to the stop": ["Multiline", [tag("progress")]],
         "summed learning rate (the time axis of decaying schedules, [T])": ["Multiline", [tag("lr_sum")]],
     },
+    "Schedule": {
+        "forecast final loss under the planned schedule": ["Margin", [tag("forecast_final_loss"),
+                                                                     tag("forecast_final_low"),
+                                                                     tag("forecast_final_high")]],
+        "forecast L0 and the loss after a cool-down from now": ["Multiline", [tag("forecast_converged_loss"),
+                                                                              tag("forecast_cooldown_loss")]],
+    },
 }
 
 _written: set[str] = set()

@@ -395,7 +395,7 @@ class StoppingRule:
         step = int(step)
         loss = float(loss)
         lr_sum = None if lr_sum is None or not math.isfinite(float(lr_sum)) else float(lr_sum)
-        self._observe_lr(step, lr_sum)
+        self.observe_lr(step, lr_sum)
         if not math.isfinite(loss):
             return self._remember(StopDecision(step, False, f"non-finite loss {loss} skipped", code=R.SKIPPED))
         if self.steps and step <= self.steps[-1]:
@@ -551,9 +551,11 @@ class StoppingRule:
             out.append(s)
         return out
 
-    def _observe_lr(self, step: int, lr_sum: float | None) -> None:
-        """Follow the mean learning rate between evaluations: the warm-up lasts while it rises (``warmup_end``), and
-        it has varied after the warm-up once it moved by more than :data:`LR_VARIES` (``lr_varied``)."""
+    def observe_lr(self, step: int, lr_sum: float | None) -> None:
+        """Observe the summed learning rate at ``step`` (what :meth:`update` does first): the warm-up lasts while the
+        mean learning rate between observations rises (``warmup_end``; points up to :attr:`fit_after` are not
+        fitted), and it has varied after the warm-up once it moved by more than :data:`LR_VARIES` (``lr_varied``).
+        Observing without updating is how :func:`lightning_scaling.forecasting.forecast` finds the same warm-up."""
         if lr_sum is None or (self._lr_seen is not None and step <= self._lr_seen[0]) or step <= 0:
             return
         last_step, last_sum = self._lr_seen if self._lr_seen is not None else (0, 0.0)
@@ -619,6 +621,21 @@ class StoppingRule:
         if last is not None and "code" in last:
             last = {**last, "code": StopReason(last["code"])}
         self.last = None if last is None else StopDecision(**last)
+
+
+def warmup_end(steps: Sequence[int], lr_sums: Sequence[float]) -> int:
+    """The end of the warm-up that :class:`StoppingRule` finds from the summed learning rate at each evaluation (its
+    ``warmup_end``: the last step whose mean learning rate since the previous evaluation rose; 0 for none). The
+    points up to :data:`TRANSIENT_FACTOR` x it are the ones the rule leaves out.
+
+    Example:
+        >>> warmup_end([10, 20, 30, 40, 50], [0.05, 0.2, 0.4, 0.6, 0.8])  # mean LR 0.005, 0.015, 0.02, 0.02, 0.02
+        30
+    """
+    rule = StoppingRule(calibration=False)
+    for step, z in zip(steps, lr_sums):
+        rule.observe_lr(int(step), None if z is None else float(z))
+    return rule.warmup_end
 
 
 def _since_best(smoothed: Sequence[float], min_delta: float) -> int:

@@ -46,6 +46,7 @@ import numpy as np
 from .calibration import G_EDGES, PROBABILITIES, Calibration
 from .errors import FitError, ScalingWarning
 from .fitting import solve_from_starts
+from .stopping import TRANSIENT_FACTOR, warmup_end
 
 __all__ = ["FORMAT", "VERSION", "SweepRecord", "Sweep", "SweepFit", "write_record", "read_record",
            "record_from_curve", "fit_sweep", "FORMS", "pooled_calibration"]
@@ -58,8 +59,6 @@ VERSION = 1
 FORMS = ("kaplan", "power", "kaplan_strict")
 #: The most points of one run the joint fit uses (log-spaced in time): 100 runs must fit in under a second.
 MAX_POINTS_PER_RUN = 40
-#: Points up to this multiple of the detected end of the warm-up are left out (as the rule does, stopping.py).
-TRANSIENT_FACTOR = 2.0
 #: Only the points at or after this fraction of a run's last fitted time are fitted: the early fast fall of a curve
 #: is no power law of the step (chosen among 0.2, 0.3, 0.4, 0.6 on the recorded sweeps, BENCHMARKS.md "Sweeps").
 TAIL_FROM = 0.6
@@ -452,7 +451,7 @@ def _prepared(record: SweepRecord, axis: str) -> tuple[np.ndarray, np.ndarray] |
     steps, loss, t = steps[order], loss[order], t[order]
     warm = record.config.get("warmup_steps") if isinstance(record.config, dict) else None
     if not _positive(warm):
-        warm = _warmup_end(steps, np.asarray(record.lr_sum, dtype=float)[ok][order]) if record.lr_sum else 0.0
+        warm = warmup_end(steps, np.asarray(record.lr_sum, dtype=float)[ok][order]) if record.lr_sum else 0.0
     keep = steps > TRANSIENT_FACTOR * float(warm)
     steps, loss, t = steps[keep], loss[keep], t[keep]
     if loss.size >= 3:  # the points after the lowest smoothed loss overfit ([K] eq 1.5's regime, not eq 1.6's)
@@ -470,18 +469,6 @@ def _prepared(record: SweepRecord, axis: str) -> tuple[np.ndarray, np.ndarray] |
         idx = np.unique(np.concatenate([idx, [t.size - 1]]))
         t, loss = t[idx], loss[idx]
     return t, loss
-
-
-def _warmup_end(steps: np.ndarray, lr_sum: np.ndarray) -> float:
-    """The last step at which the mean learning rate between evaluations rose (0: none): stopping.py's warm-up."""
-    if steps.size < 3 or not np.all(np.isfinite(lr_sum)):
-        return 0.0
-    ds = np.diff(np.concatenate([[0.0], steps]))
-    dl = np.diff(np.concatenate([[0.0], lr_sum]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_lr = np.where(ds > 0, dl / ds, np.nan)
-    rises = np.nonzero(np.diff(mean_lr) > 1e-12 * np.nanmax(np.abs(mean_lr)))[0]
-    return float(steps[rises[-1] + 1]) if rises.size else 0.0
 
 
 class _Problem:

@@ -68,6 +68,11 @@ TAGS: dict[str, Tag] = {t.short: t for t in (
     Tag("predicted_stop_step", "ExtraEarlyStopping", "the step at which the fit reaches the stop loss (steps axis)"),
     Tag("progress", "ExtraEarlyStopping", "0..1 of the way from the first fitted loss to the stop loss"),
     Tag("learning_curve", "ExtraEarlyStopping", "figure: the fit and the stop line"),
+    Tag("forecast_final_loss", "ExtraEarlyStopping", "the loss forecast at the planned end of the LR schedule"),
+    Tag("forecast_final_low", "ExtraEarlyStopping", "the lower end of its interval at the rule's confidence"),
+    Tag("forecast_final_high", "ExtraEarlyStopping", "the upper end of its interval"),
+    Tag("forecast_converged_loss", "ExtraEarlyStopping", "the schedule law's L0, the loss at infinite LR area"),
+    Tag("forecast_cooldown_loss", "ExtraEarlyStopping", "the loss forecast if a cool-down of cooldown_steps began now"),
 )}
 
 

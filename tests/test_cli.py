@@ -493,3 +493,32 @@ def test_a_killed_and_resumed_run_replays_to_its_live_stop_with_no_options_retyp
     (row,) = run_json(capsys, ["replay", logger.log_dir])
     assert row["stop_step"] == resumed.stopped_step
     assert "lightning_scaling.json" in row["options_from"]
+
+
+def test_forecast_from_half_a_recorded_run_under_its_own_schedule(capsys):
+    from lightning_scaling.demo.curves import CURVES_DIR
+
+    path = CURVES_DIR / "m_dfull_wsd"  # warm-up, constant, then the decay: the drop is still to come at 50%
+    (row,) = run_json(capsys, ["forecast", str(path), "--at", "0.5"])
+    curve = load_curve(path)
+    assert row["at_step"] <= 0.5 * curve.steps[-1] and row["final_step"] == curve.steps[-1]
+    assert row["trusted"] and row["interval_low"] <= row["forecast_final_loss"] <= row["interval_high"]
+    assert abs(row["error"]) < 0.02  # measured -0.45%
+    # holding the LR at its value then forecasts no decay: a higher final loss
+    (flat,) = run_json(capsys, ["forecast", str(path), "--at", "0.5", "--constant"])
+    assert flat["forecast_final_loss"] > row["forecast_final_loss"]
+    assert main(["forecast", str(path), "--at", "0"]) == 2
+
+
+def test_sweep_imports_finished_runs_and_fits_them_jointly(tmp_path, capsys):
+    paths = [p for p in corpus("l") + corpus("m") + corpus("s") if p.name.endswith("d128k_const")]
+    assert len(paths) == 3
+    store = tmp_path / "store"
+    assert main(["sweep", str(store), "--import", *map(str, paths), "--data", "pydoc"]) == 0
+    out = capsys.readouterr().out
+    assert "imported 3 run(s)" in out and "joint fit (kaplan, 3 runs): converged" in out
+    from lightning_scaling import Sweep
+
+    records = Sweep(store, data="pydoc").records
+    assert sorted(r.n_params for r in records) == sorted(load_curve(p).config["n_params"] for p in paths)
+    assert Sweep(store, data="other text").records == []  # another data identity is not pooled

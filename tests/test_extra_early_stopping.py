@@ -6,6 +6,7 @@ together, under DDP and from a LightningCLI config, in test_callbacks_together.p
 """
 
 import csv
+import math
 import functools
 
 import pytest
@@ -216,3 +217,86 @@ def test_lr_sum_follows_the_first_optimizer_only_and_is_not_kept_after_the_fit(t
     make_trainer(tmp_path, [stop], max_steps=10).fit(_TwoOptimizers(), loader(regression_data(64)))
     assert stop.lr_sum == pytest.approx(5 * 0.1)  # 5 batches, each one step of each optimizer (global_step 10)
     assert stop._lr_optimizer is None  # no reference to the optimizer (and its state) beyond the fit
+
+
+def _warmup_cosine(optimizer, total=480, warmup=40):
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+
+def _wsd(optimizer, total=480, warmup=40, decay=120):
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [
+        torch.optim.lr_scheduler.LinearLR(optimizer, 0.05, 1.0, total_iters=warmup),
+        torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0, total_iters=total - warmup - decay),
+        torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.01, total_iters=decay)], [warmup, total - decay])
+
+
+@pytest.mark.parametrize("make_schedule", [_warmup_cosine, _wsd], ids=["warmup_cosine", "wsd"])
+def test_the_schedule_forecast_reads_the_plan_the_run_then_follows_and_replays(tmp_path, capsys, make_schedule):
+    """The forecast of the loss at the planned end: the plan read from the scheduler is the LR the run then uses,
+    it is logged at each validation, and the command line's forecast from the logs reaches the live one."""
+    import json
+
+    from lightning_scaling import StopConfig
+    from lightning_scaling.cli import main
+
+    class Module(CurveRegressor):
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": make_schedule(optimizer), "interval": "step"}}
+
+    class Snapshot(pl.Callback):  # the live forecast at one validation
+        def __init__(self, stop, at):
+            self.stop, self.at, self.seen = stop, at, None
+
+        def on_validation_end(self, trainer, pl_module):
+            if trainer.global_step == self.at:
+                self.seen = self.stop.forecast
+
+    # a rule that never stops (stable_fits unreachable): the run follows its whole plan
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, config=StopConfig(stable_fits=10 ** 6))
+    lrs, snap = _LrRecorder(), Snapshot(stop, 240)
+    logger = CSVLogger(tmp_path, name="run")
+    make_trainer(tmp_path, [stop, lrs, snap], logger=logger, max_steps=480, val_check_interval=16,
+                 check_val_every_n_epoch=None, limit_val_batches=1).fit(
+        Module(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    start, plan = stop._plan
+    assert plan.size == 480 - start
+    assert plan.tolist() == pytest.approx([lrs.lrs[start + j] for j in range(plan.size)], rel=1e-12)
+    live = snap.seen
+    assert live is not None and live.trusted and live.final_step == 480 and live.step == 240
+    rows = list(csv.DictReader((tmp_path / "run" / "version_0" / "metrics.csv").open()))
+    logged = {int(r["step"]): float(r["scaling/forecast_final_loss"]) for r in rows
+              if r.get("scaling/forecast_final_loss")}
+    assert logged[240] == pytest.approx(live.final_loss, rel=1e-6)
+    assert main(["forecast", logger.log_dir, "--at", "240", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    # the replay sees the future schedule as the mean LR between validations, the live rule the exact plan
+    assert row["at_step"] == 240 and row["trusted"]
+    assert row["forecast_final_loss"] == pytest.approx(live.final_loss, rel=2e-3)
+
+
+def test_a_plan_that_cannot_be_read_is_said_once_and_forecast_at_a_constant_lr(tmp_path):
+    from lightning_scaling import StopConfig
+
+    class EpochScheduled(CurveRegressor):
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
+            schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 0.5 ** e)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
+
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, config=StopConfig(stable_fits=10 ** 6))
+    with pytest.warns(UserWarning, match="planned LR cannot be read") as record:
+        make_trainer(tmp_path, [stop], max_steps=160, val_check_interval=16, check_val_every_n_epoch=None,
+                     limit_val_batches=1).fit(EpochScheduled(), loader(regression_data(64)),
+                                              loader(regression_data(16, seed=1)))
+    assert sum("planned LR cannot be read" in str(w.message) for w in record) == 1
+    start, plan = stop._plan
+    assert plan.size == 160 - start and len(set(plan.tolist())) == 1  # the LR then, held
+    assert stop.forecast is not None and stop.forecast.final_step == 160
+    # a module without a scheduler: a constant LR, nothing to say
+    plain = ExtraEarlyStopping(calibration=False, verbose=False, config=StopConfig(stable_fits=10 ** 6))
+    make_trainer(tmp_path / "plain", [plain], max_steps=160, val_check_interval=16, check_val_every_n_epoch=None,
+                 limit_val_batches=1).fit(CurveRegressor(), loader(regression_data(64)),
+                                          loader(regression_data(16, seed=1)))
+    assert plain.forecast is not None and plain._plan[1].tolist() == [0.05] * (160 - plain._plan[0])

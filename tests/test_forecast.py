@@ -1,4 +1,4 @@
-"""lightning_scaling.forecast: the loss at the planned end of a schedule, from a prefix of the run."""
+"""lightning_scaling.forecasting: the loss at the planned end of a schedule, from a prefix of the run."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from lightning_scaling.demo.curves import load_luo_curves
 from lightning_scaling.errors import FitError
-from lightning_scaling.forecast import (DEFAULT_PRIORS, Forecast, Run, _predict, calibrate_forecast,
+from lightning_scaling.forecasting import (DEFAULT_PRIORS, Forecast, Run, _predict, calibrate_forecast,
                                         default_calibration, fit_prior, forecast, prefix_forecasts)
 
 

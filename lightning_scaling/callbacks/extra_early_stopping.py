@@ -112,6 +112,8 @@ class ExtraEarlyStoppingBase:
         self._warned: set[str] = set()  # the kinds of trouble already warned about (once each)
         self._counter: Any = None  # the EffectiveEpochs callback, found at the train start (U from its counts)
         self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
+        self.forecast: Any = None  # the latest schedule forecast (lightning_scaling.forecasting.Forecast), or None
+        self._plan: Any = None  # (step, the planned LR of every later step), read once from the scheduler
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
         if type(self).on_train_batch_start is ExtraEarlyStoppingBase.on_train_batch_start:
             self.on_train_batch_start = None  # the cool-down's hook: dispatched only once a cool-down has begun
@@ -266,6 +268,7 @@ class ExtraEarlyStoppingBase:
                                             "prediction at that point (nor at later ones that fail the same way); "
                                             "training goes on")
         self.decision = decision
+        self.forecast = self._forecast(trainer, step)
         self._log(trainer, decision, loss, epoch_steps)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
         if self.rule.last_fit is not None and self.rule.last_fit.fits:
@@ -274,6 +277,66 @@ class ExtraEarlyStoppingBase:
             self._begin_cooldown(trainer, decision.reason)
         elif should_stop and self.cooldown_start is None:
             self._stop(trainer, decision.reason)
+
+    def _forecast(self, trainer: Any, step: int) -> Any:
+        """The loss at the planned end of the LR schedule (:func:`lightning_scaling.forecasting.forecast`), from the
+        points the rule holds and the LR it observed (a step-wise schedule between validations, as a replay of
+        ``scaling/lr_sum`` sees it), with the plan read from the Trainer's scheduler. None before there are points,
+        or when it fails (said once; training goes on)."""
+        from ..forecasting import MIN_POINTS, forecast, lr_from_sums
+
+        rule = self.rule
+        if len(rule.steps) < MIN_POINTS or any(v is None for v in rule.lr_sums):
+            return None
+        try:
+            plan = self._planned_lr(trainer, step)
+            if plan is None:
+                return None
+            return forecast(rule.steps, rule.losses, lr=lr_from_sums(rule.steps, rule.lr_sums), planned_lr=plan,
+                            warmup_steps=rule.warmup_steps, confidence=rule.confidence)
+        except Exception as err:  # a forecast is a report: it never ends the user's training
+            self._warn_once(trainer, "forecast", f"the schedule forecast failed at step {step} "
+                                                 f"({type(err).__name__}: {err}); it is not logged, training goes on")
+            return None
+
+    def _planned_lr(self, trainer: Any, step: int) -> Any:
+        """The LR of every step after ``step`` to the planned end: read once from a copy of the first LR scheduler
+        (:func:`lightning_scaling.schedules.planned_lrs`), else the LR now, held constant (said once)."""
+        import numpy as np
+
+        from ..schedules import ScheduleError, planned_lrs
+
+        total = int(trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else None
+        if total is None:
+            estimated = getattr(trainer, "estimated_stepping_batches", None)
+            total = int(estimated) if estimated is not None and math.isfinite(estimated) else None
+        if total is None:
+            self._warn_once(trainer, "plan", "the planned end of training is unknown (no max_steps, no estimated "
+                                             "steps): no schedule forecast")
+            return None
+        if self._plan is None or step < self._plan[0]:
+            configs = list(getattr(trainer, "lr_scheduler_configs", None) or [])
+            try:
+                if not configs:
+                    raise ScheduleError("the module configures no LR scheduler")
+                if configs[0].interval != "step" or configs[0].frequency != 1:
+                    raise ScheduleError(f"the scheduler steps once per {configs[0].frequency} {configs[0].interval}(s)")
+                self._plan = (step, planned_lrs(configs[0].scheduler, max_steps=total, steps_done=step))
+            except ScheduleError as err:
+                if configs:
+                    self._warn_once(trainer, "plan", f"the planned LR cannot be read ({err}): the schedule forecast "
+                                                     "assumes a constant LR from here")
+                now = float(trainer.optimizers[0].param_groups[0]["lr"])
+                self._plan = (step, np.full(max(0, total - step), now))
+        start, plan = self._plan
+        return plan[step - start:]
+
+    def _cooldown_forecast(self, f: Any) -> float | None:
+        """The loss forecast if the cool-down of ``cooldown_steps`` began now (None when it would run past the plan)."""
+        try:
+            return f.cooldown_loss(self.cooldown_steps, final_lr=0.0)
+        except ValueError:
+            return None
 
     def _enable_cooldown_hook(self) -> None:
         """From the start of a cool-down (or a resume inside one), let Lightning dispatch ``on_train_batch_start``
@@ -320,6 +383,14 @@ class ExtraEarlyStoppingBase:
                                  "converged_loss_high": d.interval[1] if d.interval else None})
         if not d.trusted:
             prediction = dict.fromkeys(prediction)
+        f = self.forecast
+        if f is not None and f.trusted:  # like the prediction, an untrusted forecast is no number
+            prediction.update(tags.named({"forecast_final_loss": f.final_loss,
+                                          "forecast_final_low": f.final_interval[0],
+                                          "forecast_final_high": f.final_interval[1],
+                                          "forecast_converged_loss": f.converged_loss}))
+            if self.cooldown_steps and self.cooldown_start is None:
+                prediction[tags.tag("forecast_cooldown_loss")] = self._cooldown_forecast(f)
         _common.log_scalars(trainer, {**metrics, **prediction}, d.step)
         _common.publish(trainer, prediction)
 
@@ -343,6 +414,13 @@ class ExtraEarlyStoppingBase:
             level = f"{self.rule.confidence:.0%} interval" if self.rule._calibration is not None else "fit's interval"
             lines.append(f"  predicted converged {self.monitor}: {d.converged_loss:.4f}, {level} [{lo:.4f}, {hi:.4f}]; "
                          f"smoothed loss now {d.smoothed_loss:.4f}")
+        f = self.forecast
+        if f is not None and f.trusted:
+            lo, hi = f.final_interval
+            lines.append(f"  forecast under the planned LR schedule: {f.final_loss:.4f} at step {f.final_step} "
+                         f"({f.confidence:.0%} interval [{lo:.4f}, {hi:.4f}]); L0 {f.converged_loss:.4f}")
+        elif f is not None:
+            lines.append(f"  no schedule forecast: {f.reason}")
         counter = _common.find_callback(trainer, "FlopCounterBase")
         if counter is not None:
             from ..flops import pf_days
