@@ -7,6 +7,7 @@ together, under DDP and from a LightningCLI config, in test_callbacks_together.p
 
 import csv
 import math
+import warnings
 import functools
 
 import pytest
@@ -294,9 +295,13 @@ def test_a_plan_that_cannot_be_read_is_said_once_and_forecast_at_a_constant_lr(t
     start, plan = stop._plan
     assert plan.size == 160 - start and len(set(plan.tolist())) == 1  # the LR then, held
     assert stop.forecast is not None and stop.forecast.final_step == 160
-    # a module without a scheduler: a constant LR, nothing to say
+    # a module without a scheduler: a constant LR, no warning; the converged-loss prediction is the forecast, and
+    # the summary says why there is no schedule forecast
     plain = ExtraEarlyStopping(calibration=False, verbose=False, config=StopConfig(stable_fits=10 ** 6))
-    make_trainer(tmp_path / "plain", [plain], max_steps=160, val_check_interval=16, check_val_every_n_epoch=None,
-                 limit_val_batches=1).fit(CurveRegressor(), loader(regression_data(64)),
-                                          loader(regression_data(16, seed=1)))
-    assert plain.forecast is not None and plain._plan[1].tolist() == [0.05] * (160 - plain._plan[0])
+    trainer = make_trainer(tmp_path / "plain", [plain], max_steps=160, val_check_interval=16,
+                           check_val_every_n_epoch=None, limit_val_batches=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*planned LR.*")
+        trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    assert plain._plan[1].tolist() == [0.05] * (160 - plain._plan[0])
+    assert plain.forecast is None and "the LR is constant" in plain.summary(trainer, "", stopped=False)

@@ -114,6 +114,7 @@ class ExtraEarlyStoppingBase:
         self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
         self.forecast: Any = None  # the latest schedule forecast (lightning_scaling.forecasting.Forecast), or None
         self._plan: Any = None  # (step, the planned LR of every later step), read once from the scheduler
+        self._constant_lr = False  # the LR is constant after the warm-up, to the planned end: no schedule forecast
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
         if type(self).on_train_batch_start is ExtraEarlyStoppingBase.on_train_batch_start:
             self.on_train_batch_start = None  # the cool-down's hook: dispatched only once a cool-down has begun
@@ -282,7 +283,10 @@ class ExtraEarlyStoppingBase:
         """The loss at the planned end of the LR schedule (:func:`lightning_scaling.forecasting.forecast`), from the
         points the rule holds and the LR it observed (a step-wise schedule between validations, as a replay of
         ``scaling/lr_sum`` sees it), with the plan read from the Trainer's scheduler. None before there are points,
-        or when it fails (said once; training goes on)."""
+        under a constant LR (the converged-loss prediction is then the forecast; the summary says so), or when it
+        fails (said once; training goes on)."""
+        import numpy as np
+
         from ..forecasting import MIN_POINTS, forecast, lr_from_sums
 
         rule = self.rule
@@ -292,8 +296,14 @@ class ExtraEarlyStoppingBase:
             plan = self._planned_lr(trainer, step)
             if plan is None:
                 return None
-            return forecast(rule.steps, rule.losses, lr=lr_from_sums(rule.steps, rule.lr_sums), planned_lr=plan,
-                            warmup_steps=rule.warmup_steps, confidence=rule.confidence)
+            lr = lr_from_sums(rule.steps, rule.lr_sums)
+            schedule = np.concatenate([lr, plan])
+            if np.ptp(schedule[rule.fit_after:]) <= 1e-9 * max(float(schedule.max()), 1e-300):
+                self._constant_lr = True  # nothing for a schedule law to add: no cost at each validation
+                return None
+            self._constant_lr = False
+            return forecast(rule.steps, rule.losses, lr=lr, planned_lr=plan, warmup_steps=rule.warmup_steps,
+                            confidence=rule.confidence)
         except Exception as err:  # a forecast is a report: it never ends the user's training
             self._warn_once(trainer, "forecast", f"the schedule forecast failed at step {step} "
                                                  f"({type(err).__name__}: {err}); it is not logged, training goes on")
@@ -421,6 +431,9 @@ class ExtraEarlyStoppingBase:
                          f"({f.confidence:.0%} interval [{lo:.4f}, {hi:.4f}]); L0 {f.converged_loss:.4f}")
         elif f is not None:
             lines.append(f"  no schedule forecast: {f.reason}")
+        elif self._constant_lr:
+            lines.append("  no schedule forecast: the LR is constant to the planned end (the converged-loss prediction "
+                         "is the forecast)")
         counter = _common.find_callback(trainer, "FlopCounterBase")
         if counter is not None:
             from ..flops import pf_days
