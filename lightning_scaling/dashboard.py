@@ -28,6 +28,8 @@ LAYOUT: dict[str, dict[str, list]] = {
     "Stopping": {
         "predicted converged loss": ["Margin", [tag("converged_loss"), tag("converged_loss_low"),
                                                 tag("converged_loss_high")]],
+        "pooled prediction (sweep)": ["Margin", [tag("pooled_converged_loss"), tag("pooled_converged_loss_low"),
+                                                 tag("pooled_converged_loss_high")]],
         "loss and stop loss": ["Multiline", [tag("stop_loss"), tag("smoothed_loss")]],
         "predicted stop step": ["Multiline", [tag("predicted_stop_step")]],
         "progress to the stop": ["Multiline", [tag("progress")]],

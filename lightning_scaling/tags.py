@@ -73,6 +73,10 @@ TAGS: dict[str, Tag] = {t.short: t for t in (
     Tag("forecast_final_high", "ExtraEarlyStopping", "the upper end of its interval"),
     Tag("forecast_converged_loss", "ExtraEarlyStopping", "the schedule law's L0, the loss at infinite LR area"),
     Tag("forecast_cooldown_loss", "ExtraEarlyStopping", "the loss forecast if a cool-down of cooldown_steps began now"),
+    Tag("pooled_converged_loss", "ExtraEarlyStopping (sweep=)",
+        "the sweep's joint fit's converged loss at this N and D (shown beside converged_loss, never used to stop)"),
+    Tag("pooled_converged_loss_low", "ExtraEarlyStopping (sweep=)", "the lower end of its interval (the confidence)"),
+    Tag("pooled_converged_loss_high", "ExtraEarlyStopping (sweep=)", "the upper end of its interval"),
 )}
 
 
