@@ -14,9 +14,13 @@ from . import _common
 
 #: With ``sweep=``: the pooled (joint) fit is refitted at a validation when the store has changed (another run wrote
 #: or rewrote a record) or when this many validations have passed since the last fit; in between, the last fit's
-#: prediction is re-read at the run's current N, D and smoothed loss (microseconds). A joint fit costs ~4-10 ms for
-#: up to ~30 runs on CPU (and up to ~1 s for 100), so every fifth validation keeps it at a few ms per validation.
+#: prediction is re-read at the run's current N, D and smoothed loss (microseconds). Measured on CPU
+#: (tests/test_sweep_callbacks.py's runs): a joint fit costs 5-12 ms for up to 30 stored runs, 0.1-1 s for 100; with
+#: a refit every fifth validation that is 2.3-2.9 ms per validation up to 30 runs.
 SWEEP_REFIT_EVERY = 5
+#: ... and, whatever changed, a fit that took t ms waits t / this many validations before the next (at most about
+#: this many ms per validation on average: a store of 100 runs is refitted every 20-200 validations).
+SWEEP_MS_PER_VALIDATION = 5.0
 
 
 class ExtraEarlyStoppingBase:
@@ -81,7 +85,8 @@ class ExtraEarlyStoppingBase:
             version with a random suffix) is kept in the checkpoint, so a resumed run rewrites the same record.
             **Read**: at the train start and at validations (never per step), rank zero fits the store jointly with
             this run's own points (:meth:`Sweep.fit`, ``sweep_fit``) -- again only when the store changed or every
-            :data:`SWEEP_REFIT_EVERY`-th validation -- and logs the pooled prediction at this model's N and D
+            :data:`SWEEP_REFIT_EVERY`-th validation, and no more often than keeps it to about
+            :data:`SWEEP_MS_PER_VALIDATION` ms per validation (2-3 ms measured up to 30 stored runs) -- and logs the pooled prediction at this model's N and D
             (``pooled_converged_loss`` with ``_low`` / ``_high``, ``pooled``) beside the single-run one, and one
             line of the summary. The pool never changes the stopping decision (its calibrated interval is not
             narrower, BENCHMARKS.md "Sweeps"). With fewer than 2 usable runs nothing is logged; a write or fit
@@ -147,6 +152,7 @@ class ExtraEarlyStoppingBase:
         self.pooled: tuple[float, tuple[float, float]] | None = None  # its (L, (low, high)) at this N, D, or None
         self._sweep_signature: Any = None  # what the store's files looked like when last read
         self._sweep_since = 0  # validations since the last joint fit
+        self._sweep_stale = False  # the store changed since the last joint fit
         self._sweep_seconds = 0.0  # wall time spent in joint fits (the store read included)
         self._sweep_fits = 0
         self._n_params: float | None = None
@@ -396,8 +402,8 @@ class ExtraEarlyStoppingBase:
 
     def _refit_sweep(self, trainer: Any, pl_module: Any, refit: bool = False, own: bool = True) -> None:
         """Rank zero: re-read the store when it changed, and fit it jointly with this run's points (``own``) when it
-        changed or every :data:`SWEEP_REFIT_EVERY`-th call; then the pooled prediction at this N and D (``pooled``).
-        """
+        changed or every :data:`SWEEP_REFIT_EVERY`-th call, within :data:`SWEEP_MS_PER_VALIDATION` (``refit``: now,
+        the train start); then the pooled prediction at this N and D (``pooled``)."""
         t0 = time.perf_counter()
         try:
             self._sweep_since += 1
@@ -405,9 +411,11 @@ class ExtraEarlyStoppingBase:
             if signature != self._sweep_signature:
                 self._sweep_signature = signature
                 self.sweep.refresh()
-                refit = True
-            if refit or self._sweep_since >= SWEEP_REFIT_EVERY:
-                self._sweep_since = 0
+                self._sweep_stale = True
+            last = self.sweep_fit.seconds if self.sweep_fit is not None else 0.0
+            wait = max(1 if self._sweep_stale else SWEEP_REFIT_EVERY, 1e3 * last / SWEEP_MS_PER_VALIDATION)
+            if refit or self._sweep_since >= wait:
+                self._sweep_since, self._sweep_stale = 0, False
                 self.sweep_fit = self._fit_sweep(trainer, pl_module, own)
                 self._sweep_fits += 1
             self.pooled = self._pooled(trainer, pl_module)
