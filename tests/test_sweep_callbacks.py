@@ -146,7 +146,6 @@ def test_ddp_writes_exactly_one_record(store, tmp_path):
     assert new.steps == list(range(10, 61, 10)) and new.examples_seen == 60 * 2 * 8  # counted over both ranks
 
 
-@pytest.mark.slow
 def test_the_stopping_decision_is_the_same_with_and_without_the_sweep(store, tmp_path):
     folder = tmp_path / "store"
     shutil.copytree(store[0], folder)
