@@ -20,7 +20,10 @@ at (1 + alpha_N / alpha_S) x its converged loss. Hence: **begin the cool-down at
 L_K(t) <= threshold x L_K(inf)** (with an irreducible loss E, ``L_K(t) - E <= threshold (L_K(inf) - E)``, as
 :class:`~lightning_scaling.StoppingRule` does), ``threshold`` by default ``planning.stopping_factor()`` = 1.1.
 Both sides come from one fit, so the rule needs no separate converged-loss prediction; an untrusted forecast never
-begins a cool-down.
+begins a cool-down, nor does an L0 at the fit's lower bound (0: a curve that has not bent, as on the CPU corpus'
+recorded stable runs; ``converged_loss=`` then takes the stable run's L0 from another predictor, e.g. the
+StoppingRule's, and L_K(inf) is it minus B X_K). Measured on real cool-downs: BENCHMARKS.md "The WSD cool-down
+decision" (``benchmarks/bench_cooldown.py``).
 
 Pure: numpy only (with :mod:`lightning_scaling.forecasting`'s scipy fit), never Lightning or torch.
 """
