@@ -83,14 +83,14 @@ class ExtraEarlyStoppingBase:
             unit and the data seen (EffectiveEpochs), the FLOPs (FlopCounter), the last decision (reason, code,
             trusted prediction and interval) and the threshold; the run id (``run_id``: the logger's name and
             version with a random suffix) is kept in the checkpoint, so a resumed run rewrites the same record.
-            **Read**: at the train start and at validations (never per step), rank zero fits the store jointly with
-            this run's own points (:meth:`Sweep.fit`, ``sweep_fit``) -- again only when the store changed or every
-            :data:`SWEEP_REFIT_EVERY`-th validation, and no more often than keeps it to about
-            :data:`SWEEP_MS_PER_VALIDATION` ms per validation (2-3 ms measured up to 30 stored runs) -- and logs the pooled prediction at this model's N and D
-            (``pooled_converged_loss`` with ``_low`` / ``_high``, ``pooled``) beside the single-run one, and one
-            line of the summary. The pool never changes the stopping decision (its calibrated interval is not
-            narrower, BENCHMARKS.md "Sweeps"). With fewer than 2 usable runs nothing is logged; a write or fit
-            failure is one warning, never fatal.
+            **Read**: at the train start and at validations (never per step), rank zero fits the store's runs on this
+            data jointly with this run's own points (:func:`~lightning_scaling.sweep.fit_sweep`, ``sweep_fit``) --
+            again only when the store changed or every :data:`SWEEP_REFIT_EVERY`-th validation, and no more often
+            than keeps it to about :data:`SWEEP_MS_PER_VALIDATION` ms per validation (2-3 ms measured up to 30
+            stored runs) -- and logs the pooled prediction at this model's N and D (``pooled_converged_loss`` with
+            ``_low`` / ``_high``; ``pooled``) beside the single-run one, and one line of the summary. The pool never
+            changes the stopping decision (its calibrated interval is not narrower, BENCHMARKS.md "Sweeps"). With
+            fewer than 2 usable runs nothing is logged; a write or fit failure is one warning, never fatal.
 
     Raises:
         ValueError: an argument out of its range, naming it (a :class:`StopConfig` field given by name says to pass
