@@ -5,6 +5,7 @@ import pytest
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, PowerLaw
+from lightning_scaling.dashboard import LAYOUT
 from models import Regressor, loader, make_trainer, regression_data
 
 
@@ -39,7 +40,7 @@ def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys, fit_cu
     proto = acc.Tensors("custom_scalars__config__")[0].tensor_proto
     layout = layout_pb2.Layout.FromString(proto.string_val[0])
     titles = {c.title for c in layout.category}
-    assert titles == {"Data", "Compute", "Data limit", "Stopping"}
+    assert titles == set(LAYOUT)
     margin = [ch for c in layout.category for ch in c.chart if ch.HasField("margin")]
     assert margin and margin[0].margin.series[0].value == "scaling/converged_loss"
     for tag in ("scaling/ld_loss", "scaling/ld_gap", "scaling/ld_ratio", "scaling/loss_vs_examples",

@@ -33,15 +33,37 @@ TOKENS_PER_EXAMPLE = 8
 SERVER_START_S = 60.0  # bounded wait for the server to answer and to have loaded the run
 
 
+#: Layout tags a run writes only in a mode the fixture's run is not in: a cool-down's forecast (cooldown_steps), the
+#: pooled prediction (a sweep store with earlier runs; tests/test_sweep_callbacks.py).
+MODE_TAGS = {"scaling/forecast_cooldown_loss", "scaling/pooled_converged_loss", "scaling/pooled_converged_loss_low",
+             "scaling/pooled_converged_loss_high"}
+
+
 def layout_tags() -> set[str]:
     """Every tag the dashboard's layout shows: the documented ``scaling/*`` scalars."""
     return {tag for charts in LAYOUT.values() for _, tags in charts.values() for tag in tags}
 
 
+class _StableDecay(CurveRegressor):
+    """A constant learning rate, then a cosine decay over the last 12 steps (a step-interval LambdaLR): the rule fits
+    in steps (and predicts its stop step) while the LR is constant, and the run writes the schedule forecast."""
+
+    def configure_optimizers(self):
+        import math
+
+        import torch
+
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.05)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 1.0 if s < 36 else 0.5 * (1 + math.cos(math.pi * (s - 36) / 12)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory):
-    """A real run that writes every tag: tokens counted (padding-aware), an L(D) in tokens, a known peak (for MFU), and a
-    learning curve (CurveRegressor: L(S) = 1 + (40/S)^0.7) that the stopping rule can fit."""
+    """A real run that writes every tag but :data:`MODE_TAGS`: tokens counted (padding-aware), an L(D) in tokens, a
+    known peak (for MFU), a learning curve (CurveRegressor: L(S) = 1 + (40/S)^0.7) that the stopping rule can fit, and
+    a decaying schedule to forecast."""
     root = tmp_path_factory.mktemp("tb_server")
     logger = TensorBoardLogger(str(root), name="run")
     # tokens counted per batch (every feature a "token": 64 examples x 8), so the useful FLOPs are logged too
@@ -52,7 +74,7 @@ def log_dir(tmp_path_factory):
                  ExtraEarlyStopping(calibration=False, monitor="val_loss", verbose=False, figure_interval=0.0)]
     trainer = make_trainer(root, callbacks, max_steps=48, logger=logger, val_check_interval=4,
                            check_val_every_n_epoch=None, log_every_n_steps=2)
-    trainer.fit(CurveRegressor(), loader(regression_data(64), shuffle=True), loader(regression_data(16, seed=1)))
+    trainer.fit(_StableDecay(), loader(regression_data(64), shuffle=True), loader(regression_data(16, seed=1)))
     logger.experiment.flush()
     return root
 
@@ -117,14 +139,17 @@ def test_custom_scalars_layout_is_served(server):
             else:
                 assert chart["multiline"]["tag"] == tags
     margins = [c for cat in layout["category"] for c in cat["chart"] if "margin" in c]
-    assert [m["title"] for m in margins] == ["predicted converged loss"]
+    assert [m["title"] for m in margins] == [title for charts in LAYOUT.values() for title, (kind, _) in charts.items()
+                                             if kind == "Margin"]
+    assert "predicted converged loss" in [m["title"] for m in margins]
 
 
 def test_every_documented_tag_is_served(server):
     runs = _get(server, "/data/plugin/scalars/tags")
     assert len(runs) == 1
     (served,) = (set(tags) for tags in runs.values())
-    missing = layout_tags() - served
+    assert MODE_TAGS <= layout_tags()
+    missing = layout_tags() - MODE_TAGS - served
     assert not missing, f"tags in the dashboard layout that the run did not write: {sorted(missing)}"
     assert "val_loss" in served
     # the figures (matplotlib) under the images plugin
