@@ -13,8 +13,8 @@ each size:
   ``converged_loss=``).
 * **against the recorded starts**: the loss each start really reached at its end (its last validation), the steps
   it used (start + K), the loss the rule's start would reach (linear interpolation between the recorded starts
-  around it) and the compute-efficient check across sizes: at the compute the rule's choice spends
-  (non-embedding parameters x steps), the loss the other size's cool-downs reach (interpolated in compute).
+  around it) and, as a reference measured on the real cool-downs alone, [K]'s criterion applied to them: a power law
+  L(c) = L_inf + a (c + K)^(-b) through the loss each start reached, and the start where it is threshold x L_inf.
 * **the forecast of the cool-down loss**: at each recorded start, the forecast from the stable prefix of the loss at
   the cool-down's last validation under the cool-down's recorded LR, against the loss it really reached.
 
@@ -88,14 +88,26 @@ def interp_loss(starts: list[int], losses: list[float], at: int) -> float:
     return float(np.interp(at, starts, losses))
 
 
+def recorded_criterion(starts: list[int], ends: list[tuple[int, float]], K: int, threshold: float) -> str:
+    """[K]'s criterion on the recorded cool-downs themselves: L(c) = L_inf + a (c + K)^(-b) fitted through the loss
+    each start reached (the starts from 600 on: the earliest is no power law yet), and the start c where
+    L(c) = threshold x L_inf."""
+    from scipy.optimize import curve_fit
+
+    x = np.array([c + K for c in starts if c >= 600], dtype=float)
+    y = np.array([loss for c, (_, loss) in zip(starts, ends) if c >= 600])
+    try:
+        (l_inf, a, b), _ = curve_fit(lambda s, l0, a, b: l0 + a * s ** -b, x, y, p0=[0.8 * y.min(), 10.0, 0.5],
+                                     bounds=([0, 0, 0.01], [y.min(), 1e6, 5]), maxfev=20000)
+    except RuntimeError:
+        return "fit failed"
+    c = (a / ((threshold - 1) * l_inf)) ** (1 / b) - K
+    return f"L_inf {l_inf:.4f}: begin at {c:.0f}, ending at {threshold * l_inf:.4f}"
+
+
 def analyse(threshold: float) -> tuple[list[list], list[list]]:
     sets = load()
     choice_rows, error_rows = [], []
-    frontier = {}
-    for size, e in sets.items():
-        n = int(e["stable"].config["n_params_non_embedding"])
-        starts = sorted(e["cool"])
-        frontier[size] = (n, [(n * reached(e["cool"][c])[0], reached(e["cool"][c])[1]) for c in starts])
     for size, e in sorted(sets.items(), key=lambda kv: kv[1]["stable"].n_params):
         stable, K, H = e["stable"], e["K"], e["horizon"]
         sched = plan(stable, H, K)
@@ -104,6 +116,7 @@ def analyse(threshold: float) -> tuple[list[list], list[list]]:
         starts = sorted(e["cool"])
         ends = [reached(e["cool"][c]) for c in starts]
         sources = {"mpl": None, "rule": rule_converged(stable, H - K)}
+        oracle = recorded_criterion(starts, ends, K, threshold)
         for source, conv in sources.items():
             ds = replay_cooldown(steps[keep], losses[keep], schedule=sched, cooldown_steps=K, threshold=threshold,
                                  converged_losses=conv)
@@ -114,23 +127,13 @@ def analyse(threshold: float) -> tuple[list[list], list[list]]:
                 untrusted = sum("not trusted" in x.reason for x in ds)
                 last = next((x for x in reversed(ds) if math.isfinite(x.converged_loss)), None)
                 tail = "" if last is None else f"; at step {last.step} L_K(inf) = {last.converged_loss:.3f}"
-                choice_rows.append([size, source, "none", "-", "-", "-", recorded,
-                                    f"no begin by step {H - K} ({len(ds)} evaluations: {untrusted} untrusted, "
-                                    f"{bound} with L0 at its bound{tail})"])
+                choice_rows.append([size, source, f"none by step {H - K} ({len(ds)} evaluations: {untrusted} "
+                                    f"untrusted, {bound} with L0 at its bound{tail})", "-", "-", "-", recorded,
+                                    oracle])
                 continue
             at = interp_loss(starts, [loss for _, loss in ends], d.step)
-            n = frontier[size][0]
-            others = []
-            for other, (_, pts) in frontier.items():
-                if other == size:
-                    continue
-                cs, ls = zip(*pts)
-                comp = n * (d.step + K)
-                v = float(np.interp(comp, cs, ls)) if cs[0] <= comp <= cs[-1] else math.nan
-                others.append(f"{other}: {v:.4f}" if math.isfinite(v) else f"{other}: outside")
             choice_rows.append([size, source, d.step, d.step + K, f"{d.converged_loss:.4f}",
-                                f"{at:.4f}" if math.isfinite(at) else "outside the starts", recorded,
-                                "; ".join(others)])
+                                f"{at:.4f}" if math.isfinite(at) else "outside the starts", recorded, oracle])
         for c in starts:
             run = e["cool"][c]
             seen = steps <= c
@@ -153,7 +156,8 @@ def main() -> None:
     args = parser.parse_args()
     choices, errors = analyse(args.threshold)
     print(render(["size", "L0 from", "rule begins at", "ends at", "L_K(inf)", "loss its start reaches (interp.)",
-                  "recorded starts: loss reached", "other size at the same compute"], choices, args.markdown))
+                  "recorded starts: loss reached",
+                  "[K]'s criterion on the recorded ends"], choices, args.markdown))
     print()
     print(render(["size", "start", "last val step", "loss reached", "stable run there", "forecast",
                   "error", "forecast L0", "rule begins here"], errors, args.markdown))
