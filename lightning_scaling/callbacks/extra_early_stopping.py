@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import time
-import uuid
 from typing import Any
 
 from ..stopping import TIME_AXES, StopConfig, StopDecision, StoppingRule, _refuse
 from .. import tags
 from . import _common
-
-#: With ``sweep=``: the pooled (joint) fit is refitted at a validation when the store has changed (another run wrote
-#: or rewrote a record) or when this many validations have passed since the last fit; in between, the last fit's
-#: prediction is re-read at the run's current N, D and smoothed loss (microseconds). Measured on CPU
-#: (tests/test_sweep_callbacks.py's runs): a joint fit costs 5-12 ms for up to 30 stored runs, 0.1-1 s for 100; with
-#: a refit every fifth validation that is 2.3-2.9 ms per validation up to 30 runs.
-SWEEP_REFIT_EVERY = 5
-#: ... and, whatever changed, a fit that took t ms waits t / this many validations before the next (at most about
-#: this many ms per validation on average: a store of 100 runs is refitted every 20-200 validations).
-SWEEP_MS_PER_VALIDATION = 5.0
-
+from ._schedule_forecast import ScheduleForecaster
+from ._sweep_member import SweepMember
 
 class ExtraEarlyStoppingBase:
     """Fit the learning curve of ``monitor`` as evaluations arrive and stop at ``threshold`` x its limit.
@@ -143,19 +131,8 @@ class ExtraEarlyStoppingBase:
         self._warned: set[str] = set()  # the kinds of trouble already warned about (once each)
         self._counter: Any = None  # the EffectiveEpochs callback, found at the train start (U from its counts)
         self._no_epoch_steps = ""  # why family="effective_data" cannot run (strict=False: warned, skipped)
-        self.forecast: Any = None  # the latest schedule forecast (lightning_scaling.forecasting.Forecast), or None
-        self._plan: Any = None  # (step, the planned LR of every later step), read once from the scheduler
-        self._constant_lr = False  # the LR is constant after the warm-up, to the planned end: no schedule forecast
-        self.sweep = _as_sweep(sweep)  # the sweep store (lightning_scaling.sweep.Sweep), or None
-        self.run_id: str | None = None  # this run's id in the store (kept in the checkpoint)
-        self.sweep_fit: Any = None  # the latest joint fit of the store and this run (a SweepFit), or None
-        self.pooled: tuple[float, tuple[float, float]] | None = None  # its (L, (low, high)) at this N, D, or None
-        self._sweep_signature: Any = None  # what the store's files looked like when last read
-        self._sweep_since = 0  # validations since the last joint fit
-        self._sweep_stale = False  # the store changed since the last joint fit
-        self._sweep_seconds = 0.0  # wall time spent in joint fits (the store read included)
-        self._sweep_fits = 0
-        self._n_params: float | None = None
+        self._schedule = ScheduleForecaster()  # the forecast of the loss at the planned end of the LR schedule
+        self._member = None if sweep is None else SweepMember(sweep, self)  # this run in a sweep store
         _common.skip_unused_hooks(self)  # per-batch hooks it leaves empty: not dispatched at all
         if type(self).on_train_batch_start is ExtraEarlyStoppingBase.on_train_batch_start:
             self.on_train_batch_start = None  # the cool-down's hook: dispatched only once a cool-down has begun
@@ -163,6 +140,36 @@ class ExtraEarlyStoppingBase:
     @property
     def state_key(self) -> str:
         return self._state_key
+
+    @property
+    def forecast(self) -> Any:
+        """The latest schedule forecast (:class:`lightning_scaling.forecasting.Forecast`), or None."""
+        return self._schedule.forecast
+
+    @property
+    def _plan(self) -> Any:
+        """(step, the planned LR of every later step) as read from the scheduler, or None before it is read."""
+        return self._schedule.plan
+
+    @property
+    def sweep(self) -> Any:
+        """The sweep store (:class:`lightning_scaling.Sweep`), or None."""
+        return None if self._member is None else self._member.sweep
+
+    @property
+    def run_id(self) -> str | None:
+        """This run's id in the sweep store (kept in the checkpoint), or None."""
+        return None if self._member is None else self._member.run_id
+
+    @property
+    def sweep_fit(self) -> Any:
+        """The latest joint fit of the sweep store and this run (:class:`lightning_scaling.SweepFit`), or None."""
+        return None if self._member is None else self._member.fit
+
+    @property
+    def pooled(self) -> tuple[float, tuple[float, float]] | None:
+        """The pooled prediction at this model's N and D with its interval, or None."""
+        return None if self._member is None else self._member.pooled
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         from ..dashboard import ensure_layout
@@ -182,10 +189,8 @@ class ExtraEarlyStoppingBase:
         _common.write_run_info(trainer, "stopping", {"monitor": self.monitor, "time_axis": self.time_axis,
                                                      "use_data_floor": self.use_data_floor,
                                                      "options": self.rule.options()})
-        if self.sweep is not None and _common.is_global_zero(trainer):
-            self._sweep_id(trainer)
-            # the stored runs alone (a prior): D is known from the first validation on (EffectiveEpochs' train start)
-            self._refit_sweep(trainer, pl_module, refit=True, own=False)
+        if self._member is not None:
+            self._member.start(trainer, pl_module)
 
     def _warn_once(self, trainer: Any, key: str, message: str) -> None:
         """One warning per kind of trouble (``key``) per fit; the point is skipped and training goes on."""
@@ -262,7 +267,8 @@ class ExtraEarlyStoppingBase:
             "stopped_step": self.stopped_step, "reason": reason, "code": None if d is None else d.code.value,
             "n_points": len(self.rule.steps), "last_step": None if d is None else d.step,
             "converged_loss": d.converged_loss if d is not None and d.trusted else None}})
-        self._write_sweep_record(trainer, pl_module, finished=True)
+        if self._member is not None:
+            self._member.write(trainer, pl_module, finished=True)
         if self.verbose and self.stopped_step is None:
             _common.rank_zero_info(trainer, self.summary(trainer, f"the rule did not stop the run: {reason}",
                                                          stopped=False))
@@ -272,194 +278,8 @@ class ExtraEarlyStoppingBase:
 
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         """With ``sweep=``: write this run's record as of the checkpoint (so a killed run leaves its last one)."""
-        self._write_sweep_record(trainer, pl_module, finished=False)
-
-    # ---- the sweep store ---------------------------------------------------------------------------------------
-    def _sweep_id(self, trainer: Any) -> str:
-        """This run's id in the store: the one restored from a checkpoint, else the logger's name and version with a
-        random suffix (two runs whose loggers share a name and version, in different folders, never share a record)."""
-        if self.run_id is None:
-            logger = getattr(trainer, "logger", None)
-            parts = []
-            for attr in ("name", "version"):
-                try:
-                    value = getattr(logger, attr, None) if logger is not None else None
-                except Exception:  # a logger property that cannot be read here: the suffix alone identifies the run
-                    value = None
-                if value not in (None, ""):
-                    parts.append(str(value))
-            self.run_id = "-".join(parts + [uuid.uuid4().hex[:8]])
-        return self.run_id
-
-    def _model_size(self, trainer: Any, pl_module: Any) -> float | None:
-        """N: the run-info file's ``model`` section (EffectiveEpochs writes it), else the module's parameters counted
-        the same way (every parameter's ``numel``)."""
-        if self._n_params is None:
-            from .. import run_info
-
-            for logger in getattr(trainer, "loggers", []) or []:
-                log_dir = getattr(logger, "log_dir", None)
-                try:
-                    n = run_info.read(log_dir).get("model", {}).get("n_params") if log_dir else None
-                except (OSError, ValueError, AttributeError):
-                    n = None
-                if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0:
-                    self._n_params = float(n)
-                    break
-            if self._n_params is None and pl_module is not None:
-                n = sum(int(p.numel()) for p in pl_module.parameters())
-                self._n_params = float(n) if n > 0 else None
-        return self._n_params
-
-    def _dataset(self) -> tuple[float | None, str]:
-        """D and its unit as EffectiveEpochs resolved them at its train start (what its counts report as
-        ``dataset_size``; read without a collective), or ``(None, "examples")`` without it."""
-        counter = self._counter
-        if counter is None:
-            return None, "examples"
-        return getattr(counter, "_size", None), counter.unit
-
-    def sweep_record(self, trainer: Any, pl_module: Any, counts: Any = None, flops: float | None = None,
-                     finished: bool = False) -> Any:
-        """This run's :class:`~lightning_scaling.sweep.SweepRecord` from what the callback holds: the rule's finite
-        points, N, D (``counts``: EffectiveEpochs' counts, for the data seen), ``flops``, the last decision; None
-        when N is unknown (a module without parameters)."""
-        from ..sweep import SweepRecord
-
-        rule = self.rule
-        points = [(s, v, a) for s, v, a in zip(rule.steps, rule.losses, rule.lr_sums)
-                  if math.isfinite(v) and (a is None or math.isfinite(a))]
-        with_lr = bool(points) and all(a is not None for _, _, a in points)
-        size, unit = self._dataset()
-        if counts is not None:
-            size, unit = counts.dataset_size or size, counts.unit
-        seen = counts.seen if counts is not None else None
-        n = self._model_size(trainer, pl_module)
-        if n is None:
-            return None
-        d = self.decision
-        trusted = d is not None and d.trusted and d.converged_loss is not None
-        reason = self._stop_reason if self.stopped_step is not None else (None if d is None else d.reason)
-        return SweepRecord(
-            run_id=self._sweep_id(trainer), n_params=n,
-            steps=[s for s, _, _ in points], loss=[v for _, v, _ in points],
-            lr_sum=[a for _, _, a in points] if with_lr else None, data=self.sweep.data,
-            dataset_size=size, unit=unit, examples_seen=seen,
-            tokens_per_step=seen / counts.step if seen and counts.step else None, flops=flops,
-            stop_reason=reason, stop_code=None if d is None else d.code.value,
-            converged_loss=d.converged_loss if trusted else None, interval=tuple(d.interval) if trusted and d.interval
-            else None,
-            config={"monitor": self.monitor, "threshold": rule.threshold, "confidence": rule.confidence,
-                    "warmup_steps": rule.warmup_steps, "time_axis": rule.axis, "stopped_step": self.stopped_step,
-                    "cooldown_steps": self.cooldown_steps, "last_step": int(trainer.global_step),
-                    "finished": finished})
-
-    def _write_sweep_record(self, trainer: Any, pl_module: Any, finished: bool) -> None:
-        """Rank zero writes this run's record, atomically; the counts and FLOPs are summed over ranks first
-        (collective: every rank calls this at the same hook). An OSError is one warning."""
-        if self.sweep is None:
-            return
-        counts = flops = None
-        try:
-            if self._counter is not None:
-                counts = self._counter.counts(trainer)
-            flop_counter = _common.find_callback(trainer, "FlopCounterBase")
-            if flop_counter is not None:
-                flops = flop_counter.sync(trainer)
-        except Exception as err:  # the record is a report: it never ends the user's training
-            self._warn_once(trainer, "sweep_counts", f"the data and FLOP counts for the sweep record could not be "
-                                                     f"read ({type(err).__name__}: {err}); written without them")
-        if not _common.is_global_zero(trainer):
-            return
-        try:
-            record = self.sweep_record(trainer, pl_module, counts, flops, finished)
-            if record is None:
-                return
-            if self.sweep.path is None:
-                self.sweep.add(record)
-            else:
-                from ..sweep import write_record
-
-                write_record(self.sweep.path, record)
-        except (OSError, ValueError) as err:
-            self._warn_once(trainer, "sweep_write", f"could not write this run's record into the sweep store "
-                                                    f"{self.sweep.path} ({type(err).__name__}: {err}); training goes "
-                                                    "on")
-
-    def _store_signature(self) -> Any:
-        """The store's record files (name, mtime, size), this run's own left out: a change means another run wrote."""
-        if self.sweep.path is None:
-            return len(self.sweep.records)
-        from ..sweep import record_filename
-
-        own = record_filename(self.run_id) if self.run_id else None
-        try:
-            with os.scandir(self.sweep.path) as entries:
-                return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
-                                    if e.name.endswith(".json") and e.name != own))
-        except OSError:
-            return ()
-
-    def _refit_sweep(self, trainer: Any, pl_module: Any, refit: bool = False, own: bool = True) -> None:
-        """Rank zero: re-read the store when it changed, and fit it jointly with this run's points (``own``) when it
-        changed or every :data:`SWEEP_REFIT_EVERY`-th call, within :data:`SWEEP_MS_PER_VALIDATION` (``refit``: now,
-        the train start); then the pooled prediction at this N and D (``pooled``)."""
-        t0 = time.perf_counter()
-        try:
-            self._sweep_since += 1
-            signature = self._store_signature()
-            if signature != self._sweep_signature:
-                self._sweep_signature = signature
-                self.sweep.refresh()
-                self._sweep_stale = True
-            last = self.sweep_fit.seconds if self.sweep_fit is not None else 0.0
-            wait = max(1 if self._sweep_stale else SWEEP_REFIT_EVERY, 1e3 * last / SWEEP_MS_PER_VALIDATION)
-            if refit or self._sweep_since >= wait:
-                self._sweep_since, self._sweep_stale = 0, False
-                self.sweep_fit = self._fit_sweep(trainer, pl_module, own)
-                self._sweep_fits += 1
-            self.pooled = self._pooled(trainer, pl_module)
-        except Exception as err:  # the pooled fit is shown, never used to stop: it never ends the user's training
-            self.sweep_fit, self.pooled = None, None
-            self._warn_once(trainer, "sweep_fit", f"the sweep's joint fit failed ({type(err).__name__}: {err}); no "
-                                                  "pooled prediction, training goes on")
-        self._sweep_seconds += time.perf_counter() - t0
-
-    def _fit_sweep(self, trainer: Any, pl_module: Any, own: bool = True) -> Any:
-        """The joint fit of the store's runs on this data and (``own``) this run's points so far; None with no other
-        run on this data."""
-        from ..sweep import fit_sweep
-
-        run_id = self._sweep_id(trainer)
-        others = [r for r in self.sweep.records if r.run_id != run_id and r.data == self.sweep.data]
-        if not others:
-            return None
-        record = self.sweep_record(trainer, pl_module) if own and self.rule.steps else None
-        fit = fit_sweep(others + ([record] if record is not None else []))
-        if not fit.success and fit.n_runs >= 2:
-            self._warn_once(trainer, "sweep_fit", f"the sweep's joint fit of {fit.n_runs} runs failed "
-                                                  f"({fit.message}); no pooled prediction until it succeeds")
-        return fit
-
-    def _pooled(self, trainer: Any, pl_module: Any) -> tuple[float, tuple[float, float]] | None:
-        """The joint fit's converged loss at this model's N and D with its interval at the rule's confidence, in the
-        bin of the run's smoothed loss now; None without a successful fit that covers this N."""
-        from ..errors import FitError
-
-        fit = self.sweep_fit
-        if fit is None or not fit.success:
-            return None
-        n = self._model_size(trainer, pl_module)
-        if n is None:
-            return None
-        d = self.decision
-        smoothed = d.smoothed_loss if d is not None and d.smoothed_loss is not None else None
-        try:
-            value, (lo, hi) = fit.converged_loss(n, self._dataset()[0], confidence=self.rule.confidence,
-                                                 smoothed_loss=smoothed)
-        except FitError:  # this N is not in the sweep and no law of N was fitted: nothing to show
-            return None
-        return (value, (lo, hi)) if math.isfinite(value) else None
+        if self._member is not None:
+            self._member.write(trainer, pl_module, finished=False)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if getattr(trainer, "sanity_checking", False) or getattr(trainer, "fast_dev_run", False):
@@ -506,9 +326,9 @@ class ExtraEarlyStoppingBase:
                                             "prediction at that point (nor at later ones that fail the same way); "
                                             "training goes on")
         self.decision = decision
-        self.forecast = self._forecast(trainer, step)
-        if self.sweep is not None and _common.is_global_zero(trainer):
-            self._refit_sweep(trainer, pl_module)
+        self._schedule.update(trainer, self.rule, step, lambda key, message: self._warn_once(trainer, key, message))
+        if self._member is not None:
+            self._member.validated(trainer, pl_module)
         self._log(trainer, decision, loss, epoch_steps)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
         if self.rule.last_fit is not None and self.rule.last_fit.fits:
@@ -517,75 +337,6 @@ class ExtraEarlyStoppingBase:
             self._begin_cooldown(trainer, decision.reason)
         elif should_stop and self.cooldown_start is None:
             self._stop(trainer, decision.reason)
-
-    def _forecast(self, trainer: Any, step: int) -> Any:
-        """The loss at the planned end of the LR schedule (:func:`lightning_scaling.forecasting.forecast`), from the
-        points the rule holds and the LR it observed (a step-wise schedule between validations, as a replay of
-        ``scaling/lr_sum`` sees it), with the plan read from the Trainer's scheduler. None before there are points,
-        under a constant LR (the converged-loss prediction is then the forecast; the summary says so), or when it
-        fails (said once; training goes on)."""
-        import numpy as np
-
-        from ..forecasting import MIN_POINTS, forecast, lr_from_sums
-
-        rule = self.rule
-        if len(rule.steps) < MIN_POINTS or any(v is None for v in rule.lr_sums):
-            return None
-        try:
-            plan = self._planned_lr(trainer, step)
-            if plan is None:
-                return None
-            lr = lr_from_sums(rule.steps, rule.lr_sums)
-            schedule = np.concatenate([lr, plan])
-            if np.ptp(schedule[rule.fit_after:]) <= 1e-9 * max(float(schedule.max()), 1e-300):
-                self._constant_lr = True  # nothing for a schedule law to add: no cost at each validation
-                return None
-            self._constant_lr = False
-            return forecast(rule.steps, rule.losses, lr=lr, planned_lr=plan, warmup_steps=rule.warmup_steps,
-                            confidence=rule.confidence)
-        except Exception as err:  # a forecast is a report: it never ends the user's training
-            self._warn_once(trainer, "forecast", f"the schedule forecast failed at step {step} "
-                                                 f"({type(err).__name__}: {err}); it is not logged, training goes on")
-            return None
-
-    def _planned_lr(self, trainer: Any, step: int) -> Any:
-        """The LR of every step after ``step`` to the planned end: read once from a copy of the first LR scheduler
-        (:func:`lightning_scaling.schedules.planned_lrs`), else the LR now, held constant (said once)."""
-        import numpy as np
-
-        from ..schedules import ScheduleError, planned_lrs
-
-        total = int(trainer.max_steps) if trainer.max_steps and trainer.max_steps > 0 else None
-        if total is None:
-            estimated = getattr(trainer, "estimated_stepping_batches", None)
-            total = int(estimated) if estimated is not None and math.isfinite(estimated) else None
-        if total is None:
-            self._warn_once(trainer, "plan", "the planned end of training is unknown (no max_steps, no estimated "
-                                             "steps): no schedule forecast")
-            return None
-        if self._plan is None or step < self._plan[0]:
-            configs = list(getattr(trainer, "lr_scheduler_configs", None) or [])
-            try:
-                if not configs:
-                    raise ScheduleError("the module configures no LR scheduler")
-                if configs[0].interval != "step" or configs[0].frequency != 1:
-                    raise ScheduleError(f"the scheduler steps once per {configs[0].frequency} {configs[0].interval}(s)")
-                self._plan = (step, planned_lrs(configs[0].scheduler, max_steps=total, steps_done=step))
-            except ScheduleError as err:
-                if configs:
-                    self._warn_once(trainer, "plan", f"the planned LR cannot be read ({err}): the schedule forecast "
-                                                     "assumes a constant LR from here")
-                now = float(trainer.optimizers[0].param_groups[0]["lr"])
-                self._plan = (step, np.full(max(0, total - step), now))
-        start, plan = self._plan
-        return plan[step - start:]
-
-    def _cooldown_forecast(self, f: Any) -> float | None:
-        """The loss forecast if the cool-down of ``cooldown_steps`` began now (None when it would run past the plan)."""
-        try:
-            return f.cooldown_loss(self.cooldown_steps, final_lr=0.0)
-        except ValueError:
-            return None
 
     def _enable_cooldown_hook(self) -> None:
         """From the start of a cool-down (or a resume inside one), let Lightning dispatch ``on_train_batch_start``
@@ -632,18 +383,10 @@ class ExtraEarlyStoppingBase:
                                  "converged_loss_high": d.interval[1] if d.interval else None})
         if not d.trusted:
             prediction = dict.fromkeys(prediction)
-        f = self.forecast
-        if f is not None and f.trusted:  # like the prediction, an untrusted forecast is no number
-            prediction.update(tags.named({"forecast_final_loss": f.final_loss,
-                                          "forecast_final_low": f.final_interval[0],
-                                          "forecast_final_high": f.final_interval[1],
-                                          "forecast_converged_loss": f.converged_loss}))
-            if self.cooldown_steps and self.cooldown_start is None:
-                prediction[tags.tag("forecast_cooldown_loss")] = self._cooldown_forecast(f)
-        if self.pooled is not None:  # shown beside the single-run prediction, never used to stop (rank zero only)
-            value, (lo, hi) = self.pooled
-            metrics.update(tags.named({"pooled_converged_loss": value, "pooled_converged_loss_low": lo,
-                                       "pooled_converged_loss_high": hi}))
+        cooling = self.cooldown_steps if self.cooldown_start is None else 0
+        prediction.update(tags.named(self._schedule.metrics(cooling)))
+        if self._member is not None:  # shown beside the single-run prediction, never used to stop (rank zero only)
+            metrics.update(tags.named(self._member.metrics()))
         _common.log_scalars(trainer, {**metrics, **prediction}, d.step)
         _common.publish(trainer, prediction)
 
@@ -667,18 +410,11 @@ class ExtraEarlyStoppingBase:
             level = f"{self.rule.confidence:.0%} interval" if self.rule._calibration is not None else "fit's interval"
             lines.append(f"  predicted converged {self.monitor}: {d.converged_loss:.4f}, {level} [{lo:.4f}, {hi:.4f}]; "
                          f"smoothed loss now {d.smoothed_loss:.4f}")
-        f = self.forecast
-        if f is not None and f.trusted:
-            lo, hi = f.final_interval
-            lines.append(f"  forecast under the planned LR schedule: {f.final_loss:.4f} at step {f.final_step} "
-                         f"({f.confidence:.0%} interval [{lo:.4f}, {hi:.4f}]); L0 {f.converged_loss:.4f}")
-        elif f is not None:
-            lines.append(f"  no schedule forecast: {f.reason}")
-        elif self._constant_lr:
-            lines.append("  no schedule forecast: the LR is constant to the planned end (the converged-loss prediction "
-                         "is the forecast)")
-        if self.sweep is not None and _common.is_global_zero(trainer):
-            lines.append(self._sweep_line())
+        line = self._schedule.summary_line()
+        if line is not None:
+            lines.append(line)
+        if self._member is not None and _common.is_global_zero(trainer):
+            lines.append(self._member.summary_line())
         counter = _common.find_callback(trainer, "FlopCounterBase")
         if counter is not None:
             from ..flops import pf_days
@@ -692,18 +428,6 @@ class ExtraEarlyStoppingBase:
                 lines.append(f"  training on to within 2% of convergence would take about {1 / t.steps_ratio:.1f}x "
                              f"these steps (~{total / t.steps_ratio:.3e} FLOP), [K] B.13")
         return "\n".join(lines)
-
-    def _sweep_line(self) -> str:
-        """The summary's line on the sweep: the pooled prediction beside the single-run one, or why there is none."""
-        fit = self.sweep_fit
-        if self.pooled is not None:
-            value, (lo, hi) = self.pooled
-            return (f"  pooled prediction (sweep of {fit.n_runs} runs on data {self.sweep.data!r}): {value:.4f}, "
-                    f"{self.rule.confidence:.0%} interval [{lo:.4f}, {hi:.4f}] (shown only: the stop uses this "
-                    "run's own prediction)")
-        why = ("no other run on this data in the store" if fit is None else fit.message if not fit.success
-               else "this model's N is not in the sweep and no law of N was fitted")
-        return f"  no pooled prediction from the sweep {self.sweep.path or '(in memory)'}: {why}"
 
     def state_dict(self) -> dict[str, Any]:
         return {"rule": self.rule.state_dict(), "lr_sum": self.lr_sum, "stopped_step": self.stopped_step,
@@ -722,25 +446,6 @@ class ExtraEarlyStoppingBase:
         self._cooldown_lrs = [[float(v) for v in lrs] for lrs in state.get("cooldown_lrs", [])]
         self._cooldown_reason = state.get("cooldown_reason", "")
         self._stop_reason = state.get("stop_reason", "")
-        self.run_id = state.get("run_id") or self.run_id
+        if self._member is not None:
+            self._member.run_id = state.get("run_id") or self._member.run_id
 
-
-def _as_sweep(value: Any) -> Any:
-    """``sweep=`` as a :class:`~lightning_scaling.sweep.Sweep` (a path: ``Sweep(path)``), or None.
-
-    Raises:
-        ValueError: neither None, a Sweep nor a path, or a path that is a file.
-    """
-    if value is None:
-        return None
-    from ..sweep import Sweep
-
-    if isinstance(value, Sweep):
-        return value
-    if isinstance(value, (str, os.PathLike)) and str(value):
-        if os.path.isfile(value):
-            raise ValueError(f"sweep={str(value)!r} is a file: give the sweep store's folder (it is created if "
-                             "needed) or a Sweep")
-        return Sweep(value)
-    raise ValueError(f"sweep must be a lightning_scaling.Sweep, a folder path or None, got {type(value).__name__}: "
-                     f"give Sweep('sweeps/my-data', data='my-data') so that runs on other data are never pooled")
