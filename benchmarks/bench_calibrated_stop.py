@@ -1,8 +1,8 @@
 """The calibrated interval and the stop it decides, leave one source out, against the uncalibrated rules.
 
-For each held-out source (pydoc, stdlib, spread, Luo et al. 2025's GPU runs: :mod:`lightning_scaling.demo.sources`)
+For each held-out source (pydoc, stdlib, spread, Luo et al. 2025's GPU runs: :mod:`lightning_scaling.corpus.sources`)
 the calibration is made from the other three (:func:`lightning_scaling.calibration.calibrate` on
-:func:`~lightning_scaling.demo.sources.source_samples`) and every run of the held-out source is replayed with the
+:func:`~lightning_scaling.corpus.sources.source_samples`) and every run of the held-out source is replayed with the
 README's defaults, observing the learning rate as the live callback does. Side by side in one run:
 
 * ``old``: the rule as it was (no calibration, ``warmup_steps=0``, ``time_axis="steps"``: what the README's snippet
@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
 from lightning_scaling import StopConfig, replay  # noqa: E402
 from lightning_scaling.calibration import calibrate  # noqa: E402
-from lightning_scaling.demo.curves import smooth  # noqa: E402
-from lightning_scaling.demo.rule_quality import early_stopping_step, loss_at  # noqa: E402
-from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference, source_samples  # noqa: E402
+from lightning_scaling.corpus.curves import smooth  # noqa: E402
+from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
+from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference, source_samples  # noqa: E402
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 #: The baseline: the rule as it was before the calibration, which the README's snippet then ran on a run with a

@@ -13,8 +13,8 @@ otherwise) with two option sets, no floor (the README's snippet has none):
 
 Sources: ``pydoc`` (``load_curves()``, ``data/curves``), ``stdlib`` (``data/curves_holdout``), ``spread``
 (``data/curves_spread``) and ``luo`` (Luo et al. 2025's GPU runs,
-:func:`~lightning_scaling.demo.curves.load_luo_curves`).
-The reference converged loss L_ref is :func:`~lightning_scaling.demo.curves.converged_loss` for the CPU runs (they
+:func:`~lightning_scaling.corpus.curves.load_luo_curves`).
+The reference converged loss L_ref is :func:`~lightning_scaling.corpus.curves.converged_loss` for the CPU runs (they
 converge or turn up) and the authors' fitted L0 for Luo's (which never converge); for every run the one-sided check
 "a prediction above the lowest (smoothed) loss the run reaches later is wrong" is reported beside it.
 
@@ -23,7 +23,7 @@ Every decision with a point prediction (trusted or not) is kept, from a replay t
 stop are checked to be the stopping replay's). Per decision: the prediction L_hat, the rule's smoothed loss s, its
 90% interval, the error ``e = log(L_ref / L_hat)`` and the observable features ``g = s / L_hat - 1`` (how far the
 prediction extrapolates below the current loss), the points fitted, the interval's relative width, and whether it
-was held at a floor. The fraction of a run is step / :func:`~lightning_scaling.demo.curves.converged_step` (CPU) or
+was held at a floor. The fraction of a run is step / :func:`~lightning_scaling.corpus.curves.converged_step` (CPU) or
 step / last step (Luo); "at 20%" is the latest decision with a prediction at or before 20% of the run.
 
 Tables:
@@ -68,9 +68,9 @@ from scipy.stats import spearmanr
 
 import lightning_scaling
 from lightning_scaling import StopConfig, StoppingRule, replay
-from lightning_scaling.demo.curves import RecordedCurve, smooth
-from lightning_scaling.demo.rule_quality import loss_at, time_axis
-from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference
+from lightning_scaling.corpus.curves import RecordedCurve, smooth
+from lightning_scaling.corpus.rule_quality import loss_at, time_axis
+from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_stopping import WARMUP as CORPUS_WARMUP  # noqa: E402
@@ -168,7 +168,7 @@ class RunReplay:
 
 
 def replay_axis(curve: RecordedCurve, option_set: str = "A") -> dict[str, Any]:
-    """The corpus benchmark's time axis (:func:`~lightning_scaling.demo.rule_quality.time_axis`); for Luo's runs,
+    """The corpus benchmark's time axis (:func:`~lightning_scaling.corpus.rule_quality.time_axis`); for Luo's runs,
     steps for the constant schedules and the summed learning rate for the others; option set ``C``: the learning
     rate always."""
     if option_set == "C":

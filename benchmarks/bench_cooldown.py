@@ -32,7 +32,7 @@ import numpy as np
 
 from lightning_scaling import StoppingRule, forecast
 from lightning_scaling.cooldown import cooldown_decision, first_begin, replay_cooldown
-from lightning_scaling.demo.curves import load_curves
+from lightning_scaling.corpus.curves import load_curves
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_scaling.calibration import calibrate
-from lightning_scaling.demo.curves import load_curves, load_luo_curves
+from lightning_scaling.corpus.curves import load_curves, load_luo_curves
 from lightning_scaling.forecasting import G_EDGES, LAWS, Run, fit_prior, prefix_forecasts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

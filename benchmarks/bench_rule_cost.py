@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
 from lightning_scaling import StopConfig, StoppingRule  # noqa: E402
 from lightning_scaling import curve_families, fitting  # noqa: E402
-from lightning_scaling.demo.curves import load_curves  # noqa: E402
+from lightning_scaling.corpus.curves import load_curves  # noqa: E402
 
 UNBOUNDED = 2000
 

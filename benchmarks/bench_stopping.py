@@ -29,9 +29,9 @@ floor's error.
 The floor: with DataLimitGap the rule gets L(D) at the distinct tokens seen. ``demo_ld.json`` is fitted
 from the converged losses of this very corpus, so for the runs it was fitted on it knows their answer; the
 headline rows use instead, for each run, L(D) refitted without that run's dataset size ("held out",
-:mod:`lightning_scaling.demo.ld`), and the rows "no floor" show the rule without any. The rows "L(N, D)" give
+:mod:`lightning_scaling.corpus.ld`), and the rows "no floor" show the rule without any. The rows "L(N, D)" give
 the rule the converged loss of a model of the run's size instead, [K] eq 1.5 fitted without the run's own
-(N, D) point (``demo.ld.held_out_overfitting_floor``): the floor of a model too small for its data, with which the
+(N, D) point (``corpus.ld.held_out_overfitting_floor``): the floor of a model too small for its data, with which the
 default ``family="auto"`` fits the power law alone (``floor_kind="model"``). Runs on other text
 (stdlib) get no floor: the pydoc L(D) does not describe them.
 
@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 
 from lightning_scaling import PowerLaw
-from lightning_scaling.demo.curves import CURVES_DIR, HOLDOUT_DIR, SEEDS_DIR, SPREAD_DIR, converged_loss, load_curves
-from lightning_scaling.demo.ld import fit_ld, held_out_overfitting_floor, ld_points, overfitting_law
-from lightning_scaling.demo.rule_quality import FRACTIONS, early_stopping_step, evaluate, loss_at, naive_errors
+from lightning_scaling.corpus.curves import CURVES_DIR, HOLDOUT_DIR, SEEDS_DIR, SPREAD_DIR, converged_loss, load_curves
+from lightning_scaling.corpus.ld import fit_ld, held_out_overfitting_floor, ld_points, overfitting_law
+from lightning_scaling.corpus.rule_quality import FRACTIONS, early_stopping_step, evaluate, loss_at, naive_errors
 from lightning_scaling.flops import six_n
 
 LD = Path(__file__).resolve().parents[1] / "lightning_scaling" / "data" / "demo_ld.json"

@@ -1,6 +1,6 @@
 """Sweeps: the joint (pooled) prediction of a run's converged loss against the single-run prediction of today.
 
-The sweep order a user follows is simulated on the recorded runs (:mod:`lightning_scaling.demo.sources`): per data
+The sweep order a user follows is simulated on the recorded runs (:mod:`lightning_scaling.corpus.sources`): per data
 identity (Luo et al. 2025's GPU runs: one data set, 25M then 100M, the nine schedules of each size in file order; the
 CPU sets pydoc, stdlib and spread (with its seeds): one identity per text and dataset size D, the runs in order of N,
 small first), each earlier run enters the store truncated where the project's rule stops it (``replay`` with the
@@ -43,8 +43,8 @@ from tables import render  # noqa: E402
 from lightning_scaling import StopConfig, replay  # noqa: E402
 from lightning_scaling.calibration import calibrate  # noqa: E402
 from lightning_scaling.errors import FitError  # noqa: E402
-from lightning_scaling.demo.curves import SEEDS_DIR, load_curves  # noqa: E402
-from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference  # noqa: E402
+from lightning_scaling.corpus.curves import SEEDS_DIR, load_curves  # noqa: E402
+from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference  # noqa: E402
 from lightning_scaling.sweep import FORMS, fit_sweep, record_from_curve, table_from_calibration  # noqa: E402
 
 FRACTIONS = (0.2, 0.5)

@@ -2,13 +2,13 @@
 
 Each finished run is replayed through the stopping rule (lightning_scaling.replay: exactly the decisions
 the live callback would have made) at several thresholds. For each threshold it reports how often the
-rule stops, the loss at the stop relative to the run's converged loss (lightning_scaling.demo.curves.
+rule stops, the loss at the stop relative to the run's converged loss (lightning_scaling.corpus.curves.
 converged_loss: the lowest smoothed validation loss), how far the predicted converged loss is from it,
 and the fraction of the steps to the converged point that were spent. [K] appendix B.2 argues for
 1 + alpha_N/alpha_S ~ 1.10 when the compute saved goes to a bigger model.
 
 As in a live run with DataLimitGap, the rule gets L(D) at the data seen as a floor: for the corpus's pydoc
-runs, L(D) refitted without the run's own dataset size (lightning_scaling.demo.ld; ``--no-floor`` to
+runs, L(D) refitted without the run's own dataset size (lightning_scaling.corpus.ld; ``--no-floor`` to
 replay without one: the rule then trusts a prediction only late, and the threshold matters little).
 
     python examples/tune_threshold.py [--quick] [--no-floor] [--curves DIR] [--thresholds 1.05 1.1 1.2]
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_scaling.demo.curves import CURVES_DIR, load_curves
-from lightning_scaling.demo.ld import fit_ld, ld_points
-from lightning_scaling.demo.rule_quality import RunQuality, evaluate
+from lightning_scaling.corpus.curves import CURVES_DIR, load_curves
+from lightning_scaling.corpus.ld import fit_ld, ld_points
+from lightning_scaling.corpus.rule_quality import RunQuality, evaluate
 
 
 def replay_curve(curve, threshold: float, warmup_steps: int = 100, floor_law=None) -> RunQuality:

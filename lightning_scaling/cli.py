@@ -616,7 +616,7 @@ def calibration_samples(run: Run, args: argparse.Namespace) -> list[tuple[str, f
     inputs and options (:func:`_settings`), and as the reference converged loss the lowest 3-point centred moving
     average of the monitored loss (the loss it converged to, or the bottom before it turned up)."""
     from .calibration import run_samples
-    from .demo.curves import smooth
+    from .corpus.curves import smooth
     from .stopping import rule_arguments
 
     st = _settings(run, args)
@@ -625,7 +625,7 @@ def calibration_samples(run: Run, args: argparse.Namespace) -> list[tuple[str, f
     steps, values = s.steps[keep], s.values[keep]
     if values.size < 3:
         raise RunError(run.name, "fewer than 3 finite evaluations")
-    reference = float(np.min(smooth(values)))  # as demo.curves.converged_loss defines it for the recorded runs
+    reference = float(np.min(smooth(values)))  # as corpus.curves.converged_loss defines it for the recorded runs
     for key in ("calibration", "confidence", "stable_fits"):
         options.pop(key, None)
     per_point = {k: [v for v, ok in zip(inputs[k], keep) if ok] for k in ("lr_sum", "floor", "epoch_steps")
@@ -660,7 +660,7 @@ def forecast_run(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     """The schedule forecast the live callback would have made at ``--at`` (a step, or a fraction of the run): the
     monitored points and ``scaling/lr_sum`` up to it, and as the plan the rest of the run's own schedule (the mean LR
     between its validations), or with ``--constant`` the LR then, held; scored against the loss the run reached."""
-    from .demo.curves import smooth
+    from .corpus.curves import smooth
     from .forecasting import forecast, lr_from_sums
 
     _, s = _monitored(run, args.monitor or "val_loss")

@@ -574,7 +574,7 @@ def _overfitting_jacobian(theta: np.ndarray, logn: np.ndarray, logd: np.ndarray,
 def fit_overfitting_law(n_params, n_tokens, loss) -> OverfittingFit:
     """Fit ``L(N, D) = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D`` ([K] eq 1.5) by least squares on log L.
 
-    Each point is one run's converged loss (e.g. ``demo.curves.converged_loss``) at its N and D; the sweep
+    Each point is one run's converged loss (e.g. ``corpus.curves.converged_loss``) at its N and D; the sweep
     must vary both (at least 5 runs, 3 model sizes, 2 dataset sizes). scipy's bounded ``least_squares``
     (:func:`solve_from_starts`, with the analytic Jacobian) from a small grid of starts (36), the best kept. ``law.data_law(N)`` is the floor DataLimitGap gives a model of N
     parameters.

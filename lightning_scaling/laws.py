@@ -188,7 +188,7 @@ class OverfittingLaw(_JsonMixin):
 
     The converged loss of a model of N parameters trained on D tokens, with the early stop that avoids
     overfitting: L(N) as D -> infinity, L(D) as N -> infinity. N counts parameters the way the law was fitted
-    ([K]: without embeddings; ``demo.ld.overfitting_law``: all of them), D tokens.
+    ([K]: without embeddings; ``corpus.ld.overfitting_law``: all of them), D tokens.
     """
 
     n_c: float

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lightning_scaling.calibration import DEFAULT_PATH, calibrate  # noqa: E402
-from lightning_scaling.demo.sources import SOURCES, source_samples  # noqa: E402
+from lightning_scaling.corpus.sources import SOURCES, source_samples  # noqa: E402
 
 
 def main(argv=None) -> None:

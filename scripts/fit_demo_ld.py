@@ -1,6 +1,6 @@
 """Fit the demo's L(D) from the project's own recorded runs: `python scripts/fit_demo_ld.py`.
 
-The points and the fit are lightning_scaling.demo.ld (ld_points, fit_ld): for each dataset size D of the
+The points and the fit are lightning_scaling.corpus.ld (ld_points, fit_ld): for each dataset size D of the
 constant-LR pydoc runs, the lowest converged loss over the model sizes, fitted with fit_power_law. The
 law is written to lightning_scaling/data/demo_ld.json (with its points), which the demo's DataLimitGap reads.
 
@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lightning_scaling import FitError, PowerLaw  # noqa: E402
-from lightning_scaling.demo.curves import CURVES_DIR, load_curves  # noqa: E402
-from lightning_scaling.demo.ld import LDPoints, fit_ld, ld_points  # noqa: E402
+from lightning_scaling.corpus.curves import CURVES_DIR, load_curves  # noqa: E402
+from lightning_scaling.corpus.ld import LDPoints, fit_ld, ld_points  # noqa: E402
 
 OUT = ROOT / "lightning_scaling" / "data" / "demo_ld.json"
 

@@ -88,7 +88,7 @@ the stable run), `cooldown_steps` and `horizon`; `metrics.csv` is as in `curves/
 
 
 def write_readme(out: Path = OUT) -> None:
-    from lightning_scaling.demo.curves import load_curves
+    from lightning_scaling.corpus.curves import load_curves
 
     lines = [README_HEAD]
     for c in load_curves(out):

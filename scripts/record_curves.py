@@ -197,7 +197,7 @@ optimizer steps completed, every `val_every` steps) and `config.json` (model, da
 `train_tokens` = D, `tokens_per_step`, versions, wall time, `ended_by`: `patience` when the validation loss
 stopped improving or turned up, `max_steps` when cut before that).
 
-Load them with `lightning_scaling.demo.curves.load_curve(path)` / `load_curves()`; the converged loss of a
+Load them with `lightning_scaling.corpus.curves.load_curve(path)` / `load_curves()`; the converged loss of a
 run is `converged_loss(curve)`: the lowest 3-point centred moving average of its validation loss.
 The numbers depend a little on the Python version (the text) and the torch version.
 
@@ -208,7 +208,7 @@ The numbers depend a little on the Python version (the text) and the torch versi
 
 def write_readme(out: Path = OUT) -> None:
     """The README of the curves folder, with one line per recorded run."""
-    from lightning_scaling.demo.curves import converged_loss, load_curves
+    from lightning_scaling.corpus.curves import converged_loss, load_curves
 
     lines = [README_HEAD]
     for c in load_curves(out):

@@ -10,9 +10,9 @@ import pytest
 from lightning_scaling import StoppingRule, replay
 from lightning_scaling.calibration import Calibration, calibrate, default, run_samples
 from lightning_scaling.cli import main
-from lightning_scaling.demo.curves import smooth
-from lightning_scaling.demo.rule_quality import loss_at
-from lightning_scaling.demo.sources import SOURCES, is_luo, load_source, reference, source_samples
+from lightning_scaling.corpus.curves import smooth
+from lightning_scaling.corpus.rule_quality import loss_at
+from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference, source_samples
 
 
 def test_the_interval_covers_exchangeable_runs_at_its_level():
@@ -98,7 +98,7 @@ def test_run_samples_score_trusted_predictions_against_the_reference():
 
 
 def test_the_cli_calibrates_on_finished_runs_and_the_rule_reads_the_file(tmp_path, capsys):
-    from lightning_scaling.demo.curves import CURVES_DIR
+    from lightning_scaling.corpus.curves import CURVES_DIR
 
     out = tmp_path / "cal.json"
     runs = sorted(str(p) for p in CURVES_DIR.iterdir() if p.is_dir())[:12]

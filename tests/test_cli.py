@@ -12,7 +12,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_scaling import DataLimitGap, PowerLaw, fit_chinchilla, fit_power_law, load_law
 from lightning_scaling.cli import main
-from lightning_scaling.demo.curves import list_curves, load_curve
+from lightning_scaling.corpus.curves import list_curves, load_curve
 from lightning_scaling.stopping import StopConfig, replay
 from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
 
@@ -496,7 +496,7 @@ def test_a_killed_and_resumed_run_replays_to_its_live_stop_with_no_options_retyp
 
 
 def test_forecast_from_half_a_recorded_run_under_its_own_schedule(capsys):
-    from lightning_scaling.demo.curves import CURVES_DIR
+    from lightning_scaling.corpus.curves import CURVES_DIR
 
     path = CURVES_DIR / "m_dfull_wsd"  # warm-up, constant, then the decay: the drop is still to come at 50%
     (row,) = run_json(capsys, ["forecast", str(path), "--at", "0.5"])

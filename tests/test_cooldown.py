@@ -98,7 +98,7 @@ def test_bad_arguments_are_named(kwargs, name):
 
 
 def _stable_run(size: str):
-    from lightning_scaling.demo.curves import load_curve
+    from lightning_scaling.corpus.curves import load_curve
 
     c = load_curve(DATA / f"{size}_stable")
     horizon, k = int(c.config["horizon"]), 480

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from lightning_scaling import FitError, PowerLaw, replay
-from lightning_scaling.demo.curves import (CURVES_DIR, HOLDOUT_DIR, SEEDS_DIR, SPREAD_DIR, converged_loss, converged_step, list_curves,
+from lightning_scaling.corpus.curves import (CURVES_DIR, HOLDOUT_DIR, SEEDS_DIR, SPREAD_DIR, converged_loss, converged_step, list_curves,
                                            load_curve, load_curves, smooth)
-from lightning_scaling.demo.ld import MIN_TOKENS, fit_ld, ld_points, overfitting_law
+from lightning_scaling.corpus.ld import MIN_TOKENS, fit_ld, ld_points, overfitting_law
 from lightning_scaling.demo.model import schedule
 
 ROOT = Path(__file__).resolve().parent.parent

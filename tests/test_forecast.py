@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lightning_scaling.demo.curves import load_luo_curves
+from lightning_scaling.corpus.curves import load_luo_curves
 from lightning_scaling.errors import FitError
 from lightning_scaling.forecasting import (DEFAULT_PRIORS, Forecast, Run, _predict, calibrate_forecast,
                                         default_calibration, fit_prior, forecast, prefix_forecasts)

@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_scaling import EffectiveEpochs, FlopCounter
-from lightning_scaling.demo.curves import list_curves, load_curve
+from lightning_scaling.corpus.curves import list_curves, load_curve
 from lightning_scaling.logs import RunError, find_runs, read_run, read_runs, run_point
 from models import Regressor, loader, make_trainer, regression_data
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lightning_scaling.demo.curves import (CURVES_DIR, LUO_DIR, LUO_L0, load_curves, load_luo_curve,
+from lightning_scaling.corpus.curves import (CURVES_DIR, LUO_DIR, LUO_L0, load_curves, load_luo_curve,
                                            load_luo_curves)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "multipower_curves"

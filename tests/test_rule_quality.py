@@ -12,9 +12,9 @@ import statistics
 
 import pytest
 
-from lightning_scaling.demo.curves import HOLDOUT_DIR, SPREAD_DIR, converged_loss, load_curves
-from lightning_scaling.demo.ld import fit_ld, held_out_overfitting_floor, ld_points
-from lightning_scaling.demo.rule_quality import early_stopping_step, evaluate, naive_errors
+from lightning_scaling.corpus.curves import HOLDOUT_DIR, SPREAD_DIR, converged_loss, load_curves
+from lightning_scaling.corpus.ld import fit_ld, held_out_overfitting_floor, ld_points
+from lightning_scaling.corpus.rule_quality import early_stopping_step, evaluate, naive_errors
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ MET_ND = ["l_dfull_const", "m_dfull_const", "m_dfull_wsd", "xl_dfull_const", "m_
 
 @pytest.fixture(scope="module")
 def scored_nd(corpus):
-    from lightning_scaling.demo.ld import held_out_overfitting_floor
+    from lightning_scaling.corpus.ld import held_out_overfitting_floor
 
     return {name: evaluate(corpus[name], floor_law=held_out_overfitting_floor(corpus.values(), corpus[name]),
                            warmup_steps=WARMUP, family="power") for name in MET_ND}

@@ -179,7 +179,7 @@ def test_fit_never_raises_anything_but_fit_error(records, form):
 def _real_sweep():
     """Luo et al.'s 25M runs (one data set, nine schedules): the first three, as the rule stops them, then the
     fourth at 50% of its steps."""
-    from lightning_scaling.demo.curves import load_luo_curves
+    from lightning_scaling.corpus.curves import load_luo_curves
 
     curves = load_luo_curves(model="25M")[:4]
     records = []
@@ -195,7 +195,7 @@ def _real_sweep():
 
 
 def test_pooled_interval_narrower_than_single_run_on_real_curves():
-    from lightning_scaling.demo.sources import reference
+    from lightning_scaling.corpus.sources import reference
 
     last, cut, records = _real_sweep()
     fit = fit_sweep(records)

@@ -7,7 +7,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from lightning_scaling import ExtraEarlyStopping, StoppingRule, replay
-from lightning_scaling.demo.curves import converged_loss, load_curves
+from lightning_scaling.corpus.curves import converged_loss, load_curves
 from lightning_scaling.stopping import TRANSIENT_FACTOR
 from models import CurveRegressor, loader, make_trainer, regression_data
 

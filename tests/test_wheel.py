@@ -71,7 +71,8 @@ def test_the_installed_package_loads_its_data_and_says_where_the_corpora_are(ins
     script = """
 import json, lightning_scaling
 from lightning_scaling import calibration
-from lightning_scaling.demo import curves, job
+from lightning_scaling.corpus import curves
+from lightning_scaling.demo import job
 out = {"file": lightning_scaling.__file__, "calibration": str(calibration.DEFAULT_PATH),
        "bins": len(calibration.default().edges), "ld": str(job.LD_JSON)}
 for name in ("load_curves", "load_luo_curves"):

@@ -1,7 +1,7 @@
 """The demo's L(D), fitted from the project's own recorded runs ([K] eq 1.2 with [H] eq 1.1's constant).
 
 For each dataset size D (distinct training tokens, from :data:`MIN_TOKENS` up) of the constant-LR pydoc runs,
-the lowest converged loss over the model sizes (:func:`~lightning_scaling.demo.curves.converged_loss`; L(D) is
+the lowest converged loss over the model sizes (:func:`~lightning_scaling.corpus.curves.converged_loss`; L(D) is
 the best loss any model reaches on D distinct tokens, so the largest model decides it), among the runs that
 converged (ended by patience: a run cut at max_steps only bounds L(D) from above), fitted with
 :func:`lightning_scaling.fit_power_law`. ``scripts/fit_demo_ld.py`` writes it to

@@ -6,7 +6,7 @@
 * ``luo``: Luo et al. 2025's GPU language models (``data/curves_luo``), single-epoch, nine schedules.
 
 The reference converged loss is the lowest smoothed validation loss for the CPU runs (they converge or turn up;
-:func:`~lightning_scaling.demo.curves.converged_loss`) and the authors' fitted asymptote L0 for Luo et al.'s (they
+:func:`~lightning_scaling.corpus.curves.converged_loss`) and the authors' fitted asymptote L0 for Luo et al.'s (they
 never converge).
 """
 

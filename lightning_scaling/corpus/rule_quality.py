@@ -1,11 +1,11 @@
 """How good is the stopping rule on a recorded run? (issue: a stopping rule measured on real learning curves)
 
-For one recorded curve (:mod:`lightning_scaling.demo.curves`) and one set of :class:`StoppingRule` options,
+For one recorded curve (:mod:`lightning_scaling.corpus.curves`) and one set of :class:`StoppingRule` options,
 :func:`evaluate` replays the run through :func:`lightning_scaling.replay` -- exactly the live callback's
 decisions -- and measures:
 
 * the relative error of the predicted converged loss at 10, 20, 30 and 50% of the steps to the run's
-  converged point (:func:`~lightning_scaling.demo.curves.converged_step`) and at the stop;
+  converged point (:func:`~lightning_scaling.corpus.curves.converged_step`) and at the stop;
 * the stop quality: the smoothed loss known at the stop (the mean of the last two evaluations: no
   look-ahead) over the converged loss (target: the threshold, 1.1);
 * the compute used: the stop step against the run's full length and against Lightning's own
