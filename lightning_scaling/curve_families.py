@@ -32,6 +32,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from .errors import FitError
+from .results import PredictionResult
 from .fitting import CURVE_MAX_NFEV, fit_learning_curve, normal_quantile, solve_from_starts
 
 #: The curve families :func:`predict_converged` knows: ``average`` (power and exponential, weighted) and the
@@ -98,7 +99,7 @@ class EffectiveDataCurve:
 
 
 @dataclass
-class FamilyFit:
+class FamilyFit(PredictionResult):
     """One family fitted to the points: its curve (a callable of t), converged loss and its interval."""
 
     family: str
@@ -128,7 +129,7 @@ class FamilyFit:
 
 
 @dataclass
-class ConvergedPrediction:
+class ConvergedPrediction(PredictionResult):
     """The predicted converged loss of a run, from one family or their average (see module docstring).
 
     Like scipy's ``OptimizeResult``: ``trusted`` says whether the numbers may drive a decision and

@@ -302,6 +302,13 @@ class LearningCurveFit:
     n_points: int
     rmse: float  # root mean square of the log residuals
 
+    @property
+    def message(self) -> str:
+        return self.reason
+
+    def __bool__(self) -> bool:
+        return self.success
+
 
 def fit_learning_curve(t, loss, *, irreducible: float = 0.0, unit: str = "steps",
                        confidence: float = 0.9, max_relative_width: float = 0.1,

@@ -42,6 +42,7 @@ from scipy.signal import lfilter
 
 from .calibration import Calibration, calibrate
 from .errors import FitError
+from .results import PredictionResult
 from .fitting import solve_from_starts
 from .stopping import TRANSIENT_FACTOR, warmup_end
 
@@ -98,7 +99,7 @@ DEFAULT_PRIORS = {
 
 
 @dataclass(frozen=True)
-class Forecast:
+class Forecast(PredictionResult):
     """A forecast of the loss under the planned schedule.
 
     Attributes:
@@ -115,6 +116,8 @@ class Forecast:
         points: the points fitted (after the warm-up); ``fit_after``: the step up to which points were left out.
         peak_lr: the schedule's peak learning rate (the unit of the summed learning rate).
     """
+
+    VALUE = "final_loss"  # its success: a finite final loss (results.PredictionResult)
 
     final_loss: float
     final_interval: tuple[float, float]
