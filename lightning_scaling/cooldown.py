@@ -1,4 +1,4 @@
-"""When to begin the cool-down of a warmup-stable-decay run (docs/science.md section 16, issue 17).
+"""When to begin the cool-down of a warmup-stable-decay run (docs/science.md section 16).
 
 Under a WSD schedule the extra-early-stopping decision is not *when to stop* but *when to begin the cool-down*: the
 run ends ``cooldown_steps`` (K) steps after it, at the loss the cool-down reaches. The rule is [K] appendix B.2 with

@@ -1,6 +1,6 @@
 """Record real WSD cool-downs begun at several points: `python scripts/record_cooldowns.py` (about 10 min on 1 core).
 
-For the WSD cool-down decision (issue 17, :mod:`lightning_scaling.cooldown`): two model sizes (``s`` and ``m`` of
+For the WSD cool-down decision (:mod:`lightning_scaling.cooldown`): two model sizes (``s`` and ``m`` of
 ``scripts/record_curves.py``'s MODELS) on the whole pydoc text (model-limited over the horizon: the validation loss
 of the constant-LR runs of the corpus still falls at 3000 steps), each
 
