@@ -141,7 +141,7 @@ def cooldown_decision(forecast: Forecast, cooldown_steps: int, threshold: float 
         return CooldownDecision(False, f"no decision: the forecast is not trusted ({why})", nan, nan, nan, **base)
     loss_after = forecast.cooldown_loss(k, final_lr=final)
     # the same schedule as cooldown_loss's: the run so far, then the linear ramp from the LR now to final_lr
-    history = np.asarray(forecast._lr, dtype=float)
+    history = np.asarray(forecast.lr, dtype=float)
     begin_lr = float(history[-1])
     ramp_sum = float(np.sum(begin_lr + (final - begin_lr) * np.arange(1, k + 1) / k))
     z = (float(history.sum()) + ramp_sum) / forecast.peak_lr

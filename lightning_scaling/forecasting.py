@@ -135,6 +135,16 @@ class Forecast(PredictionResult):
     _lr: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
     _planned: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
+    @property
+    def lr(self) -> np.ndarray:
+        """The learning rate of every optimizer step seen (index i = step i + 1), as the forecast was given it."""
+        return self._lr
+
+    @property
+    def planned_lr(self) -> np.ndarray:
+        """The planned learning rate of every later step to the planned end."""
+        return self._planned
+
     def loss_at(self, steps: Sequence[int] | int, lr: Sequence[float] | None = None) -> np.ndarray | float:
         """The law's loss after ``steps`` optimizer steps of the schedule ``lr`` (default: the history then the plan).
 
