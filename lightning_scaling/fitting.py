@@ -127,11 +127,15 @@ def _log_jacobian(theta: np.ndarray, logx: np.ndarray, logy: np.ndarray, fit_c: 
 
 
 def best_start(starts: list, residuals: Callable[[np.ndarray], np.ndarray]) -> list:
-    """The one start, of several, whose residuals have the smallest sum of squares (a screen before the optimizer).
+    """The one start, of several, whose residuals have the smallest sum of squares: a screen before the optimizer,
+    which then runs once instead of once per start (the fits run at every evaluation of a live run).
 
-    On every prefix of every run of the recorded corpus the optimizer from the screened start reaches the same
-    optimum as from all starts (identical decisions, BENCHMARKS.md), at a third of the cost: the fits run at
-    every evaluation of a live run.
+    Args:
+        starts: candidate parameter vectors.
+        residuals: the residuals at a parameter vector.
+
+    Returns:
+        A list of the best start, or all of ``starts`` when none has finite residuals.
     """
     costs = [float(np.sum(np.square(residuals(np.asarray(th, dtype=float))))) for th in starts]
     return [starts[int(np.nanargmin(costs))]] if np.isfinite(costs).any() else starts
@@ -142,9 +146,8 @@ def solve_from_starts(residuals: Callable, jacobian: Callable, starts: list, arg
     """scipy's box-bounded least squares (``dogbox``, ``x_scale="jac"``) from each of ``starts`` (only the best of
     them, :func:`best_start`, when ``screen``); the result with the lowest cost, or None when every start failed.
 
-    ``dogbox`` (a dogleg in rectangular trust regions, for box bounds like these): on every prefix of every
-    corpus run it reaches the optima of ``trf`` (identical stopping decisions, BENCHMARKS.md) at two thirds of
-    the cost, which the live rule pays at every evaluation.
+    ``dogbox`` is a dogleg in rectangular trust regions, made for box bounds like these (scipy's
+    ``least_squares``); ``max_nfev`` bounds the cost of one start, which the live rule pays at every evaluation.
     """
     if screen:
         starts = best_start(starts, lambda th: residuals(th, *args))
