@@ -20,15 +20,15 @@ the coverage of the reference converged loss (CPU runs: the lowest smoothed vali
 and the median relative width (high - low) / L_hat, single and pooled side by side; then the point error of the
 joint forms (:data:`~lightning_scaling.sweep.FORMS`) and the fit time of 100 runs.
 
-    .venv/bin/python benchmarks/bench_sweep.py [--markdown] [--forms kaplan power] [--constants]
+    .venv/bin/python benchmarks/bench_sweep.py [--markdown] [--forms kaplan power] [--write-calibration PATH]
 
-``--constants`` also prints :data:`lightning_scaling.sweep.POOLED_CALIBRATION` made from all four sources.
+``--write-calibration PATH`` also writes the pooled predictor's calibration made from all four sources (the shipped
+one is :data:`lightning_scaling.sweep.CALIBRATION_PATH`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -45,7 +45,7 @@ from lightning_scaling.calibration import calibrate  # noqa: E402
 from lightning_scaling.errors import FitError  # noqa: E402
 from lightning_scaling.corpus.curves import SEEDS_DIR, load_curves  # noqa: E402
 from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference  # noqa: E402
-from lightning_scaling.sweep import FORMS, fit_sweep, record_from_curve, table_from_calibration  # noqa: E402
+from lightning_scaling.sweep import FORMS, fit_sweep, record_from_curve  # noqa: E402
 
 FRACTIONS = (0.2, 0.5)
 CONFIDENCE = 0.8
@@ -236,7 +236,8 @@ def main(argv=None) -> None:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
-    parser.add_argument("--constants", action="store_true", help="print POOLED_CALIBRATION from all sources")
+    parser.add_argument("--write-calibration", metavar="PATH",
+                        help="write the pooled predictor's calibration from all sources to PATH")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     cases = simulate(args.sources, tuple(args.forms))
@@ -249,9 +250,9 @@ def main(argv=None) -> None:
     seconds, err = fit_time()
     print(f"\nfit of 100 synthetic runs (10 sizes x 200 evaluations, form {FORMS[0]}): {seconds:.3f} s "
           f"(best of 3); converged-loss error at one size {err:.2%}")
-    if args.constants:
-        cal = calibrate(samples(cases, form), sources=args.sources)
-        print("\nPOOLED_CALIBRATION =", json.dumps(table_from_calibration(cal)))
+    if args.write_calibration:
+        calibrate(samples(cases, form), sources=args.sources).to_json(args.write_calibration)
+        print(f"\ncalibration of the pooled predictor -> {args.write_calibration}")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 
 

@@ -56,6 +56,16 @@ def six_n(n_params: float) -> float:
     return 6.0 * n_params
 
 
+def n_params(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    """N as the run-info file records it: every parameter of ``module`` (or only those that require grad).
+
+    Example:
+        >>> n_params(torch.nn.Linear(3, 2))
+        8
+    """
+    return sum(int(p.numel()) for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
 def non_embedding_params(module: torch.nn.Module) -> int:
     """N as [K] counts it: all parameters except those of embedding layers (token and position)."""
     embedding = {id(p) for m in module.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}

@@ -32,7 +32,7 @@ is the learning rate of optimizer step i + 1; a loss at step s is measured after
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -283,7 +283,7 @@ def _fit(law: str, prior: SchedulePrior, z: np.ndarray, x: np.ndarray, y: np.nda
             starts.append([l0, log_a, alpha] + ([log_b0] if with_b else []))
     bounds = ([0.0, -50.0, ALPHA_BOUNDS[0]] + ([math.log(1e-6)] if with_b else []),
               [lo_y, 50.0, ALPHA_BOUNDS[1]] + ([math.log(10.0 * lo_y)] if with_b else []))
-    res = solve_from_starts(lambda th: residuals(th), lambda th: jacobian(th), starts, (), bounds,
+    res = solve_from_starts(residuals, jacobian, starts, (), bounds,
                             tol=1e-8, max_nfev=max_nfev)
     return res, sigma
 

@@ -78,13 +78,22 @@ def write(log_dir: str | Path, section: str, values: Mapping[str, Any]) -> Path:
     merged = dict(data.get(section) or {})
     merged.update(values)
     data[section] = merged
-    text = json.dumps({"version": VERSION, **data}, indent=1, sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lightning_scaling.", suffix=".json", dir=folder)
+    return write_atomic(folder / FILENAME, json.dumps({"version": VERSION, **data}, indent=1, sort_keys=True))
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically: into a temporary ``.<name>.*.partial`` file in the same folder, flushed
+    to disk, then ``os.replace``d over ``path``. A reader (on any machine sharing the folder) sees the old file or the
+    new one, never half of one; a writer killed mid-write leaves only the temporary file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, folder / FILENAME)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return folder / FILENAME
+    return path

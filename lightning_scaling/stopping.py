@@ -419,7 +419,8 @@ class StoppingRule:
         s = smoothed[-1]
         previous = smoothed[-2] if len(smoothed) > 1 else None
         self.smoothed, self.first_smoothed, self.min_smoothed = s, smoothed[0], min(smoothed)
-        self._since_best = _since_best(smoothed, self.config.fallback_min_delta)
+        if self.config.fallback_patience:
+            self._since_best = _since_best(smoothed, self.config.fallback_min_delta)
         data_limited = s > self.min_smoothed * (1 + self.turn_up)
         if len(losses) < self.min_points:
             return self._finish(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",

@@ -22,19 +22,18 @@
 * The **interval** of a converged loss is split conformal on the log-ratio ``e = log(L_ref / L_hat)``
   ([LEI] eq 2.3, the runs the exchangeable units), binned by ``g = s / L_hat - 1`` like the single-run rule's
   (:mod:`lightning_scaling.calibration`): the same machinery, with scores of *this* predictor, measured on simulated
-  sweeps of the recorded runs (``benchmarks/bench_sweep.py --constants`` prints :data:`POOLED_CALIBRATION`).
+  sweeps of the recorded runs (``benchmarks/bench_sweep.py --write-calibration`` writes :data:`CALIBRATION_PATH`).
 
 Pure: numpy, scipy and json only; no Lightning, no torch.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -43,9 +42,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .calibration import G_EDGES, PROBABILITIES, Calibration
+from .calibration import Calibration
 from .errors import FitError, ScalingWarning
 from .fitting import solve_from_starts
+from .run_info import write_atomic
 from .stopping import TRANSIENT_FACTOR, warmup_end
 
 __all__ = ["FORMAT", "VERSION", "SweepRecord", "Sweep", "SweepFit", "write_record", "read_record",
@@ -185,30 +185,15 @@ def record_filename(run_id: str) -> str:
 def write_record(folder: str | Path, record: SweepRecord) -> Path:
     """Write ``record`` into the sweep folder ``folder`` (created if needed), atomically, and return its path.
 
-    The JSON goes to a temporary file in the same folder (``.<name>.*.partial``, which readers ignore), is flushed
-    to disk, and replaces the record with ``os.replace``: a reader (on any machine sharing the folder) sees the old
-    record or the new one, never half of one, and a writer killed mid-write leaves only a temporary file. Writing a
-    run id again replaces its record (checkpoints write it again).
+    The write is :func:`lightning_scaling.run_info.write_atomic`: a reader sees the old record or the new one, never
+    half of one, and a writer killed mid-write leaves only a ``.partial`` file, which readers ignore. Writing a run id
+    again replaces its record (checkpoints write it again).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     record.written = time.time()
-    target = folder / record_filename(record.run_id)
     text = json.dumps(record.to_dict(), allow_nan=False, separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.stem}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return target
+    return write_atomic(folder / record_filename(record.run_id), text)
 
 
 def read_record(path: str | Path) -> SweepRecord:
@@ -714,59 +699,12 @@ def _law_of_n(groups, conv: np.ndarray, params: Mapping[str, float], form: str):
 # ---------------------------------------------------------------------------------------------
 # the pooled predictor's calibration
 # ---------------------------------------------------------------------------------------------
-#: The log-ratio quantiles of the pooled predictor (``benchmarks/bench_sweep.py --constants``): per bin of
-#: :data:`~lightning_scaling.calibration.G_EDGES`, ``e = log(L_ref / L_hat)`` at probabilities 0, 0.05, ..., 1 (None:
-#: fewer than MIN_RUNS runs in the bin), the pooled table, the runs per bin and in all.
-POOLED_CALIBRATION: dict[str, Any] = {
-    "probabilities": [round(i / 20, 2) for i in range(21)],
-    "quantiles": [
-        None,
-        [-0.10179, -0.10179, -0.10077, -0.0995, -0.09657, -0.09657, -0.09539, -0.09534, -0.09523, -0.05634, -0.05634,
-         -0.05297, -0.05105, -0.04661, -0.03953, -0.03568, -0.0196, -0.01217, 0.00451, 0.02871, 0.02871],
-        [-0.36934, -0.13369, -0.10391, -0.10382, -0.09813, -0.06974, -0.05249, -0.05204, -0.05164, -0.04595, 0.00624,
-         0.03045, 0.03744, 0.04122, 0.04954, 0.06503, 0.0748, 0.07574, 0.08925, 0.09857, 0.1287],
-        [-0.14712, -0.10793, -0.10036, -0.09824, -0.05197, -0.05086, -0.04162, -0.03193, -0.03165, 0.00783, 0.01226,
-         0.02343, 0.06379, 0.08062, 0.09001, 0.09188, 0.10419, 0.13066, 0.13627, 0.14616, 0.14937],
-        [0.038, 0.05406, 0.06258, 0.0882, 0.10248, 0.11828, 0.11852, 0.12555, 0.12842, 0.13491, 0.17477, 0.19688,
-         0.25075, 0.25842, 0.26208, 0.30353, 0.45639, 3.46019, 4.67485, 9.70898, 15.14962],
-    ],
-    "pooled": [-0.36934, -0.10391, -0.10036, -0.09539, -0.05634, -0.05164, -0.04474, -0.02855, 0.00451, 0.02343,
-               0.038, 0.05406, 0.07403, 0.08925, 0.09857, 0.12178, 0.13491, 0.18437, 0.30353, 3.46019, 15.14962],
-    "n_runs": [3, 16, 28, 27, 26],
-    "n_total": 59,
-    "sources": ["pydoc", "stdlib", "spread", "luo"],
-}
+#: Where the calibration of the pooled predictor the package ships lies (``benchmarks/bench_sweep.py
+#: --write-calibration`` makes it from the simulated sweeps of all four recorded sources).
+CALIBRATION_PATH = Path(__file__).parent / "data" / "sweep_calibration.json"
 
 
-def calibration_from_table(table: Mapping[str, Any]) -> Calibration:
-    """A :class:`~lightning_scaling.calibration.Calibration` from a coarse table like :data:`POOLED_CALIBRATION`
-    (interpolated onto the calibration's probability grid)."""
-    probs = np.asarray(table["probabilities"], dtype=float)
-
-    def grid(q):
-        return None if q is None else tuple(float(v) for v in np.interp(PROBABILITIES, probs, q))
-
-    return Calibration(tuple(G_EDGES), tuple(grid(q) for q in table["quantiles"]), grid(table["pooled"]),
-                       tuple(int(n) for n in table["n_runs"]), int(table["n_total"]), tuple(table["sources"]))
-
-
-def table_from_calibration(cal: Calibration) -> dict[str, Any]:
-    """The coarse table (probabilities 0, 0.05, ..., 1) of a calibration: what :data:`POOLED_CALIBRATION` holds."""
-    probs = [round(i / 20, 2) for i in range(21)]
-
-    def coarse(q):
-        return None if q is None else [round(float(v), 5) for v in np.interp(probs, PROBABILITIES, q)]
-
-    return {"probabilities": probs, "quantiles": [coarse(q) for q in cal.quantiles], "pooled": coarse(cal.pooled),
-            "n_runs": list(cal.n_runs), "n_total": cal.n_total, "sources": list(cal.sources)}
-
-
-_POOLED: Calibration | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def pooled_calibration() -> Calibration:
-    """The calibration of the pooled predictor the package ships (:data:`POOLED_CALIBRATION`)."""
-    global _POOLED
-    if _POOLED is None:
-        _POOLED = calibration_from_table(POOLED_CALIBRATION)
-    return _POOLED
+    """The calibration of the pooled predictor the package ships (:data:`CALIBRATION_PATH`)."""
+    return Calibration.from_json(CALIBRATION_PATH)

@@ -101,7 +101,9 @@ class SweepMember:
                     self._n_params = float(n)
                     break
             if self._n_params is None and pl_module is not None:
-                n = sum(int(p.numel()) for p in pl_module.parameters())
+                from ..flops import n_params
+
+                n = n_params(pl_module)
                 self._n_params = float(n) if n > 0 else None
         return self._n_params
 

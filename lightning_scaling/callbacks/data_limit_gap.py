@@ -87,7 +87,9 @@ class DataLimitGapBase:
         from ..dashboard import ensure_layout
 
         if self.model_law is not None:
-            n = self.n_params or sum(int(p.numel()) for p in pl_module.parameters())
+            from ..flops import n_params
+
+            n = self.n_params or n_params(pl_module)
             if self.n_params is None:
                 self.law = self.model_law.data_law(n)
             _common.rank_zero_info(trainer, f"DataLimitGap: the floor is L(N, D_seen) at N = {n:,} parameters "

@@ -173,10 +173,10 @@ class EffectiveEpochsBase:
         if self._size is not None and self.tokens_per_example:
             self._size *= self.tokens_per_example
         if _common.is_global_zero(trainer):
-            params = list(pl_module.parameters())
-            _common.write_run_info(trainer, "model", {
-                "n_params": sum(int(p.numel()) for p in params),
-                "trainable_params": sum(int(p.numel()) for p in params if p.requires_grad)})
+            from ..flops import n_params
+
+            _common.write_run_info(trainer, "model", {"n_params": n_params(pl_module),
+                                                      "trainable_params": n_params(pl_module, trainable_only=True)})
             _common.write_run_info(trainer, "data", {
                 "dataset_size": None if self._size is None else int(self._size), "unit": self.unit})
 
