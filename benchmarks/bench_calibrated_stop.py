@@ -66,11 +66,11 @@ def score(curve, options: dict, lr: bool) -> dict:
             lo, hi = d.interval
             out["cover"][f] = lo <= ref <= hi
             out["width"][f] = (hi - lo) / d.converged_loss
-    if result.stop_step is not None:
-        known = loss_at(curve, result.stop_step)
+    if result.stopped_step is not None:
+        known = loss_at(curve, result.stopped_step)
         out["ratio"] = known / ref
         es = early_stopping_step(curve, patience=10)  # Lightning's EarlyStopping on the same points
-        out["vs_es"] = (result.stop_step / es, known / loss_at(curve, es))
+        out["vs_es"] = (result.stopped_step / es, known / loss_at(curve, es))
         if is_luo(curve):
             later = smooth(curve.val_loss)[result.stop_index + 1:]
             out["unsafe"] = bool(later.size) and known > 1.15 * float(later.min())

@@ -154,14 +154,14 @@ class RunReplay:
 
     Attributes:
         source, run: the curve; decisions: those with a point prediction (:class:`Decision`).
-        stop_step: where the rule stops (None: never); stop_fraction: that over the run's reference length.
+        stopped_step: where the rule stops (None: never); stop_fraction: that over the run's reference length.
         stop_ratio: the smoothed loss at the stop over L_ref; stop_over_later: over the lowest loss reached later.
     """
 
     source: str
     run: str
     decisions: tuple[Decision, ...]
-    stop_step: int | None
+    stopped_step: int | None
     stop_fraction: float | None
     stop_ratio: float | None
     stop_over_later: float | None
@@ -224,12 +224,12 @@ def replay_run(curve: RecordedCurve, source: str, option_set: str) -> RunReplay:
                                   float(d.smoothed_loss), lo, hi, ref, later[i], fitted,
                                   "held at the data floor" in d.reason))
     ratio = over_later = frac = None
-    if stop.stop_step is not None:
-        known = loss_at(curve, stop.stop_step)
-        ratio, frac = known / ref, stop.stop_step / length
+    if stop.stopped_step is not None:
+        known = loss_at(curve, stop.stopped_step)
+        ratio, frac = known / ref, stop.stopped_step / length
         low = later[stop.stop_index]
         over_later = None if low is None else known / low
-    return RunReplay(source, curve.name, tuple(decisions), stop.stop_step, frac, ratio, over_later)
+    return RunReplay(source, curve.name, tuple(decisions), stop.stopped_step, frac, ratio, over_later)
 
 
 def at_fraction(run: RunReplay, fraction: float) -> Decision | None:
@@ -436,7 +436,7 @@ def stop_rows(runs: dict[str, list[RunReplay]], option_set: str) -> list[list[st
     """Table 4: the stops' loss over L_ref per source, and the unsafe ones."""
     rows = []
     for source, rs in runs.items():
-        stopped = [r for r in rs if r.stop_step is not None]
+        stopped = [r for r in rs if r.stopped_step is not None]
         luo = source == "luo"
         unsafe = [r for r in stopped if (r.stop_over_later or 0.0) > UNSAFE_LUO] if luo else [
             r for r in stopped if r.stop_ratio > UNSAFE_CPU]

@@ -164,15 +164,15 @@ def main() -> None:
         conv = q.converged_loss
         es5, es10, full = early_stopping_step(c, 5), early_stopping_step(c, 10), q.full_steps
         flop_step = six_n(c.n_params) * c.config["tokens_per_step"]
-        rule = (f"{q.stop_step}, {q.stop_ratio:.3f}, {q.stop_error:+.3f}" if q.stop_step is not None
+        rule = (f"{q.stopped_step}, {q.stop_ratio:.3f}, {q.stop_error:+.3f}" if q.stopped_step is not None
                 else ("no stop (data-limited)" if q.data_limited else "no stop"))
-        used = q.stop_step if q.stop_step is not None else full
+        used = q.stopped_step if q.stopped_step is not None else full
         saved_full.append(used / full)
         saved_es.append(used / es10)
         print(f"| {c.name} | {q.schedule} | {conv:.4f} ({q.converged_step}) | {rule} | "
               f"{es5}, {loss_at(c, es5) / conv:.3f} | {es10}, {loss_at(c, es10) / conv:.3f} | "
               f"{full} ({full * flop_step:.2e} FLOP) | {used / full:.2f} | {used / es10:.2f} |")
-    stopped = [q for q in results[first] if q.stop_step is not None]
+    stopped = [q for q in results[first] if q.stopped_step is not None]
     print(f"\nmedian FLOPs of the rule (a run that never stops counts as the full run): "
           f"{statistics.median(saved_full):.2f} of the full run, {statistics.median(saved_es):.2f} of EarlyStopping "
           f"(patience 10); steps to the stop / steps to the converged point, median over the {len(stopped)} stops: "

@@ -115,7 +115,7 @@ def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
                     except FitError:  # no fit, or the prefix too short and no law of N to extrapolate with
                         case["pooled"][form] = None
                 cases.append(case)
-            stop = replay(curve.steps, curve.val_loss, lr=curve.lr).stop_step
+            stop = replay(curve.steps, curve.val_loss, lr=curve.lr).stopped_step
             store.append(record(curve, data, until_step=stop))
     return cases
 

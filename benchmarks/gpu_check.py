@@ -1,4 +1,4 @@
-"""The GPU-only checks of the four callbacks (issue #3), as one short script for a machine with CUDA.
+"""The GPU-only checks of the four callbacks, as one short script for a machine with CUDA.
 
 What only a GPU shows:
 

@@ -103,7 +103,7 @@ def compute_frontier(runs: list[SweepRun], bins: int = 12) -> tuple[np.ndarray, 
 def fit(x, y, unit: str, what: str):
     """fit_power_law with the irreducible term when there are points enough; None (said) when untrustworthy."""
     try:
-        result = fit_power_law(x, y, unit=unit, irreducible=len(x) >= 4)
+        result = fit_power_law(x, y, unit=unit, fit_irreducible=len(x) >= 4)
     except FitError as err:
         print(f"  {what}: no fit ({err})")
         return None
@@ -181,8 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  L(N, D): no fit ({err})")
     if lnd is not None and lnd.success:
         laws["lnd"] = lnd.law
-        print(f"  L(N, D) = [({lnd.law.n_c:.3g}/N)^({lnd.law.alpha_n:.3f}/{lnd.law.alpha_d:.3f}) + "
-              f"{lnd.law.d_c:.3g}/D]^{lnd.law.alpha_d:.3f}   (rms log error {lnd.rmse:.3f})")
+        print(f"  L(N, D) = [({lnd.law.N_c:.3g}/N)^({lnd.law.alpha_N:.3f}/{lnd.law.alpha_D:.3f}) + "
+              f"{lnd.law.D_c:.3g}/D]^{lnd.law.alpha_D:.3f}   (rms log error {lnd.rmse:.3f})")
     for name, law in laws.items():
         if law is not None:
             law.to_json(args.out / f"{name}.json")

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict[float, list[RunQuality]]:
           f"{'steps used (median)':>20}")
     best, best_gap = None, float("inf")
     for t, rows in results.items():
-        done = [r for r in rows if r.stop_step is not None]
+        done = [r for r in rows if r.stopped_step is not None]
         med = (lambda xs: float(np.median(xs)) if xs else float("nan"))
         ratio = med([r.stop_ratio for r in done])
         err = med([r.stop_error for r in done if r.stop_error is not None])

@@ -304,7 +304,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         else:
             key = _NEEDS[args.law][0]
             law_unit = {"ld": unit, "ln": "params", "lc": "flop"}[args.law]
-            fit = fit_power_law(pts[key], pts["loss"], unit=law_unit, irreducible=args.irreducible,
+            fit = fit_power_law(pts[key], pts["loss"], unit=law_unit, fit_irreducible=args.fit_irreducible,
                                 bootstrap=args.bootstrap, seed=args.seed, progress=bar)
     finally:
         if bar is not None:
@@ -545,10 +545,10 @@ def replay_run(run: Run, args: argparse.Namespace, thresholds: list[float] | Non
     rows = []
     for threshold in thresholds:
         r = replay(steps, values, threshold=threshold, **inputs, **arguments)
-        stop_flops = flops_at(run, r.stop_step, n)[0] if r.stop_step is not None else None
+        stop_flops = flops_at(run, r.stopped_step, n)[0] if r.stopped_step is not None else None
         target = next((d.stop_loss for d in reversed(r.decisions) if d.stop_loss is not None), None)
         rows.append({
-            "run": run.name, "threshold": threshold, "family": r.family, "stop_step": r.stop_step,
+            "run": run.name, "threshold": threshold, "family": r.family, "stopped_step": r.stopped_step,
             "flops_at_stop": stop_flops,
             "loss_at_stop": None if r.stop_index is None else float(values[r.stop_index]),
             "best_loss": best, "predicted_converged": r.converged_loss, "stop_loss": target,
@@ -580,9 +580,9 @@ def _log_warning(run: Run, st: _Settings, steps: np.ndarray, rows: list[dict[str
         notes.append(f"incomplete log?: the first evaluation is at step {int(steps[0])} though they are "
                      f"{float(np.median(np.diff(steps))):g} steps apart{csv_hint}")
     live_row = next((r for r in rows if math.isclose(r["threshold"], st.threshold)), None)
-    if "stopped_step" in st.outcome and st.as_live and live_row is not None and live_row["stop_step"] != stopped:
+    if "stopped_step" in st.outcome and st.as_live and live_row is not None and live_row["stopped_step"] != stopped:
         reason = f" ({_one_line(st.outcome['reason'])})" if st.outcome.get("reason") else ""
-        notes.append(f"the replay with the live options stops at {_step(live_row['stop_step'])}, the live run stopped "
+        notes.append(f"the replay with the live options stops at {_step(live_row['stopped_step'])}, the live run stopped "
                      f"at {_step(stopped)}{reason}")
     return "; ".join(notes) or None
 
@@ -604,7 +604,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"{'run':32} {'thr':>5} {'stop':>7} {'FLOP@stop':>10} {'loss@stop':>9} {'best':>8} {'pred err':>8} "
           f"{'saved':>6}  options from")
     for r in results:
-        print(f"{_short(r['run'])[-32:]:32} {r['threshold']:5.3f} {f(r['stop_step'], 'd', 7)} "
+        print(f"{_short(r['run'])[-32:]:32} {r['threshold']:5.3f} {f(r['stopped_step'], 'd', 7)} "
               f"{f(r['flops_at_stop'], '.3e', 10)} {f(r['loss_at_stop'], '.4f', 9)} {r['best_loss']:8.4f} "
               f"{f(r['prediction_error'], '+.2%', 8)} {f(r['compute_saved'], '.1%', 6)}  {r['options_from']}")
     return 1 if skipped else 0
@@ -789,8 +789,8 @@ def report_run(run: Run, args: argparse.Namespace, out: Path, given_law: Law | N
 
     # learning curve, the rule's fit on the points it had at the stop (or all), the converged and stop lines
     keep = (steps > (st.options.get("warmup_steps") or 0)) & np.isfinite(values) & (steps > 0)
-    if row["stop_step"] is not None:
-        keep &= steps <= row["stop_step"]
+    if row["stopped_step"] is not None:
+        keep &= steps <= row["stopped_step"]
     # the curve is a power law L(S) ([K] eq 5.6) fitted to those points; the horizontal lines are the rule's
     # own (its predicted converged loss and the loss it stops at), whatever family it predicts with
     law = converged = None
@@ -802,8 +802,8 @@ def report_run(run: Run, args: argparse.Namespace, out: Path, given_law: Law | N
         missing.append(f"learning-curve fit: {err}")
     fig = learning_curve_figure(steps[steps > 0], values[steps > 0], law, row["predicted_converged"],
                                 row["stop_loss"], title=f"{Path(run.name).name}: learning curve")
-    if row["stop_step"] is not None:
-        fig.axes[0].axvline(row["stop_step"], c="red", lw=1, label=f"stop at step {row['stop_step']}")
+    if row["stopped_step"] is not None:
+        fig.axes[0].axvline(row["stopped_step"], c="red", lw=1, label=f"stop at step {row['stopped_step']}")
         fig.axes[0].legend(fontsize=8)
     figures.append(_save(plt, fig, out / "learning_curve.png"))
 
@@ -866,7 +866,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         def f(v, spec):
             return "-" if v is None else format(v, spec)
         print(f"{r['run']}\n  points {r['points']}, best loss {r['best_loss']:.4f}, stop at x{r['threshold']:.3g}: "
-              f"step {f(r['stop_step'], 'd')} (loss {f(r['loss_at_stop'], '.4f')}, FLOP {f(r['flops_at_stop'], '.3e')}, "
+              f"step {f(r['stopped_step'], 'd')} (loss {f(r['loss_at_stop'], '.4f')}, FLOP {f(r['flops_at_stop'], '.3e')}, "
               f"saved {f(r['compute_saved'], '.1%')}), predicted converged {f(r['predicted_converged'], '.4f')}; "
               f"options from {r['options_from']}")
         for path in r["figures"]:
@@ -928,7 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", formatter_class=RAW, help="fit a law to runs or to a CSV table of runs",
                        epilog="examples:\n"
-                              "  lightning-scaling fit runs/ --law ld --irreducible --out ld.json --plot ld.png\n"
+                              "  lightning-scaling fit runs/ --law ld --fit-irreducible --out ld.json --plot ld.png\n"
                               "  lightning-scaling fit runs/ --law nd --reduce final --bootstrap 200\n"
                               "  lightning-scaling fit chinchilla_fig4_points.csv --law nd --params n_params "
                               "--flop training_flop --loss loss")
@@ -945,7 +945,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", default="tokens", choices=["tokens", "examples"], help="table: unit of --tokens")
     p.add_argument("--params", default="n_params", help="table: parameters column")
     p.add_argument("--flop", default="training_flop", help="table: FLOP column (L(C); L(N, D) tokens = flop / 6N)")
-    p.add_argument("--irreducible", action="store_true", help="fit an irreducible loss too (L(D), L(N), L(C))")
+    p.add_argument("--fit-irreducible", action="store_true", help="fit an irreducible loss too (L(D), L(N), L(C))")
     p.add_argument("--bootstrap", type=int, default=0, help="resamples for percentile intervals")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the law as JSON (what DataLimitGap reads)")

@@ -327,8 +327,8 @@ def fit_effective_data_curve(t, loss, *, epoch_steps: float, irreducible: float 
                      ta.size)
 
 
-def _power_family(t, loss, irreducible, unit, confidence, max_relative_width, warm_start=None) -> FamilyFit:
-    fit = fit_learning_curve(t, loss, irreducible=irreducible, unit=unit, confidence=confidence,
+def _power_family(t, loss, irreducible, time_axis, confidence, max_relative_width, warm_start=None) -> FamilyFit:
+    fit = fit_learning_curve(t, loss, irreducible=irreducible, time_axis=time_axis, confidence=confidence,
                              max_relative_width=max_relative_width, warm_start=warm_start)
     rss = fit.rmse ** 2 * fit.n_points if fit.success else math.inf
     return FamilyFit("power", fit.law, fit.converged_loss, fit.interval, fit.trusted, fit.reason, rss, fit.n_points)
@@ -340,12 +340,12 @@ def check_family(family: str) -> None:
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
 
 
-def check_effective_data(epoch_steps: float | None, unit: str = "steps") -> None:
+def check_effective_data(epoch_steps: float | None, time_axis: str = "steps") -> None:
     """Raise ValueError, saying what to do, when ``family="effective_data"`` cannot be fitted: it needs the
     steps of one epoch of the unique data, and steps as the time axis (a constant learning rate)."""
-    if unit != "steps":
+    if time_axis != "steps":
         raise ValueError(f"family='effective_data' fits a curve in optimizer steps (a constant learning rate); the "
-                         f"time axis here is {unit!r}: use time_axis='steps', or another family for a decaying "
+                         f"time axis here is {time_axis!r}: use time_axis='steps', or another family for a decaying "
                          "schedule")
     if epoch_steps is None:
         raise ValueError("family='effective_data' needs epoch_steps: the optimizer steps of one epoch of the unique "
@@ -355,7 +355,7 @@ def check_effective_data(epoch_steps: float | None, unit: str = "steps") -> None
         raise ValueError(f"epoch_steps must be a finite number of optimizer steps > 0, got {epoch_steps!r}")
 
 
-def predict_converged(t, loss, *, family: str = "average", irreducible: float = 0.0, unit: str = "steps",
+def predict_converged(t, loss, *, family: str = "average", irreducible: float = 0.0, time_axis: str = "steps",
                       confidence: float = 0.9, max_relative_width: float = 0.1, known_floor: bool = False,
                       warm_start: dict[str, list[float]] | None = None, epoch_steps: float | None = None) -> ConvergedPrediction:
     """Predict a run's converged loss from its learning curve so far (see the module docstring).
@@ -363,9 +363,9 @@ def predict_converged(t, loss, *, family: str = "average", irreducible: float = 
     Args:
         t, loss: the points (time > 0 increasing: steps or summed learning rate).
         family: "power", "exponential", "average" (both, Domhan et al. 2015) or "effective_data" (alone; a
-            constant learning rate, ``unit="steps"``; needs ``epoch_steps``).
+            constant learning rate, ``time_axis="steps"``; needs ``epoch_steps``).
         irreducible: the lower bound of the converged loss (e.g. L(D) of the data seen).
-        unit, confidence, max_relative_width: as in :func:`~lightning_scaling.fitting.fit_learning_curve`.
+        time_axis, confidence, max_relative_width: as in :func:`~lightning_scaling.fitting.fit_learning_curve`.
         known_floor: ``irreducible`` is a known bound of the converged loss (L(D) of the data seen, [H] 6):
             a family whose fit goes down to it predicts the floor, and that is trusted (a known bound is not
             an untrustworthy fit); otherwise a fit at its lower bound means the curve has not bent yet.
@@ -379,7 +379,7 @@ def predict_converged(t, loss, *, family: str = "average", irreducible: float = 
     """
     check_family(family)
     if family == "effective_data":
-        check_effective_data(epoch_steps, unit)
+        check_effective_data(epoch_steps, time_axis)
     ta, la = np.asarray(t, dtype=float), np.asarray(loss, dtype=float)
     names = ("power", "exponential") if family == "average" else (family,)  # effective_data: alone
     fits, errors = [], []
@@ -387,7 +387,7 @@ def predict_converged(t, loss, *, family: str = "average", irreducible: float = 
         try:
             warm = (warm_start or {}).get(name)
             if name == "power":
-                fits.append(_power_family(ta, la, irreducible, unit, confidence, max_relative_width, warm))
+                fits.append(_power_family(ta, la, irreducible, time_axis, confidence, max_relative_width, warm))
             elif name == "effective_data":
                 fits.append(fit_effective_data_curve(ta, la, epoch_steps=epoch_steps, irreducible=irreducible,
                                                      confidence=confidence, max_relative_width=max_relative_width,

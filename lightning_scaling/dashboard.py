@@ -47,11 +47,14 @@ LAYOUT: dict[str, dict[str, list]] = {
 _written: set[str] = set()
 
 
-def ensure_layout(trainer: Any) -> bool:
-    """Write :data:`LAYOUT` once per TensorBoard log directory, from global rank zero. Idempotent."""
+def ensure_layout(trainer: Any) -> None:
+    """Write :data:`LAYOUT` once per TensorBoard log directory, from global rank zero. Idempotent.
+
+    Args:
+        trainer: the ``Trainer`` whose TensorBoard loggers get the layout; other loggers are left alone.
+    """
     if not getattr(trainer, "is_global_zero", True):
-        return False
-    wrote = False
+        return
     for logger in getattr(trainer, "loggers", []) or []:
         experiment = getattr(logger, "experiment", None)
         if not hasattr(experiment, "add_custom_scalars"):
@@ -62,8 +65,6 @@ def ensure_layout(trainer: Any) -> bool:
         experiment.add_custom_scalars(LAYOUT)
         experiment.flush()
         _written.add(key)
-        wrote = True
-    return wrote
 
 
 def _pyplot():

@@ -226,16 +226,16 @@ def _theta_to_law(theta: np.ndarray, c_mode, unit: str, source: str) -> PowerLaw
                     source=source)
 
 
-def fit_power_law(x, y, *, unit: str = "tokens", irreducible: bool | float = False, bootstrap: int = 0,
-                  seed: int | None = None, confidence: float = 0.95,
+def fit_power_law(x, y, *, unit: str = "tokens", irreducible: float = 0.0, fit_irreducible: bool = False,
+                  bootstrap: int = 0, seed: int | None = None, confidence: float = 0.95,
                   progress: Callable[[int], None] | None = None) -> PowerLawFit:
     """Fit ``L(x) = irreducible + (scale/x)^exponent`` by least squares on log L ([K] eq 1.1-1.3).
 
     Args:
         x, y: positive, finite points (e.g. tokens and loss), at least 3 (4 when fitting the constant).
         unit: the unit of x, one of :data:`lightning_scaling.laws.UNITS`.
-        irreducible: ``False`` for Kaplan's pure power law, ``True`` to fit the constant L_inf
-            ([H] eq 1.1, bounded to [0, min(y))), or a number to hold it fixed.
+        irreducible: the constant L_inf held fixed (a number >= 0); 0 is Kaplan's pure power law.
+        fit_irreducible: fit L_inf instead ([H] eq 1.1, bounded to [0, min(y))); ``irreducible`` must then be 0.
         bootstrap: number of resamples (with replacement) for percentile intervals of the parameters.
         seed: random seed of the bootstrap.
         confidence: level of the bootstrap intervals.
@@ -246,9 +246,13 @@ def fit_power_law(x, y, *, unit: str = "tokens", irreducible: bool | float = Fal
     """
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
-    if not (isinstance(irreducible, bool) or (isinstance(irreducible, (int, float)) and math.isfinite(irreducible)
-                                                and irreducible >= 0)):
-        raise ValueError("irreducible must be True, False or a finite number >= 0")
+    if isinstance(irreducible, bool):
+        raise TypeError("irreducible is the fixed constant L_inf (a number >= 0); to fit it, pass fit_irreducible=True")
+    if not (isinstance(irreducible, (int, float)) and math.isfinite(irreducible) and irreducible >= 0):
+        raise ValueError(f"irreducible must be a finite number >= 0, got {irreducible!r}")
+    if fit_irreducible and irreducible:
+        raise ValueError("give a fixed irreducible or fit_irreducible=True, not both")
+    irreducible = True if fit_irreducible else float(irreducible)  # the solver's mode: fit it, or hold it fixed
     if int(bootstrap) < 0 or not (0 < confidence < 1):
         raise ValueError("bootstrap must be >= 0 and confidence in (0, 1)")
     xa, ya = _as_points(x, y, min_points=4 if irreducible is True else 3)
@@ -313,7 +317,7 @@ class LearningCurveFit:
         return self.success
 
 
-def fit_learning_curve(t, loss, *, irreducible: float = 0.0, unit: str = "steps",
+def fit_learning_curve(t, loss, *, irreducible: float = 0.0, time_axis: str = "steps",
                        confidence: float = 0.9, max_relative_width: float = 0.1,
                        warm_start: Sequence[float] | None = None) -> LearningCurveFit:
     """Fit ``L(t) = L_conv + (t_c/t)^alpha`` to one run's losses ([K] eq 5.6 at fixed N).
@@ -326,7 +330,7 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, unit: str = "steps"
         t: time of each point, > 0: optimizer steps, or the summed learning rate ([T]).
         loss: the monitored loss at those times.
         irreducible: a known floor of the loss (e.g. L(D) for the data seen, or the data entropy).
-        unit: "steps" or "lr_sum" (recorded on the returned law).
+        time_axis: what ``t`` counts, "steps" or "lr_sum" (the returned law's ``unit``).
         confidence: level of the converged-loss interval.
         max_relative_width: an interval wider than this fraction of L_conv makes the fit untrusted.
         warm_start: ``(converged_loss, scale, exponent)`` of an earlier fit to (most of) the same points: one
@@ -354,7 +358,7 @@ def fit_learning_curve(t, loss, *, irreducible: float = 0.0, unit: str = "steps"
     if theta is None or not ok:
         return LearningCurveFit(None, nan, nan, nan, (nan, nan), False, False, f"did not converge: {message}",
                                 ta.size, nan)
-    law = _theta_to_law(theta, True, unit, "fit_learning_curve")
+    law = _theta_to_law(theta, True, time_axis, "fit_learning_curve")
     c = law.irreducible
     rmse = math.sqrt(cost / ta.size)
     dof = max(ta.size - 3, 1)

@@ -191,20 +191,20 @@ class OverfittingLaw(_JsonMixin):
     ([K]: without embeddings; ``corpus.ld.overfitting_law``: all of them), D tokens.
     """
 
-    n_c: float
-    d_c: float
-    alpha_n: float
-    alpha_d: float
+    N_c: float
+    D_c: float
+    alpha_N: float
+    alpha_D: float
     source: str = ""
 
     def __post_init__(self) -> None:
-        _check_fields(self, positive=("n_c", "d_c", "alpha_n", "alpha_d"))
+        _check_fields(self, positive=("N_c", "D_c", "alpha_N", "alpha_D"))
 
     def __call__(self, n_params: ArrayLike, n_tokens: ArrayLike) -> np.ndarray | float:
         n, d = _model_and_data(n_params, n_tokens)
-        inner = np.logaddexp((self.alpha_n / self.alpha_d) * (math.log(self.n_c) - np.log(n)),
-                             math.log(self.d_c) - np.log(d))
-        out = np.exp(self.alpha_d * inner)
+        inner = np.logaddexp((self.alpha_N / self.alpha_D) * (math.log(self.N_c) - np.log(n)),
+                             math.log(self.D_c) - np.log(d))
+        out = np.exp(self.alpha_D * inner)
         return float(out) if out.ndim == 0 else out
 
     def data_law(self, n_params: float) -> "ModelDataLaw":
@@ -217,7 +217,10 @@ class OverfittingLaw(_JsonMixin):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OverfittingLaw":
         _check_schema(data, "overfitting")
-        return cls(**{k: data[k] for k in ("n_c", "d_c", "alpha_n", "alpha_d", "source") if k in data})
+        # files written before the fields took the paper's names spell them in lower case
+        names = {"n_c": "N_c", "d_c": "D_c", "alpha_n": "alpha_N", "alpha_d": "alpha_D"}
+        data = {names.get(k, k): v for k, v in data.items()}
+        return cls(**{k: data[k] for k in ("N_c", "D_c", "alpha_N", "alpha_D", "source") if k in data})
 
 
 @dataclass(frozen=True)

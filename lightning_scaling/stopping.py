@@ -433,7 +433,7 @@ class StoppingRule:
         family = rule_family(self.family, self.floor_kind if floored else "data")
         try:
             fit = predict_converged(times, losses, family=family,
-                                    irreducible=min(base, min(losses) * (1 - 1e-6)), unit=axis,
+                                    irreducible=min(base, min(losses) * (1 - 1e-6)), time_axis=axis,
                                     max_relative_width=self.max_relative_width, known_floor=floored,
                                     warm_start=self.warm_start, epoch_steps=epoch_steps)
         except FitError as err:  # the points do not admit a fit (yet): no prediction at this point
@@ -652,7 +652,7 @@ def _since_best(smoothed: Sequence[float], min_delta: float) -> int:
 class ReplayResult:
     """The decisions of :class:`StoppingRule` over a finished run."""
 
-    stop_step: int | None  # the step at which the rule stops, or None
+    stopped_step: int | None  # the step at which the rule stops, or None
     converged_loss: float | None  # the prediction it stopped on, or the last trusted prediction (None: none)
     stop_index: int | None  # index of the stopping point in the inputs
     decisions: list[StopDecision] = field(repr=False, default_factory=list)
@@ -679,7 +679,7 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
 
     Example:
         >>> r = replay([100, 200, 300], [3.0, 2.5, 2.3], lr_sum=[0.1, 0.2, 0.3])
-        >>> r.stop_step is None, r.code.value
+        >>> r.stopped_step is None, r.code.value
         (True, 'waiting')
     """
     steps = [int(s) for s in steps]

@@ -27,7 +27,7 @@ OUT = ROOT / "lightning_scaling" / "data" / "demo_ld.json"
 def fit(points: LDPoints) -> PowerLaw:
     try:
         return fit_ld(points, source=(
-            f"lightning-scaling demo corpus: L(D) fitted (fit_power_law, irreducible=True) to the best converged "
+            f"lightning-scaling demo corpus: L(D) fitted (fit_power_law, fit_irreducible=True) to the best converged "
             f"val_loss over char GPTs of {min(points.n_params):,}-{max(points.n_params):,} parameters on "
             "pydoc_data.topics at D = "
             f"{', '.join(f'{d:,}' for d in points.tokens)} tokens; regenerate: python scripts/fit_demo_ld.py"))

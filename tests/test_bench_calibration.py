@@ -60,10 +60,10 @@ def test_small_subset_fills_every_table(capsys):
 def test_never_stopping_replay_keeps_the_stopping_replays_decisions():
     curve = bc.load_source("stdlib")[0]
     run = bc.replay_run(curve, "stdlib", "A")
-    assert run.stop_step is not None and run.decisions[-1].step > run.stop_step
+    assert run.stopped_step is not None and run.decisions[-1].step > run.stopped_step
     assert all(d.prediction > 0 and math.isfinite(d.error) and d.n_fitted >= 6 for d in run.decisions)
     assert [d.n_fitted for d in run.decisions] == sorted(d.n_fitted for d in run.decisions)
-    assert run.stop_ratio == pytest.approx(bc.loss_at(curve, run.stop_step) / bc.reference(curve)[0])
+    assert run.stop_ratio == pytest.approx(bc.loss_at(curve, run.stopped_step) / bc.reference(curve)[0])
 
 
 def decision(run: str, e: float, g: float = 0.1) -> bc.Decision:

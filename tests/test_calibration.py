@@ -81,8 +81,8 @@ def test_held_out_sources_are_covered_and_no_default_stop_is_unsafe(samples):
                 d = next((d for d in reversed(result.decisions) if d.step <= f * length and d.trusted), None)
                 if d is not None:
                     cover.append(d.interval[0] <= ref <= d.interval[1])
-            if result.stop_step is not None:
-                known = loss_at(curve, result.stop_step)
+            if result.stopped_step is not None:
+                known = loss_at(curve, result.stopped_step)
                 later = smooth(curve.val_loss)[result.stop_index + 1:]
                 unsafe += known > 1.15 * later.min() if is_luo(curve) and later.size else known > 1.2 * ref
         assert len(cover) >= 10 and np.mean(cover) >= 0.75, held

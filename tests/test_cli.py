@@ -64,7 +64,7 @@ def test_fit_ld_table_writes_the_json_datalimitgap_reads_with_bootstrap_interval
     table = tmp_path / "runs.csv"
     table.write_text("tokens,loss\n" + "\n".join(f"{x},{law(x) * (1 + 0.002 * rng.standard_normal())}" for x in d))
     out_json, png = tmp_path / "ld.json", tmp_path / "ld.png"
-    assert main(["fit", str(table), "--law", "ld", "--irreducible", "--out", str(out_json), "--plot", str(png),
+    assert main(["fit", str(table), "--law", "ld", "--fit-irreducible", "--out", str(out_json), "--plot", str(png),
                  "--bootstrap", "40", "--json"]) == 0
     captured = capsys.readouterr()
     assert "bootstrap" in captured.err and "40/40" in captured.err  # the bar over the resamples (tqdm)
@@ -80,7 +80,7 @@ def test_fit_ld_table_writes_the_json_datalimitgap_reads_with_bootstrap_interval
 def test_fit_nd_kaplan_table_writes_the_l_n_d_datalimitgap_reads(tmp_path, capsys):
     from lightning_scaling import OverfittingLaw
 
-    truth = OverfittingLaw(n_c=2e5, d_c=4e5, alpha_n=0.25, alpha_d=0.3)
+    truth = OverfittingLaw(N_c=2e5, D_c=4e5, alpha_N=0.25, alpha_D=0.3)
     n = np.repeat([3e4, 8e4, 2e5, 5e5], 4)
     d = np.tile([3e4, 6e4, 1.3e5, 4e5], 4)
     table = tmp_path / "sweep.csv"
@@ -159,10 +159,10 @@ def test_replay_of_a_recorded_run_is_the_core_rule_on_its_curve(capsys):
     for row in rows:
         ref = replay(curve.steps, curve.val_loss, lr=curve.lr, threshold=row["threshold"], warmup_steps=50,
                      time_axis="lr_sum")
-        assert row["stop_step"] == ref.stop_step and row["predicted_converged"] == ref.converged_loss
+        assert row["stopped_step"] == ref.stopped_step and row["predicted_converged"] == ref.converged_loss
         assert row["best_loss"] == pytest.approx(curve.val_loss.min())
-        if ref.stop_step is not None:
-            assert row["flops_at_stop"] == pytest.approx(6 * curve.n_params * ref.stop_step
+        if ref.stopped_step is not None:
+            assert row["flops_at_stop"] == pytest.approx(6 * curve.n_params * ref.stopped_step
                                                          * curve.config["tokens_per_step"])
 
 
@@ -192,8 +192,8 @@ def test_replay_agrees_with_the_live_callback_and_skips_bad_runs(stopped_run, tm
     rows = json.loads(captured.out)
     at_11 = next(r for r in rows if r["threshold"] == 1.1)
     at_12 = next(r for r in rows if r["threshold"] == 1.2)
-    assert at_11["stop_step"] == stopped_step
-    assert at_12["stop_step"] < at_11["stop_step"] and at_12["flops_at_stop"] < at_11["flops_at_stop"]
+    assert at_11["stopped_step"] == stopped_step
+    assert at_12["stopped_step"] < at_11["stopped_step"] and at_12["flops_at_stop"] < at_11["flops_at_stop"]
     assert at_12["compute_saved"] > 0.5 and at_11["compute_saved"] == pytest.approx(0.0, abs=1e-9)
     assert main(["replay", log_dir, "--rule", "family=power"]) == 0
     table = capsys.readouterr().out.splitlines()
@@ -213,7 +213,7 @@ def test_replay_of_a_csvlogger_run_on_the_lr_sum_axis_agrees_with_the_live_callb
     assert stop.stopped_step is not None
     (row,) = run_json(capsys, ["replay", logger.log_dir, "--time-axis", "lr_sum", "--warmup-steps", "30",
                                "--rule", "family=power"])
-    assert row["stop_step"] == stop.stopped_step
+    assert row["stopped_step"] == stop.stopped_step
 
 
 @pytest.mark.slow
@@ -230,9 +230,9 @@ def test_replay_takes_the_data_floor_the_live_callback_had_from_datalimitgap(tmp
     trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
     assert stop.stopped_step is not None and stop.stopped_step < 1000
     (row,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "family=power"])
-    assert row["stop_step"] == stop.stopped_step
+    assert row["stopped_step"] == stop.stopped_step
     (no_floor,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "family=power", "--no-data-floor"])
-    assert no_floor["stop_step"] is None or no_floor["stop_step"] > stop.stopped_step
+    assert no_floor["stopped_step"] is None or no_floor["stopped_step"] > stop.stopped_step
 
 
 @pytest.mark.slow
@@ -243,7 +243,7 @@ def test_with_an_ln_d_floor_the_live_rule_fits_the_power_law_and_replay_does_the
 
     # at N = 1e9, L(64 examples) = 0.9: below the curve's limit 1.0, where the power law fits it exactly and the
     # exponential does not
-    law = OverfittingLaw(n_c=1.0, d_c=51.84, alpha_n=0.3, alpha_d=0.5)
+    law = OverfittingLaw(N_c=1.0, D_c=51.84, alpha_N=0.3, alpha_D=0.5)
     stop = ExtraEarlyStopping(calibration=False, verbose=False)
     logger = TensorBoardLogger(tmp_path, name="run")
     trainer = make_trainer(tmp_path, [EffectiveEpochs(tokens_per_example=1), DataLimitGap(law, n_params=10**9), stop],
@@ -254,9 +254,9 @@ def test_with_an_ln_d_floor_the_live_rule_fits_the_power_law_and_replay_does_the
     assert stop.stopped_step is not None
     assert "L(N, D_seen)" in capsys.readouterr().out  # DataLimitGap's note at setup
     (row,) = run_json(capsys, ["replay", logger.log_dir])
-    assert (row["family"], row["stop_step"]) == ("power", stop.stopped_step)
+    assert (row["family"], row["stopped_step"]) == ("power", stop.stopped_step)
     (power,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "family=power", "--rule", "floor_kind=data"])
-    assert (power["family"], power["stop_step"]) == ("power", stop.stopped_step)
+    assert (power["family"], power["stopped_step"]) == ("power", stop.stopped_step)
     (averaged,) = run_json(capsys, ["replay", logger.log_dir, "--rule", "floor_kind=data"])
     assert averaged["family"] == "average"  # the logged floor kind is what made it the power law
 
@@ -269,7 +269,7 @@ def test_report_draws_the_three_figures_and_names_what_it_cannot_draw(stopped_ru
     reports = run_json(capsys, ["report", log_dir, str(corpus("s")[0]), "--out", str(tmp_path / "rep"),
                                 "--law", str(law), "--rule", "family=power"])
     live, recorded = reports
-    assert live["stop_step"] == stopped_step
+    assert live["stopped_step"] == stopped_step
     assert [Path(f).name for f in live["figures"]] == ["learning_curve.png", "loss_vs_flops.png", "loss_vs_data.png"]
     assert all(Path(f).stat().st_size > 1000 for f in live["figures"]) and live["not_drawn"] == []
     assert live["fit_converged_loss"] == pytest.approx(1.0, abs=0.05)  # CurveRegressor: L = 1 + (40/S)^0.7
@@ -307,12 +307,12 @@ def test_fit_from_log_directories_of_real_runs_with_one_broken(tmp_path, capsys)
     (tmp_path / "runs" / "broken" / "events.out.tfevents.0.host.0").write_bytes(b"\x00garbage" * 64)
     capsys.readouterr()
     out_json = tmp_path / "ld.json"
-    code = main(["fit", str(tmp_path / "runs"), "--law", "ld", "--irreducible", "--out", str(out_json), "--json"])
+    code = main(["fit", str(tmp_path / "runs"), "--law", "ld", "--fit-irreducible", "--out", str(out_json), "--json"])
     captured = capsys.readouterr()
     assert code == 1 and "broken: corrupt event file" in captured.err
     out = json.loads(captured.out)
     assert sorted(p["data"] for p in out["points"]) == sizes  # every example seen: distinct = D
-    ref = fit_power_law(sizes, best, unit="examples", irreducible=True).law
+    ref = fit_power_law(sizes, best, unit="examples", fit_irreducible=True).law
     got = PowerLaw.from_json(out_json)
     assert got.unit == "examples" and DataLimitGap(law=str(out_json)).law == got
     for name in ("scale", "exponent", "irreducible"):
@@ -348,7 +348,7 @@ def test_rule_options_pass_through_to_the_core_rule(capsys):
     rows = run_json(capsys, ["replay", str(path), "--warmup-steps", "50", "--rule", "family=power",
                              "--rule", "smoothing=0.3", "--rule", "min_points=8"])
     ref = replay(curve.steps, curve.val_loss, threshold=rows[0]["threshold"], warmup_steps=50, config=config)
-    assert rows[0]["stop_step"] == ref.stop_step and rows[0]["predicted_converged"] == ref.converged_loss
+    assert rows[0]["stopped_step"] == ref.stopped_step and rows[0]["predicted_converged"] == ref.converged_loss
     assert main(["replay", str(path), "--rule", "no_such_option=1"]) == 2
     assert "no_such_option" in capsys.readouterr().err
     assert main(["replay", str(path), "--rule", "family=nope"]) == 2  # the rule's own ValueError, one line
@@ -491,7 +491,7 @@ def test_a_killed_and_resumed_run_replays_to_its_live_stop_with_no_options_retyp
     trainer(tmp_path, [EffectiveEpochs(), resumed], logger).fit(CurveRegressor(), *data, ckpt_path=str(ckpt))
     assert resumed.stopped_step == reference.stopped_step
     (row,) = run_json(capsys, ["replay", logger.log_dir])
-    assert row["stop_step"] == resumed.stopped_step
+    assert row["stopped_step"] == resumed.stopped_step
     assert "lightning_scaling.json" in row["options_from"]
 
 

@@ -66,16 +66,16 @@ def test_a_resumed_tensorboard_run_replays_to_the_live_decision(tmp_path, capsys
     """Killed at step 800 after its loss went bad at 400, resumed from the checkpoint at 400: the resumed session
     writes 416-800 again, and the live rule (restored at 400) stopped at 1072 on the values written last."""
     live = replay(STEPS, CURVE, threshold=1.1)
-    assert live.stop_step == 1072
+    assert live.stopped_step == 1072
     first, resumed = STEPS <= 800, STEPS > 400
     bad = CURVE * np.where(STEPS > 400, 1.3, 1.0)  # what the first session wrote after its checkpoint
     first_values = np.concatenate([bad[first], CURVE[STEPS > 800]])
-    assert replay(STEPS, first_values, threshold=1.1).stop_step != 1072  # the first values give another decision
+    assert replay(STEPS, first_values, threshold=1.1).stopped_step != 1072  # the first values give another decision
     second = resumed & (STEPS <= 1072)
     run = write_events(tmp_path / "run" / "version_0", [(STEPS[first], bad[first]), (STEPS[second], CURVE[second])])
     stopping_info(run, {"stopped_step": 1072, "reason": "threshold", "n_points": 67})
     (row,), err = replay_json(capsys, [str(run)])
-    assert row["stop_step"] == 1072 and row["predicted_converged"] == pytest.approx(live.converged_loss)
+    assert row["stopped_step"] == 1072 and row["predicted_converged"] == pytest.approx(live.converged_loss)
     assert row["resumed_at"] == [416] and row["log_warning"] is None and err == ""
 
 
@@ -101,10 +101,10 @@ def test_a_replay_that_disagrees_with_the_live_stop_says_so_unless_the_options_w
     run = write_events(tmp_path / "run", [(STEPS, CURVE)])
     stopping_info(run, {"stopped_step": 900, "reason": "smoothed loss reached 1.1 x ...", "n_points": 56})
     (row,), err = replay_json(capsys, [str(run)])
-    assert row["stop_step"] == 1072 and row["live_stop_step"] == 900
+    assert row["stopped_step"] == 1072 and row["live_stop_step"] == 900
     assert err.count("\n") == 1 and "stops at step 1072, the live run stopped at step 900 (smoothed loss" in err
     (row,), err = replay_json(capsys, [str(run), "--warmup-steps", "200"])  # other options: no live decision to meet
-    assert row["stop_step"] == replay(STEPS, CURVE, warmup_steps=200).stop_step and err == ""
+    assert row["stopped_step"] == replay(STEPS, CURVE, warmup_steps=200).stopped_step and err == ""
     _, err = replay_json(capsys, [str(run), "--threshold", "1.2"])
     assert err == ""
 
@@ -148,18 +148,18 @@ def test_replay_uses_the_options_in_the_run_info_file_and_the_command_line_overr
     stopping_info(run, time_axis="lr_sum", warmup_steps=200)
     live = replay(STEPS, CURVE, lr_sum=lr_sum, threshold=1.1, warmup_steps=200)
     by_default = replay(STEPS, CURVE, threshold=1.1)
-    assert live.stop_step != by_default.stop_step  # so the options make a difference
+    assert live.stopped_step != by_default.stopped_step  # so the options make a difference
     (row,), _ = replay_json(capsys, [str(run)])
-    assert row["stop_step"] == live.stop_step and row["options_from"] == "lightning_scaling.json"
+    assert row["stopped_step"] == live.stopped_step and row["options_from"] == "lightning_scaling.json"
     assert row["options"]["warmup_steps"] == 200 and row["options"]["time_axis"] == "lr_sum"
     (row,), _ = replay_json(capsys, [str(run), "--warmup-steps", "0", "--time-axis", "steps"])  # 0 overrides too
-    assert row["stop_step"] == by_default.stop_step
+    assert row["stopped_step"] == by_default.stopped_step
     assert row["options_from"] == "lightning_scaling.json + command line (time_axis, warmup_steps)"
     (row,), _ = replay_json(capsys, [str(run), "--rule", "warmup_steps=0", "--threshold", "1.2"])
-    assert row["stop_step"] == replay(STEPS, CURVE, lr_sum=lr_sum, threshold=1.2).stop_step
+    assert row["stopped_step"] == replay(STEPS, CURVE, lr_sum=lr_sum, threshold=1.2).stopped_step
     plain = write_events(tmp_path / "plain", [(STEPS, CURVE)])
     (row,), _ = replay_json(capsys, [str(plain)])
-    assert row["stop_step"] == by_default.stop_step and row["options_from"] == "defaults"
+    assert row["stopped_step"] == by_default.stopped_step and row["options_from"] == "defaults"
     (row,), _ = replay_json(capsys, [str(plain), "--warmup-steps", "200"])
     assert row["options_from"] == "command line"
     assert main(["replay", str(run), str(plain)]) == 0  # the table says where each row's options came from
@@ -171,13 +171,13 @@ def test_replay_uses_the_options_in_the_run_info_file_and_the_command_line_overr
 def test_the_logged_data_floor_setting_and_its_override(tmp_path, capsys):
     floor = np.full(STEPS.size, 1.05)
     run = write_events(tmp_path / "run", [(STEPS, CURVE)], **{"scaling/ld_loss": floor})
-    with_floor = replay(STEPS, CURVE, floor=list(floor), threshold=1.1).stop_step
+    with_floor = replay(STEPS, CURVE, floor=list(floor), threshold=1.1).stopped_step
     assert with_floor != 1072
     run_info.write(run, "stopping", {"use_data_floor": False, "options": {"threshold": 1.1}})
     (row,), _ = replay_json(capsys, [str(run)])
-    assert row["stop_step"] == 1072 and row["options"]["use_data_floor"] is False
+    assert row["stopped_step"] == 1072 and row["options"]["use_data_floor"] is False
     (row,), _ = replay_json(capsys, [str(run), "--data-floor"])
-    assert row["stop_step"] == with_floor
+    assert row["stopped_step"] == with_floor
 
 
 def test_bad_options_in_the_run_info_file_skip_that_run_naming_it(tmp_path, capsys):

@@ -16,7 +16,7 @@ from lightning_scaling.fitting import fit_chinchilla, fit_learning_curve, fit_ov
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# the reproducer: a noisy plateau after warm-up, with and without a floor
+# the reproducer of the crash on a plateau: a noisy plateau after warm-up, with and without a floor
 PLATEAU = [5.001257, 4.998679, 5.006404, 5.001049, 4.994643, 5.003616]
 
 
@@ -47,7 +47,7 @@ def _floor(draw_value, losses):
 def test_the_reproducer_returns_decisions():
     for floor in (None, 4.827447):
         out = replay(list(range(10, 70, 10)), PLATEAU, floor=floor)
-        assert out.stop_step is None and len(out.decisions) == 6
+        assert out.stopped_step is None and len(out.decisions) == 6
         assert all(isinstance(d.reason, str) and d.reason for d in out.decisions)
 
 
@@ -108,7 +108,7 @@ def test_curve_fits_return_or_raise_fit_error(curve, floor_frac):
 def test_power_law_fits_return_or_raise_fit_error(curve, irreducible):
     x, y = curve
     try:
-        fit = fit_power_law(np.asarray(x, dtype=float) * 1e3, y, irreducible=irreducible)
+        fit = fit_power_law(np.asarray(x, dtype=float) * 1e3, y, fit_irreducible=irreducible)
     except FitError:
         return
     assert fit.success == (fit.law is not None)

@@ -128,7 +128,7 @@ def test_smoothing_is_a_centred_moving_average():
 def test_a_recorded_curve_replays_through_the_stopping_rule(curves):
     c = next(c for c in curves[0] if c.config["schedule"] == "cosine")
     r = replay(c.steps, c.val_loss, lr=c.lr, warmup_steps=100)
-    assert len(r.decisions) == (r.stop_index + 1 if r.stop_step is not None else c.steps.size)
+    assert len(r.decisions) == (r.stop_index + 1 if r.stopped_step is not None else c.steps.size)
 
 
 def test_load_curve_reads_a_csvlogger_folder(tmp_path):

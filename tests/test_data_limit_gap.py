@@ -69,7 +69,7 @@ def test_data_limit_gap_with_a_law_of_n_and_d_floors_at_this_models_limit(tmp_pa
     from lightning_scaling import ChinchillaLaw, OverfittingLaw
     from models import TinyLM, TokenData
 
-    law = OverfittingLaw(n_c=1e4, d_c=50.0, alpha_n=0.3, alpha_d=0.3)
+    law = OverfittingLaw(N_c=1e4, D_c=50.0, alpha_N=0.3, alpha_D=0.3)
     model = TinyLM()
     n = sum(p.numel() for p in model.parameters())
     gap = DataLimitGap(law)

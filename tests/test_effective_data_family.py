@@ -68,23 +68,23 @@ def test_predict_converged_fits_the_family_alone():
 def test_replay_stops_near_1_1_times_the_true_limit():
     y = noisy(seed=1)
     result = replay(T, y, config=ED, epoch_steps=U)
-    assert result.stop_step is not None
+    assert result.stopped_step is not None
     ratio = result.decisions[result.stop_index].smoothed_loss / 1.3
     assert ratio == pytest.approx(1.1, abs=0.03)
     # one value per point (as the callback logs it) decides the same
     per_point = replay(T, y, config=ED, epoch_steps=[U] * T.size)
-    assert per_point.stop_step == result.stop_step and per_point.converged_loss == result.converged_loss
+    assert per_point.stopped_step == result.stopped_step and per_point.converged_loss == result.converged_loss
     # a per-update value overrides the constructor's
     rule = StoppingRule(config=StopConfig(family="effective_data", epoch_steps=10 * U))
     stops = [rule.update(int(t), v, epoch_steps=U).should_stop for t, v in zip(T, y)]
-    assert int(T[stops.index(True)]) == result.stop_step
+    assert int(T[stops.index(True)]) == result.stopped_step
 
 
 def test_errors_say_what_to_do():
     with pytest.raises(ValueError, match="needs epoch_steps"):
         predict_converged(T, noisy(), family="effective_data")
     with pytest.raises(ValueError, match="optimizer steps"):
-        predict_converged(T, noisy(), family="effective_data", epoch_steps=U, unit="lr_sum")
+        predict_converged(T, noisy(), family="effective_data", epoch_steps=U, time_axis="lr_sum")
     with pytest.raises(ValueError, match="needs epoch_steps"):
         replay(T, noisy(), config=ED)
     with pytest.raises(ValueError, match="time_axis='steps'"):
@@ -129,12 +129,12 @@ def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tm
     # the logged inputs replay to the live decision
     replayed = replay([s for s, _, _ in points], [v for _, v, _ in points], config=ED,
                       epoch_steps=[u for _, _, u in points])
-    assert replayed.stop_step == stop.stopped_step
+    assert replayed.stopped_step == stop.stopped_step
     # and so does the command line, which reads scaling/epoch_steps from the log (or takes --rule epoch_steps=U)
     for extra in ([], ["--rule", "epoch_steps=8"]):
         assert main(["replay", logger.log_dir, "--rule", "family=effective_data", *extra, "--json"]) == 0
         (row,) = json.loads(capsys.readouterr().out)
-        assert row["stop_step"] == stop.stopped_step
+        assert row["stopped_step"] == stop.stopped_step
 
 
 def test_callback_without_a_way_to_know_the_epoch(tmp_path):

@@ -82,7 +82,7 @@ def test_tune_threshold_on_the_recorded_runs():
     assert low < high and len(outcomes_low) == len(outcomes_high) == 3
     for a, b in zip(outcomes_low, outcomes_high):
         assert a.run == b.run
-        if a.stop_step is not None:
-            assert b.stop_step is not None and b.stop_step <= a.stop_step  # a higher threshold stops no later
-        if b.stop_step is not None:
+        if a.stopped_step is not None:
+            assert b.stopped_step is not None and b.stopped_step <= a.stopped_step  # a higher threshold stops no later
+        if b.stopped_step is not None:
             assert b.stop_ratio > 0.98  # not below the converged loss (up to the smoothing)

@@ -37,7 +37,7 @@ def test_stops_near_the_known_point_and_replay_agrees(tmp_path, capsys, fit_curv
     # Lightning logs val_loss one step early mid-epoch; the callback logs the points it used
     points = [(int(r["step"]), float(r["scaling/monitored_loss"])) for r in rows if r.get("scaling/monitored_loss")]
     replayed = replay([s for s, _ in points], [v for _, v in points])
-    assert replayed.stop_step == stop.stopped_step
+    assert replayed.stopped_step == stop.stopped_step
     assert replayed.converged_loss == pytest.approx(stop.decision.converged_loss, rel=1e-9)
     tags = {k for r in rows for k, v in r.items() if v}
     for tag in ("scaling/converged_loss", "scaling/converged_loss_low", "scaling/converged_loss_high",

@@ -35,11 +35,15 @@ def test_fit_power_law_fixed_and_fitted_constant_with_bootstrap():
     y = law(x) * np.exp(np.random.default_rng(1).normal(0, 0.003, x.size))
     fixed = fit_power_law(x, y, irreducible=1.5)
     assert fixed.law.irreducible == 1.5 and fixed.law.exponent == pytest.approx(0.3, rel=0.05)
-    fit = fit_power_law(x, y, irreducible=True, bootstrap=100, seed=0)
+    fit = fit_power_law(x, y, fit_irreducible=True, bootstrap=100, seed=0)
     assert fit.law.irreducible == pytest.approx(1.5, abs=0.05)
     lo, hi = fit.intervals["irreducible"]
     assert lo <= fit.law.irreducible <= hi and hi - lo < 0.2
-    assert fit_power_law(x, y, irreducible=True, bootstrap=100, seed=0).intervals == fit.intervals  # seeded
+    assert fit_power_law(x, y, fit_irreducible=True, bootstrap=100, seed=0).intervals == fit.intervals  # seeded
+    with pytest.raises(TypeError, match="fit_irreducible=True"):  # a bool is not a floor
+        fit_power_law(x, y, irreducible=True)
+    with pytest.raises(ValueError, match="not both"):
+        fit_power_law(x, y, irreducible=1.0, fit_irreducible=True)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -62,9 +66,10 @@ garbage = st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.
 
 
 @settings(max_examples=80, deadline=None)
-@given(x=garbage, y=garbage, irreducible=st.one_of(st.booleans(), st.floats(0, 5)))
+@given(x=garbage, y=garbage, irreducible=st.one_of(st.just("fit"), st.floats(0, 5)))
 def test_property_garbage_never_gives_nan_success(x, y, irreducible):
-    for fitter in (lambda: fit_power_law(x, y, irreducible=irreducible), lambda: fit_learning_curve(x, y)):
+    mode = {"fit_irreducible": True} if irreducible == "fit" else {"irreducible": irreducible}
+    for fitter in (lambda: fit_power_law(x, y, **mode), lambda: fit_learning_curve(x, y)):
         try:
             fit = fitter()
         except FitError:
@@ -259,14 +264,14 @@ def test_the_analytic_jacobians_match_finite_differences():
 def test_fit_overfitting_law_recovers_a_known_sweep():
     from lightning_scaling import OverfittingLaw, fit_overfitting_law
 
-    truth = OverfittingLaw(n_c=2e5, d_c=4e5, alpha_n=0.25, alpha_d=0.3)
+    truth = OverfittingLaw(N_c=2e5, D_c=4e5, alpha_N=0.25, alpha_D=0.3)
     n = np.repeat([3e4, 8e4, 2e5, 5e5], 4)
     d = np.tile([3e4, 6e4, 1.3e5, 4e5], 4)
     loss = truth(n, d) * np.exp(np.random.default_rng(0).normal(0, 0.003, n.size))
     fit = fit_overfitting_law(n, d, loss)
     assert fit.success and fit.rmse < 0.01
     assert fit.law(n, d) == pytest.approx(truth(n, d), rel=0.01)
-    assert fit.law.alpha_d == pytest.approx(0.3, rel=0.15)
+    assert fit.law.alpha_D == pytest.approx(0.3, rel=0.15)
     with pytest.raises(FitError, match="distinct values of n_params"):
         fit_overfitting_law([1e5] * 6, [1e4, 2e4, 4e4, 8e4, 1.6e5, 3.2e5], [2.0, 1.9, 1.8, 1.7, 1.6, 1.5])
     with pytest.raises(FitError, match="dataset sizes"):

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py (the GPU-only checks of issue #3) runs end to end; here on CPU, as a smoke test.
+"""benchmarks/gpu_check.py (the GPU-only checks) runs end to end; here on CPU, as a smoke test.
 
 On a CUDA machine the same script checks the per-step hooks for device syncs and logs MFU against the peak.
 """

@@ -78,7 +78,7 @@ def test_chinchilla_law_and_its_data_slice():
 def test_overfitting_law_is_kaplan_eq_1_5_and_round_trips():
     from lightning_scaling import OverfittingLaw, load_law
 
-    law = OverfittingLaw(n_c=8.8e13, d_c=5.4e13, alpha_n=0.076, alpha_d=0.095, source="[K] Table 2")
+    law = OverfittingLaw(N_c=8.8e13, D_c=5.4e13, alpha_N=0.076, alpha_D=0.095, source="[K] Table 2")
     n, d = 1e9, 1e10
     expected = ((8.8e13 / n) ** (0.076 / 0.095) + 5.4e13 / d) ** 0.095
     assert law(n, d) == pytest.approx(expected, rel=1e-12)
@@ -86,8 +86,11 @@ def test_overfitting_law_is_kaplan_eq_1_5_and_round_trips():
     assert law(1e30, d) == pytest.approx((5.4e13 / d) ** 0.095, rel=1e-6)  # L(D) as N -> infinity
     assert law.data_law(n)(d) == law(n, d) and law.data_law(n).unit == "tokens"
     assert load_law(law.to_json()) == law == OverfittingLaw.from_json(law.to_json())
+    older = {"schema_version": 1, "kind": "overfitting", "n_c": 8.8e13, "d_c": 5.4e13, "alpha_n": 0.076,
+             "alpha_d": 0.095, "source": "[K] Table 2"}  # a file written before the fields took the paper's names
+    assert OverfittingLaw.from_dict(older) == law
     with pytest.raises(ValueError):
-        OverfittingLaw(n_c=-1.0, d_c=1.0, alpha_n=0.1, alpha_d=0.1)
+        OverfittingLaw(N_c=-1.0, D_c=1.0, alpha_N=0.1, alpha_D=0.1)
     with pytest.raises(ValueError):
         law(0, d)
 

@@ -2,7 +2,7 @@
 
 The numbers for the whole corpus are in BENCHMARKS.md (benchmarks/bench_stopping.py). Here: the four model
 sizes at 64k tokens and the cosine run there, with the L(D) floor of each run fitted without that run's dataset
-size (held out), as in the benchmark. Where the issue's targets hold on this slice they are asserted as such
+size (held out), as in the benchmark. Where the stop-quality targets hold on this slice they are asserted as such
 (every run within 1.1 +- 0.05, the median within 1.1 +- 0.02, cosine error <= 5%); where they do not
 (constant-LR error <= 2%) the assertion is today's measured level, so that a regression fails CI: see
 BENCHMARKS.md for what is not met and why.
@@ -57,7 +57,7 @@ def test_prediction_at_the_stop_is_accurate_and_beats_the_naive_fit(corpus, scor
 
 def test_the_rule_stops_before_patience_based_early_stopping(corpus, scored):
     for name, q in scored.items():
-        assert q.stop_step < early_stopping_step(corpus[name], patience=10), name
+        assert q.stopped_step < early_stopping_step(corpus[name], patience=10), name
         assert q.steps_fraction < 0.8  # well before the converged point (0.48-0.76)
 
 
@@ -65,9 +65,9 @@ def test_data_limited_runs_are_reported_and_stopped_only_when_asked(corpus):
     c = corpus["l_d16k_const"]  # its 1.1x point falls in warm-up: the validation loss turns up at step ~175
     law = held_out(corpus, c)
     quiet = evaluate(c, floor_law=law, warmup_steps=WARMUP)
-    assert quiet.stop_step is None and quiet.data_limited
+    assert quiet.stopped_step is None and quiet.data_limited
     asked = evaluate(c, floor_law=law, warmup_steps=WARMUP, stop_when_data_limited=True)
-    assert asked.stop_step is not None and asked.stop_step < c.config["steps"]
+    assert asked.stopped_step is not None and asked.stopped_step < c.config["steps"]
 
 
 # With a sweep of model sizes the floor is L(N, D) ([K] eq 1.5) at the run's own N, fitted without the runs at its
@@ -90,7 +90,7 @@ def test_an_l_n_d_floor_stops_model_limited_runs(corpus, scored_nd):
     # with L(D), which every model is above, these model-limited runs never stop
     for name in ("l_dfull_const", "m_dfull_const", "m_dfull_wsd"):
         c = corpus[name]
-        assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stop_step is None, name
+        assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stopped_step is None, name
 
 
 # The opt-in effective-data family ([M]'s D' in epochs, R* fitted per run), with the same held-out L(D): it stops
@@ -108,7 +108,7 @@ def test_the_effective_data_family_stops_runs_the_default_never_stops(corpus):
     assert all(r is not None and abs(r - 1.1) <= 0.05 for r in ratios), ratios  # measured 1.064-1.128
     assert statistics.median(abs(q.stop_error) for q in scored.values()) <= 0.025  # measured 2.1%
     c = corpus["s_d256k_const"]
-    assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stop_step is None  # the default
+    assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stopped_step is None  # the default
 
 
 @pytest.fixture(scope="module")

@@ -29,18 +29,18 @@ def test_default_threshold_is_kaplan_b5():
 def test_replay_stops_near_1p1_times_the_converged_loss(noise):
     losses = curve(STEPS, noise=noise)
     result = replay(STEPS, losses)
-    assert result.stop_step is not None
+    assert result.stopped_step is not None
     assert result.converged_loss == pytest.approx(2.0, rel=0.03)
     smoothed_at_stop = result.decisions[-1].smoothed_loss
     assert smoothed_at_stop / 2.0 == pytest.approx(1.1, abs=0.03)
     # (300/S)^0.5 = 0.2 at S = 7500: the rule stops about there, far before the end of the run
-    assert 5000 <= result.stop_step <= 10000
+    assert 5000 <= result.stopped_step <= 10000
 
 
 def test_no_stop_on_a_curve_that_has_not_bent():
     losses = 10 * STEPS[:40] ** -0.3
     result = replay(STEPS[:40], losses)
-    assert result.stop_step is None
+    assert result.stopped_step is None
     assert all(not d.trusted for d in result.decisions if d.converged_loss is not None)
 
 
@@ -49,16 +49,16 @@ def test_nan_points_are_skipped():
     losses[[10, 50, 90]] = [np.nan, np.inf, np.nan]
     clean = replay(np.delete(STEPS, [10, 50, 90]), np.delete(losses, [10, 50, 90]))
     dirty = replay(STEPS, losses)
-    assert dirty.stop_step == clean.stop_step
+    assert dirty.stopped_step == clean.stopped_step
     assert "non-finite" in dirty.decisions[10].reason
 
 
 def test_learning_rate_axis_with_constant_lr_gives_the_same_stop():
     losses = curve(STEPS, t_c=310.0)  # (not 300: its 1.1x point falls exactly on an evaluation step)
     lr = np.full(STEPS.max(), 3e-4)
-    assert replay(STEPS, losses, lr=lr).stop_step == replay(STEPS, losses).stop_step
+    assert replay(STEPS, losses, lr=lr).stopped_step == replay(STEPS, losses).stopped_step
     lr_sum = np.cumsum(lr)[STEPS - 1]
-    assert replay(STEPS, losses, lr_sum=lr_sum).stop_step == replay(STEPS, losses).stop_step
+    assert replay(STEPS, losses, lr_sum=lr_sum).stopped_step == replay(STEPS, losses).stopped_step
 
 
 def test_state_dict_round_trip_gives_identical_decisions():
@@ -76,10 +76,10 @@ def test_state_dict_round_trip_gives_identical_decisions():
 def test_warmup_points_are_ignored_and_the_irreducible_part_is_used():
     losses = curve(STEPS)
     losses[:4] = 50.0  # warm-up garbage
-    assert replay(STEPS, losses, warmup_steps=int(STEPS[3])).stop_step == replay(STEPS[4:], losses[4:]).stop_step
+    assert replay(STEPS, losses, warmup_steps=int(STEPS[3])).stopped_step == replay(STEPS[4:], losses[4:]).stopped_step
     # with a known irreducible loss the rule applies to the reducible part: it stops later
-    plain = replay(STEPS, curve(STEPS)).stop_step
-    reducible = replay(STEPS, curve(STEPS), config=StopConfig(irreducible=1.0)).stop_step
+    plain = replay(STEPS, curve(STEPS)).stopped_step
+    reducible = replay(STEPS, curve(STEPS), config=StopConfig(irreducible=1.0)).stopped_step
     assert reducible > plain
 
 
@@ -90,9 +90,9 @@ def test_data_limited_curve_is_reported_and_stops_only_if_asked():
     result = replay(steps, losses, threshold=1.01)
     assert any(d.data_limited and d.code is StopReason.DATA_LIMITED and "data-limited" in d.reason
                for d in result.decisions)
-    assert result.stop_step is None
+    assert result.stopped_step is None
     stopped = replay(steps, losses, threshold=1.01, stop_when_data_limited=True)
-    assert stopped.stop_step is not None and stopped.code is StopReason.DATA_LIMITED
+    assert stopped.stopped_step is not None and stopped.code is StopReason.DATA_LIMITED
     assert "data-limited" in stopped.reason
 
 
@@ -155,13 +155,13 @@ def test_a_data_floor_above_the_fit_is_a_trusted_prediction():
     losses = curve(STEPS, conv=1.0, t_c=300.0, alpha=0.5)
     free = replay(STEPS, losses, config=StopConfig(family="power"))
     floored = replay(STEPS, losses, floor=1.5, config=StopConfig(family="power"))
-    assert floored.stop_step is not None and floored.converged_loss == pytest.approx(1.5, rel=1e-4)
+    assert floored.stopped_step is not None and floored.converged_loss == pytest.approx(1.5, rel=1e-4)
     assert any("data floor" in d.reason for d in floored.decisions)
-    assert floored.stop_step < (free.stop_step or STEPS.max() + 1)
+    assert floored.stopped_step < (free.stopped_step or STEPS.max() + 1)
     assert floored.decisions[-1].smoothed_loss <= 1.1 * 1.5 + 1e-9
     # the default averages in the saturating family, which may sit above the floor: never below it
     averaged = replay(STEPS, losses, floor=1.5)
-    assert averaged.stop_step is not None and averaged.converged_loss >= 1.5
+    assert averaged.stopped_step is not None and averaged.converged_loss >= 1.5
     assert averaged.decisions[averaged.stop_index].smoothed_loss <= 1.1 * averaged.converged_loss + 1e-9
 
 
@@ -204,9 +204,9 @@ def test_the_fallback_patience_stops_a_plateau_the_rule_is_unsure_on_and_is_off_
     rng = np.random.default_rng(0)
     steps = np.arange(100, 6001, 100)
     losses = 3.0 + 0.01 * rng.standard_normal(steps.size)
-    assert replay(steps, losses).stop_step is None
+    assert replay(steps, losses).stopped_step is None
     r = replay(steps, losses, config=StopConfig(fallback_patience=10, fallback_min_delta=0.01))
-    assert r.stop_step is not None and r.code is StopReason.PATIENCE and "fallback patience" in r.reason
+    assert r.stopped_step is not None and r.code is StopReason.PATIENCE and "fallback patience" in r.reason
     assert r.stop_index >= 10
     # a curve still falling is not stopped by it
     falling = replay(STEPS[:60], curve(STEPS[:60]), config=StopConfig(fallback_patience=5))
@@ -232,4 +232,4 @@ def test_auto_family_fits_the_power_law_to_a_models_own_floor_and_averages_under
     assert replay(STEPS, losses, floor=1.5, floor_kind="model").family == "power"
     # points given no floor (DataLimitGap could not count the data) are fitted as without L(N, D): the average
     unfloored = replay(STEPS, losses, floor_kind="model")
-    assert unfloored.family == "average" and unfloored.stop_step == replay(STEPS, losses).stop_step
+    assert unfloored.family == "average" and unfloored.stopped_step == replay(STEPS, losses).stopped_step

@@ -184,7 +184,7 @@ def _real_sweep():
     curves = load_luo_curves(model="25M")[:4]
     records = []
     for c in curves[:3]:
-        stop = replay(c.steps, c.val_loss, lr=c.lr).stop_step
+        stop = replay(c.steps, c.val_loss, lr=c.lr).stopped_step
         records.append(record_from_curve(c.name, c.steps, c.val_loss, n_params=c.n_params, lr=c.lr,
                                          until_step=stop, data="luo2025"))
     last = curves[3]

@@ -85,7 +85,7 @@ def test_the_readme_defaults_do_not_stop_early_on_the_corpus_runs_with_a_warm_up
     for curve in load_curves():
         for sink, options in ((ratios, {}), (old, {"warmup_steps": 0})):
             result = replay(curve.steps, curve.val_loss, lr=curve.lr, **options)
-            if result.stop_step is not None:
+            if result.stopped_step is not None:
                 known = curve.val_loss[: result.stop_index + 1]
                 sink.append(float(np.mean(known[-2:])) / converged_loss(curve))
     assert len(ratios) >= 22
@@ -120,7 +120,7 @@ def test_live_default_finds_the_warm_up_and_replay_of_its_logs_agrees(tmp_path):
     steps = [int(r["step"]) for r in rows]
     losses = [float(r["scaling/monitored_loss"]) for r in rows]
     out = replay(steps, losses, lr_sum=[float(r["scaling/lr_sum"]) for r in rows])
-    assert out.stop_step == stop.stopped_step
+    assert out.stopped_step == stop.stopped_step
     # the same as telling the rule the warm-up it found; fitting the warm-up's bump instead stops elsewhere
-    assert replay(steps, losses, warmup_steps=stop.rule.fit_after).stop_step == stop.stopped_step
-    assert replay(steps, losses, warmup_steps=0).stop_step != stop.stopped_step
+    assert replay(steps, losses, warmup_steps=stop.rule.fit_after).stopped_step == stop.stopped_step
+    assert replay(steps, losses, warmup_steps=0).stopped_step != stop.stopped_step

@@ -66,7 +66,7 @@ def ld_points(curves: Iterable[RecordedCurve], model: str | None = None,
 
 def fit_ld(points: LDPoints, source: str = "") -> PowerLaw:
     """Fit ``L(D) = L_inf + (D_c/D)^alpha_D`` to the points; FitError when it cannot be trusted."""
-    result = fit_power_law(points.tokens, points.losses, unit="tokens", irreducible=True)
+    result = fit_power_law(points.tokens, points.losses, unit="tokens", fit_irreducible=True)
     if not result.success or result.law is None:
         raise FitError(f"the L(D) fit cannot be trusted: {result.message}")
     law = result.law

@@ -1,4 +1,4 @@
-"""How good is the stopping rule on a recorded run? (issue: a stopping rule measured on real learning curves)
+"""How good is the stopping rule on a recorded run: its predictions, its stop and its compute.
 
 For one recorded curve (:mod:`lightning_scaling.corpus.curves`) and one set of :class:`StoppingRule` options,
 :func:`evaluate` replays the run through :func:`lightning_scaling.replay` -- exactly the live callback's
@@ -13,7 +13,7 @@ decisions -- and measures:
 
 :func:`naive_errors` gives the baseline: a plain three-parameter power law in steps fitted to the points
 after warm-up (no floor, no window, no stability test). Pure: no Lightning import except in
-:func:`early_stopping_step`, which runs Lightning's own ``EarlyStopping`` logic.
+:func:`early_stopping_step`, which replays the run through a ``Trainer`` with Lightning's ``EarlyStopping``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class RunQuality:
     converged_step: int
     full_steps: int
     errors: dict[float, float | None]  # fraction -> predicted / converged - 1 (None: no prediction yet)
-    stop_step: int | None
+    stopped_step: int | None
     stop_error: float | None  # prediction at the stop / converged - 1
     stop_ratio: float | None  # smoothed loss at the stop / converged
     data_limited: bool  # the rule reported the run data-limited before it could stop
@@ -55,7 +55,7 @@ class RunQuality:
     @property
     def steps_fraction(self) -> float | None:
         """Steps used at the stop over the steps to the converged point."""
-        return None if self.stop_step is None else self.stop_step / self.converged_step
+        return None if self.stopped_step is None else self.stopped_step / self.converged_step
 
 
 def time_axis(curve: RecordedCurve) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def evaluate(curve: RecordedCurve, *, floor_law: PowerLaw | None = None, **rule_
         errors[frac] = None if pred is None else pred / conv - 1
     stop_error = stop_ratio = floor_error = None
     on_floor = False
-    if result.stop_step is not None:
+    if result.stopped_step is not None:
         stop_error = None if result.converged_loss is None else result.converged_loss / conv - 1
         known = curve.val_loss[: result.stop_index + 1]
         stop_ratio = float(np.mean(known[-2:]) / conv)
@@ -91,9 +91,9 @@ def evaluate(curve: RecordedCurve, *, floor_law: PowerLaw | None = None, **rule_
             at_stop = floor[result.stop_index]
             floor_error = at_stop / conv - 1
             on_floor = result.converged_loss is not None and abs(result.converged_loss - at_stop) <= 1e-9 * at_stop
-    limited = any(d.data_limited for d in result.decisions) and result.stop_step is None
+    limited = any(d.data_limited for d in result.decisions) and result.stopped_step is None
     return RunQuality(curve.name, curve.config.get("schedule", "constant"), conv, cstep, int(curve.config["steps"]),
-                      errors, result.stop_step, stop_error, stop_ratio, limited, dict(rule_options), floor_error,
+                      errors, result.stopped_step, stop_error, stop_ratio, limited, dict(rule_options), floor_error,
                       on_floor)
 
 
@@ -114,18 +114,55 @@ def naive_errors(curve: RecordedCurve, warmup_steps: int = 100) -> dict[float, f
 def early_stopping_step(curve: RecordedCurve, patience: int = 10, min_delta: float = 0.002) -> int:
     """The step at which Lightning's ``EarlyStopping(patience, min_delta)`` stops on the run's ``val_loss``.
 
-    Runs Lightning's own criterion (``EarlyStopping._evaluate_stopping_criteria``) on each point; the run's
-    last step when it never stops.
+    Replays the recorded losses through a real ``Trainer`` (CPU, one optimizer step and one validation per
+    recorded point, a model that does nothing) with Lightning's ``EarlyStopping`` as its callback: Lightning's
+    own decision through its public interface. The run's last step when it never stops.
     """
+    import logging
+    import warnings
+
+    import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import EarlyStopping
 
-    es = EarlyStopping(monitor="val_loss", patience=patience, min_delta=min_delta, mode="min")
-    for step, value in zip(curve.steps, curve.val_loss):
-        stop, _ = es._evaluate_stopping_criteria(torch.tensor(float(value)))
-        if stop:
-            return int(step)
-    return int(curve.config["steps"])
+    class _Replay(pl.LightningModule):
+        """Logs the recorded ``val_loss`` of the next point at each validation."""
+
+        def __init__(self, values: np.ndarray) -> None:
+            super().__init__()
+            self.values, self.seen = values, 0
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch, batch_idx):
+            return (self.weight * 0.0).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", float(self.values[self.seen]))
+            self.seen += 1
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    values = np.asarray(curve.val_loss, dtype=float)
+    points = torch.utils.data.DataLoader([torch.zeros(1)] * values.size)
+    model = _Replay(values)
+    early = EarlyStopping(monitor="val_loss", patience=patience, min_delta=min_delta, mode="min",
+                          check_on_train_epoch_end=False)  # at each validation, not at the end of the one epoch
+    quiet = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning_fabric")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)  # the Trainer's banner, once per replayed run
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the do-nothing model's dataloader and logging warnings
+            trainer = pl.Trainer(accelerator="cpu", max_steps=values.size, val_check_interval=1,
+                                 num_sanity_val_steps=0, callbacks=[early], logger=False, enable_checkpointing=False,
+                                 enable_progress_bar=False, enable_model_summary=False)
+            trainer.fit(model, points, torch.utils.data.DataLoader([torch.zeros(1)]))
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+    return int(curve.steps[model.seen - 1]) if trainer.should_stop else int(curve.config["steps"])
 
 
 def loss_at(curve: RecordedCurve, step: int) -> float:
