@@ -275,9 +275,7 @@ def sweep_optimal(law: SweepLaw, compute_flop: float) -> ComputeAllocation:
 def sweep_data_limit(law: SweepLaw, data_size: float) -> float:
     """The budget (FLOPs) whose compute-efficient allocation (:func:`sweep_optimal`) processes ``data_size`` items.
 
-    Past it the compute-efficient run sees the data more than once: its loss is bounded by the data ([K] section
-    6.3's L(D)), and more data, not a bigger model, lowers it. ``D(C) = C^(r/(1+r)) / (k G)`` with ``N = G C^(1/(1+r))``
-    inverts in closed form.
+    ``D(C) = C^(r/(1+r)) / (k G)`` with ``N = G C^(1/(1+r))`` inverts in closed form.
 
     Raises:
         ValueError: a data size that is not a finite number > 0.
@@ -302,8 +300,8 @@ class BudgetPlan:
         fitted: True when the sweep's own exponents drove it, False for Kaplan's published allocation.
         steps: optimizer steps at the store's batch (fitted plans only).
         n_exponent, d_exponent: ``N ~ C^a``, ``D ~ C^b``.
-        data_size: the distinct items at hand, or None.
-        data_limit_flop: the budget whose allocation processes ``data_size`` items, or None.
+        data_size: the distinct items at hand, or None; ``passes``: how many passes over them the data supports.
+        data_limit_flop: the budget whose allocation processes ``passes x data_size`` items, or None.
         past_data_limit: the budget is past it ("more data, not a bigger model"), or None without a data size.
         crossover: [K]'s L(C)/L(D) crossover (Kaplan's published plan only), for comparison.
         note: why the published allocation stands in, or "".
@@ -317,22 +315,27 @@ class BudgetPlan:
     data_size: float | None
     data_limit_flop: float | None
     past_data_limit: bool | None
+    passes: float = 1.0
     crossover: Crossover | None = None
     note: str = ""
 
 
 def plan_budget(compute_flop: float, law: SweepLaw | None, data_size: float | None = None, *,
-                note: str = "") -> BudgetPlan:
+                passes: float = 1.0, note: str = "") -> BudgetPlan:
     """The compute-efficient N and D for ``compute_flop`` from a sweep's law, or Kaplan's when there is none.
 
     With ``law``: :func:`sweep_optimal`, :func:`allocation_exponents` and :func:`sweep_data_limit`. Without:
     [K] Table 6 (:func:`kaplan_optimal`, tokens), its data limit from Table 6's ``D = 2e10 C^0.27`` and [K] section
-    6.3's crossover (:func:`crossover`).
+    6.3's crossover (:func:`crossover`). The data limit is [K] section 6.3's argument for the data at hand: the
+    compute-efficient path reads more data as C grows; once it needs more than ``passes`` passes over the data at
+    hand, the loss is bounded by the data (L(D)), and more data, not a bigger model, lowers it.
 
     Args:
         compute_flop: the budget C in FLOPs.
         law: the sweep's law (None: Kaplan's published allocation).
         data_size: the distinct tokens (or examples, the law's unit) at hand, or None.
+        passes: the passes over them the data supports (1: fresh data, as [K]'s runs; a sweep's runs that
+            repeated their data show more, :attr:`SweepAccounting.passes`).
         note: why there is no law (kept on the plan, for the reader).
 
     Raises:
@@ -345,17 +348,18 @@ def plan_budget(compute_flop: float, law: SweepLaw | None, data_size: float | No
     """
     c = _positive("compute_flop", compute_flop)
     size = None if data_size is None else _positive("data_size", data_size)
+    usable = None if size is None else size * _positive("passes", passes)
     if law is not None:
         a = sweep_optimal(law, c)
         n_exp, d_exp = allocation_exponents(law.alpha_N, law.alpha_S)
-        limit = None if size is None else sweep_data_limit(law, size)
+        limit = None if usable is None else sweep_data_limit(law, usable)
         return BudgetPlan(a, True, a.n_tokens / law.items_per_step, n_exp, d_exp, size, limit,
-                          None if limit is None else c > limit, note=note)
+                          None if limit is None else c > limit, passes, note=note)
     a = kaplan_optimal(c / PF_DAY)
     tokens = presets.KAPLAN_TABLE6["tokens"]
-    limit = None if size is None else PF_DAY * (size / tokens.coefficient) ** (1.0 / tokens.exponent)
+    limit = None if usable is None else PF_DAY * (usable / tokens.coefficient) ** (1.0 / tokens.exponent)
     return BudgetPlan(a, False, None, presets.KAPLAN_TABLE6["n_params"].exponent, tokens.exponent, size, limit,
-                      None if limit is None else c > limit, crossover(), note)
+                      None if limit is None else c > limit, passes, crossover(), note)
 
 
 @dataclass(frozen=True)
@@ -369,6 +373,8 @@ class SweepAccounting:
         lr_per_step: the median summed learning rate per step at the runs' ends, or None without summed LRs.
         data_size: the largest D (distinct items) a record holds, or None.
         unit: what an item is (the records' most common unit).
+        passes: the most passes over its data a run made up to its lowest loss (1 when no record says): how often
+            the data at hand was repeated while the loss still fell.
     """
 
     items_per_step: float | None
@@ -377,24 +383,26 @@ class SweepAccounting:
     lr_per_step: float | None
     data_size: float | None
     unit: str
+    passes: float = 1.0
 
 
 def sweep_accounting(records: Sequence[Any]) -> SweepAccounting:
     """The FLOP accounting of a sweep's records (:class:`lightning_scaling.sweep.SweepRecord` objects).
 
     Items seen at the end are ``examples_seen``, else ``tokens_per_step`` times the last step (``config
-    ["last_step"]`` or the last recorded step). Without recorded FLOPs, C = 6 N D ([K] section 2.1).
+    ["last_step"]`` or the last recorded step). Without recorded FLOPs, C = 6 N D ([K] section 2.1). A run's passes
+    are ``tokens_per_step`` times the step of its lowest loss over its ``dataset_size``.
 
     Example:
         >>> from types import SimpleNamespace as R
-        >>> r = R(n_params=1e6, steps=[100], lr_sum=[0.3], tokens_per_step=512.0, flops=6e6 * 512 * 100,
-        ...       examples_seen=None, dataset_size=1e7, unit="tokens", config={})
+        >>> r = R(n_params=1e6, steps=[50, 100], loss=[3.0, 2.5], lr_sum=[0.15, 0.3], tokens_per_step=512.0,
+        ...       flops=6e6 * 512 * 100, examples_seen=None, dataset_size=1e4, unit="tokens", config={})
         >>> a = sweep_accounting([r])
-        >>> a.items_per_step, a.flop_per_item, round(a.lr_per_step, 6)
-        (512.0, 6.0, 0.003)
+        >>> a.items_per_step, a.flop_per_item, round(a.lr_per_step, 6), round(a.passes, 2)
+        (512.0, 6.0, 0.003, 5.12)
     """
     batch = [r.tokens_per_step for r in records if r.tokens_per_step]
-    per_item, lr = [], []
+    per_item, lr, passes = [], [], [1.0]
     for r in records:
         last = (r.config or {}).get("last_step") or (r.steps[-1] if r.steps else None)
         seen = r.examples_seen or (r.tokens_per_step * last if r.tokens_per_step and last else None)
@@ -402,6 +410,8 @@ def sweep_accounting(records: Sequence[Any]) -> SweepAccounting:
             per_item.append(r.flops / (r.n_params * seen))
         if r.lr_sum and r.steps and r.steps[-1] > 0 and math.isfinite(r.lr_sum[-1]) and r.lr_sum[-1] > 0:
             lr.append(r.lr_sum[-1] / r.steps[-1])
+        if r.tokens_per_step and r.dataset_size and r.loss:
+            passes.append(r.tokens_per_step * r.steps[int(np.argmin(r.loss))] / r.dataset_size)
     units = [r.unit for r in records]
     sizes = [r.dataset_size for r in records if r.dataset_size]
     return SweepAccounting(
@@ -409,7 +419,7 @@ def sweep_accounting(records: Sequence[Any]) -> SweepAccounting:
         float(np.median(per_item)) if per_item else 6.0,
         "the records' FLOPs" if per_item else "6 N per item (the records carry no FLOPs)",
         float(np.median(lr)) if lr else None, max(sizes) if sizes else None,
-        max(set(units), key=units.count) if units else "tokens")
+        max(set(units), key=units.count) if units else "tokens", max(passes))
 
 
 def sweep_law(params: Mapping[str, float], axis: str, accounting: SweepAccounting) -> SweepLaw:

@@ -650,7 +650,8 @@ def _since_best(smoothed: Sequence[float], min_delta: float) -> int:
 
 @dataclass
 class ReplayResult:
-    """The decisions of :class:`StoppingRule` over a finished run."""
+    """The decisions of :class:`StoppingRule` over a finished run (and, with ``sweep=``, the pooled prediction
+    beside each)."""
 
     stopped_step: int | None  # the step at which the rule stops, or None
     converged_loss: float | None  # the prediction it stopped on, or the last trusted prediction (None: none)
@@ -659,12 +660,29 @@ class ReplayResult:
     family: str = ""  # the curve family of the last fit (before any fit: StoppingRule.fitted_family)
     reason: str = ""  # the last decision's reason: why it stopped, or why it did not
     code: StopReason | None = None  # the last decision's code (None: no points)
+    # with sweep=: one entry per decision, (step, pooled converged loss, low, high) or None where there is none;
+    # without: empty
+    pooled: list[tuple[int, float, float, float] | None] = field(repr=False, default_factory=list)
 
 
 def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[float] | None = None,
            lr: Sequence[float] | None = None, floor: Sequence[float] | float | None = None,
-           epoch_steps: Sequence[float] | float | None = None, **rule_options: Any) -> ReplayResult:
+           epoch_steps: Sequence[float] | float | None = None, sweep: Any = None, n_params: float | None = None,
+           dataset_size: float | None = None, run_id: str | None = None, data: str | None = None,
+           **rule_options: Any) -> ReplayResult:
     """Run :class:`StoppingRule` over logged points, exactly as the live callback would.
+
+    With ``sweep=``, the run is replayed as if the sweep had existed when it ran: at each evaluation, the pooled
+    prediction ``ExtraEarlyStopping(sweep=...)`` shows beside its own (the joint fit of the stored runs on the same
+    data, this run's stored record left out, with this run's points up to that step, [K] eq 1.6 across the sweep;
+    :func:`lightning_scaling.sweep.pooled_fit` and :func:`~lightning_scaling.sweep.pooled_prediction`, the functions
+    the callback calls) goes into :attr:`ReplayResult.pooled`. The stop decisions are those without a sweep (the pool
+    is shown, never used to stop). The joint fit is refitted at every evaluation: the live callback refits only when
+    the store changed, every :data:`~lightning_scaling.callbacks._sweep_member.SWEEP_REFIT_EVERY`-th validation and
+    within a time budget per validation that depends on the machine, and re-reads the last fit in between; a replay
+    cannot know when that was, and the prediction with all the points up to each step is the one the live refits
+    give. At a validation where the live run refitted, the two agree exactly. This costs one joint fit per
+    evaluation.
 
     Args:
         steps, losses: the evaluation points (e.g. the logged ``val_loss`` and its steps).
@@ -675,12 +693,29 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
         floor: a lower bound of the converged loss (scalar, or one per point).
         epoch_steps: for ``family="effective_data"``, the optimizer steps of one epoch (scalar, or one per point:
             the callback logs its value at each evaluation as ``scaling/epoch_steps``).
+        sweep: a sweep store (:class:`~lightning_scaling.sweep.Sweep`, a folder path, or a list of
+            :class:`~lightning_scaling.sweep.SweepRecord`), or None.
+        n_params: with ``sweep``: this run's N (its record's ``n_params``).
+        dataset_size: with ``sweep``: this run's D (its record's ``dataset_size``; None: any).
+        run_id: with ``sweep``: this run's id, whose record in the store is left out (a finished run's record holds
+            its whole curve: pooling it would show the future).
+        data: with ``sweep``: this run's data identity, the only one pooled (default: the Sweep's ``data``; for a
+            path or a list of records, None: the records without one, as the live ``Sweep(path)``).
         **rule_options: passed to :class:`StoppingRule` (``threshold``, ``confidence``, ``config``, ...).
+
+    Raises:
+        ValueError: mismatched lengths, both ``lr`` and ``lr_sum``, ``sweep`` without ``n_params`` (or the sweep
+            options without ``sweep``), or a ``sweep`` that is none of the kinds above.
 
     Example:
         >>> r = replay([100, 200, 300], [3.0, 2.5, 2.3], lr_sum=[0.1, 0.2, 0.3])
         >>> r.stopped_step is None, r.code.value
         (True, 'waiting')
+        >>> from lightning_scaling.sweep import record_from_curve
+        >>> other = record_from_curve("other", [100, 200, 300, 400], [3.0, 2.5, 2.3, 2.2], n_params=1e6)
+        >>> r = replay([100, 200, 300], [3.0, 2.5, 2.3], sweep=[other], n_params=1e6)
+        >>> len(r.pooled) == len(r.decisions)
+        True
     """
     steps = [int(s) for s in steps]
     losses = [float(v) for v in losses]
@@ -688,6 +723,25 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
         raise ValueError("steps and losses must have the same length")
     if lr_sum is not None and lr is not None:
         raise ValueError("give lr_sum or lr, not both")
+    pool = None
+    if sweep is not None:
+        from .sweep import as_sweep, pooled_fit, pooled_prediction, record_from_rule  # sweep.py imports this module
+
+        if n_params is None:
+            raise ValueError("replay(sweep=...) needs this run's model size: pass n_params=... (its record's "
+                             "n_params)")
+        pool = as_sweep(sweep, data)
+        data = pool.data if data is None else data
+        if pool.records and not any(r.data == data for r in pool.records):
+            import warnings
+
+            from .errors import ScalingWarning
+
+            warnings.warn(f"replay: none of the sweep's {len(pool.records)} runs is on data={data!r}, so nothing is "
+                          "pooled; pass data=... (runs on different data are never pooled)", ScalingWarning,
+                          stacklevel=2)
+    elif n_params is not None or dataset_size is not None or run_id is not None or data is not None:
+        raise ValueError("n_params, dataset_size, run_id and data are for replay(sweep=...): pass sweep=...")
     times = None
     if lr_sum is not None:
         times = [float(v) for v in lr_sum]
@@ -706,18 +760,25 @@ def replay(steps: Sequence[int], losses: Sequence[float], *, lr_sum: Sequence[fl
         config = StopConfig.from_value(rule_options.get("config"))
         rule_options = {**rule_options, "config": dataclasses.replace(config, epoch_steps=epoch_steps)}
     rule = StoppingRule(**rule_options)
-    decisions = []
+    decisions: list[StopDecision] = []
+    pooled: list[tuple[int, float, float, float] | None] = []
     for i, (step, loss) in enumerate(zip(steps, losses)):
         d = rule.update(step, loss, None if times is None else times[i], floors[i],
                         epoch_steps[i] if per_point else None)
         decisions.append(d)
+        if pool is not None:  # what ExtraEarlyStopping(sweep=...) logs at a validation where it refits
+            own = record_from_rule(run_id or "(replayed run)", rule, n_params=n_params, data=data,
+                                   dataset_size=dataset_size)
+            value = pooled_prediction(pooled_fit(pool.records, own, run_id=run_id, data=data), n_params,
+                                      dataset_size, confidence=rule.confidence, smoothed_loss=d.smoothed_loss)
+            pooled.append(None if value is None else (step, value[0], *value[1]))
         if d.should_stop:
-            return ReplayResult(step, d.converged_loss, i, decisions, _family_of(rule), d.reason, d.code)
+            return ReplayResult(step, d.converged_loss, i, decisions, _family_of(rule), d.reason, d.code, pooled)
     last_pred = next((d.converged_loss for d in reversed(decisions) if d.trusted and d.converged_loss is not None),
                      None)
     last = decisions[-1] if decisions else None
     return ReplayResult(None, last_pred, None, decisions, _family_of(rule), last.reason if last else "",
-                        last.code if last else None)
+                        last.code if last else None, pooled)
 
 
 def _family_of(rule: StoppingRule) -> str:

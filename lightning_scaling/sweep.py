@@ -33,6 +33,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
 import time
 import warnings
@@ -49,7 +50,8 @@ from .run_info import write_atomic
 from .stopping import TRANSIENT_FACTOR, warmup_end
 
 __all__ = ["FORMAT", "VERSION", "SweepRecord", "Sweep", "SweepFit", "write_record", "read_record",
-           "record_from_curve", "fit_sweep", "FORMS", "pooled_calibration"]
+           "record_from_curve", "record_from_rule", "as_sweep", "fit_sweep", "pooled_fit", "pooled_prediction",
+           "SweepFloor", "sweep_floor", "FLOOR_SOURCES", "FORMS", "pooled_calibration"]
 
 #: The ``format`` key of a record file.
 FORMAT = "lightning-scaling/sweep-record"
@@ -234,6 +236,40 @@ def record_from_curve(run_id: str, steps: Sequence[int], loss: Sequence[float], 
                        lr_sum=None if sums is None else sums[keep].tolist(), **fields)
 
 
+def record_from_rule(run_id: str, rule: Any, *, n_params: float, config: Mapping[str, Any] | None = None,
+                     **fields: Any) -> SweepRecord:
+    """The record of a run from the points its :class:`~lightning_scaling.stopping.StoppingRule` kept: what
+    ``ExtraEarlyStopping(sweep=...)`` writes and what ``replay(..., sweep=...)`` fits as the run's own points.
+
+    Only the finite points are kept; the summed learning rate only when every kept point has one. The config holds
+    the rule's settings the joint fit reads (``warmup_steps``) and reports (``threshold``, ``confidence``,
+    ``time_axis``), then ``config``.
+
+    Args:
+        run_id: the run's name.
+        rule: the run's StoppingRule (its ``steps``, ``losses``, ``lr_sums``).
+        n_params: N.
+        config: more of the run's settings for the record's ``config``.
+        **fields: the other :class:`SweepRecord` fields (``data``, ``dataset_size``, ...).
+
+    Example:
+        >>> from lightning_scaling.stopping import StoppingRule
+        >>> rule = StoppingRule(calibration=False)
+        >>> for step, loss in ((10, 3.0), (20, 2.5), (30, 2.3)):
+        ...     _ = rule.update(step, loss)
+        >>> record_from_rule("run-1", rule, n_params=1e6, data="text").steps
+        [10, 20, 30]
+    """
+    points = [(s, v, a) for s, v, a in zip(rule.steps, rule.losses, rule.lr_sums)
+              if math.isfinite(v) and (a is None or math.isfinite(a))]
+    with_lr = bool(points) and all(a is not None for _, _, a in points)
+    settings = {"threshold": rule.threshold, "confidence": rule.confidence, "warmup_steps": rule.warmup_steps,
+                "time_axis": rule.axis, **(config or {})}
+    return SweepRecord(run_id=run_id, n_params=n_params, steps=[s for s, _, _ in points],
+                       loss=[v for _, v, _ in points], lr_sum=[a for _, _, a in points] if with_lr else None,
+                       config=settings, **fields)
+
+
 class Sweep:
     """A sweep store: the records of a folder (``*.json``), optionally only those on one data identity.
 
@@ -310,6 +346,27 @@ class Sweep:
 
     def __repr__(self) -> str:
         return f"Sweep({str(self.path)!r}, data={self.data!r}, runs={len(self._records)})"
+
+
+def as_sweep(value: Any, data: str | None = None) -> Sweep | None:
+    """``sweep=`` as a :class:`Sweep`: a Sweep as it is, a folder path as ``Sweep(path, data)``, records as
+    ``Sweep.from_records(records, data)`` (in memory); None stays None.
+
+    Raises:
+        ValueError: none of these, or a path that is a file.
+    """
+    if value is None or isinstance(value, Sweep):
+        return value
+    if isinstance(value, (str, os.PathLike)) and str(value):
+        if os.path.isfile(value):
+            raise ValueError(f"sweep={str(value)!r} is a file: give the sweep store's folder (it is created if "
+                             "needed) or a Sweep")
+        return Sweep(value, data=data)
+    if isinstance(value, (list, tuple)) and all(isinstance(r, SweepRecord) for r in value):
+        return Sweep.from_records(value, data=data)
+    raise ValueError(f"sweep must be a lightning_scaling.Sweep, a folder path, a list of SweepRecord or None, got "
+                     f"{type(value).__name__}: give Sweep('sweeps/my-data', data='my-data') so that runs on other "
+                     "data are never pooled")
 
 
 def _dedupe(records: Iterable[SweepRecord]) -> list[SweepRecord]:
@@ -694,6 +751,125 @@ def _law_of_n(groups, conv: np.ndarray, params: Mapping[str, float], form: str):
         return None
     a_n = float(-slope)
     return e, float(intercept / a_n), a_n
+
+
+# ---------------------------------------------------------------------------------------------
+# a run in a sweep: the pooled prediction and the pooled floor
+# ---------------------------------------------------------------------------------------------
+def pooled_fit(stored: Iterable[SweepRecord], own: SweepRecord | None = None, *, run_id: str | None = None,
+               data: str | None = None) -> SweepFit | None:
+    """The joint fit a run of a sweep makes: the stored runs on its data, its own record left out, with its own
+    points so far (``ExtraEarlyStopping(sweep=...)`` live, ``replay(..., sweep=...)`` afterwards, DataLimitGap's
+    floor without ``own``).
+
+    Args:
+        stored: the store's records (:attr:`Sweep.records`).
+        own: the run's record of its points so far (:func:`record_from_rule`), or None: the stored runs alone; a
+            record without points is left out.
+        run_id: the run's id, whose stored record is left out (default: ``own``'s).
+        data: the run's data identity: only stored runs on it are pooled.
+
+    Returns the :class:`SweepFit` (``success=False`` with fewer than 2 usable runs), or None when no other run is
+    on this data.
+
+    Example:
+        >>> a = record_from_curve("a", [100, 200, 300, 400], [2.0, 1.8, 1.7, 1.65], n_params=1e6, data="text")
+        >>> pooled_fit([a], run_id="b", data="other") is None  # runs on other data are never pooled
+        True
+    """
+    if run_id is None and own is not None:
+        run_id = own.run_id
+    others = [r for r in stored if r.data == data and r.run_id != run_id]
+    if not others:
+        return None
+    return fit_sweep(others + ([own] if own is not None and own.steps else []))
+
+
+def pooled_prediction(fit: SweepFit | None, n_params: float, dataset_size: float | None = None, *,
+                      confidence: float = CONFIDENCE,
+                      smoothed_loss: float | None = None) -> tuple[float, tuple[float, float]] | None:
+    """The pooled prediction of a run: the joint fit's converged loss at its N and D with its central interval at
+    ``confidence`` (:meth:`SweepFit.converged_loss`, in the bin of ``smoothed_loss``, the run's smoothed loss now);
+    None without a successful fit, or when the fit does not cover this N (a size not in the sweep, no law of N).
+
+    Example:
+        >>> pooled_prediction(None, 1e6) is None
+        True
+    """
+    if fit is None or not fit.success:
+        return None
+    try:
+        value, (lo, hi) = fit.converged_loss(n_params, dataset_size, confidence=confidence,
+                                             smoothed_loss=smoothed_loss)
+    except FitError:  # this N is not in the sweep and no law of N was fitted: nothing to show
+        return None
+    return (value, (lo, hi)) if math.isfinite(value) else None
+
+
+#: Where a pooled floor comes from (:attr:`SweepFloor.source`).
+FLOOR_SOURCES = ("limit", "best_size")
+
+
+@dataclass
+class SweepFloor:
+    """The best loss any model reaches on a sweep's data, from its joint fit (``DataLimitGap(sweep=...)``).
+
+    Attributes:
+        value: the floor.
+        interval: its central interval at the confidence asked (the pooled calibration's).
+        source: :data:`FLOOR_SOURCES`: "limit", ``E``, the converged loss as N -> infinity of [K] eq 1.6's law of N
+            fitted across the sweep's sizes; "best_size", the lowest converged loss among the sweep's sizes at this
+            D (the fit has no law of N: one size, or several D).
+        n_params: the size whose converged loss it is ("best_size"); None for the limit.
+        n_runs: the runs of the fit.
+    """
+
+    value: float
+    interval: tuple[float, float]
+    source: str
+    n_params: float | None = None
+    n_runs: int = 0
+
+
+def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *,
+                confidence: float = CONFIDENCE) -> SweepFloor | None:
+    """The floor a sweep's joint fit gives on its data at D = ``dataset_size``: no model of any size converges below
+    it (the sweep's analogue of L(D), [K] eq 1.5 as N -> infinity).
+
+    * With a law of N across the sweep's sizes ([K] eq 1.6, :attr:`SweepFit.params` ``alpha_N``, ``N_c``), all at
+      this D: its limit N -> infinity, ``E``, the term no model size removes, with the interval of a size
+      extrapolated in N (the widest bin).
+    * Without one (one size, several D): the N -> infinity limit is not identified (``E`` then trades off against the
+      one size's model term), so the floor is the lowest converged loss among the sizes at this D, with its
+      interval: a loss the fit has a model reach, with no extrapolation in N. It is the largest size's where the
+      loss falls with N ([K] eq 1.5); where it does not (data-limited sizes), the lowest is the lower floor, and a
+      lower floor never makes ExtraEarlyStopping stop earlier.
+
+    Args:
+        fit: the joint fit (:func:`pooled_fit`), or None.
+        dataset_size: this run's D (None: any group's).
+        confidence: of the interval.
+
+    Returns the :class:`SweepFloor`, or None without a successful fit with a size at this D.
+
+    Example:
+        >>> sweep_floor(None) is None
+        True
+    """
+    if fit is None or not fit.success:
+        return None
+    here = [g for g in fit.groups if dataset_size is None or g[1] is None
+            or math.isclose(g[1], dataset_size, rel_tol=1e-9)]
+    if not here:
+        return None
+    if fit._law_n is not None and len(here) == len(fit.groups):
+        # N = infinity: the law of N's limit E (no size of the sweep matches it, so it takes the widest bin)
+        value, interval = fit.converged_loss(math.inf, dataset_size, confidence=confidence)
+        if math.isfinite(value) and value > 0:
+            return SweepFloor(value, interval, "limit", None, fit.n_runs)
+    best = min(here, key=lambda g: fit.groups[g]["converged_loss"])
+    value, interval = fit.converged_loss(best[0], best[1], confidence=confidence)
+    return SweepFloor(value, interval, "best_size", best[0], fit.n_runs)
 
 
 # ---------------------------------------------------------------------------------------------

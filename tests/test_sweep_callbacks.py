@@ -2,13 +2,15 @@
 
 Three tiny runs in a row on the same data write three records, and the third logs the pooled prediction of the joint
 fit of all three; a run on other data neither pools with them nor overwrites them; a run killed after a checkpoint
-leaves that checkpoint's record, which its resume rewrites; DDP writes one record; and the stopping decision is the
-same with and without the sweep (the pool is shown, never used to stop).
+leaves that checkpoint's record, which its resume rewrites; DDP writes one record; the stopping decision is the
+same with and without the sweep (the pool is shown, never used to stop); and ``replay(..., sweep=...)`` of a run's
+logged curve gives the pooled prediction the live run logged.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 import warnings
 
@@ -17,8 +19,9 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
-from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter
+from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter, replay
 from lightning_scaling import tags
+from lightning_scaling.callbacks import _sweep_member
 from lightning_scaling.errors import ScalingWarning
 from lightning_scaling.sweep import Sweep, record_filename
 
@@ -41,8 +44,13 @@ def fit(root, stop, *, logger=True, extra=(), ckpt_path=None, **kw):
 
 def logged(trainer, name):
     """The values of ``name`` in the run's metrics.csv."""
+    return [float(row[name]) for row in rows(trainer) if row.get(name)]
+
+
+def rows(trainer):
+    """The rows of the run's metrics.csv."""
     with open(f"{trainer.logger.log_dir}/metrics.csv") as handle:
-        return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]
+        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +184,43 @@ def test_sweep_is_validated_at_construction_and_a_write_failure_is_one_warning(t
         fit(tmp_path / "run", stop, logger=False, max_steps=40)
     assert sum("could not write" in str(w.message) for w in caught) == 1
     assert stop.decision is not None  # the run went on to its end
+
+
+def test_replay_with_the_store_gives_the_pooled_prediction_the_live_run_logged(store, tmp_path, monkeypatch):
+    """A run of the sweep, refitting at every validation (as a replay does), logs its pooled prediction; replay of its
+    logged curve (scaling/monitored_loss, scaling/lr_sum) against the store, its own record left out, gives the same
+    numbers at every validation, and the same decisions as a replay without the sweep."""
+    monkeypatch.setattr(_sweep_member, "SWEEP_REFIT_EVERY", 1)
+    monkeypatch.setattr(_sweep_member, "SWEEP_MS_PER_VALIDATION", math.inf)
+    folder = tmp_path / "store"
+    shutil.copytree(store[0], folder)
+    stop = ExtraEarlyStopping(calibration=False, verbose=False, sweep=Sweep(folder, data="curve"))
+    trainer = fit(tmp_path / "live", stop)
+    points = [row for row in rows(trainer) if row.get(tags.tag("monitored_loss"))]
+    steps = [int(row["step"]) for row in points]
+    losses = [float(row[tags.tag("monitored_loss")]) for row in points]
+    lr_sum = [float(row[tags.tag("lr_sum")]) for row in points]
+    names = [POOLED, tags.tag("pooled_converged_loss_low"), tags.tag("pooled_converged_loss_high")]
+    live = [(s, *(float(row[k]) for k in names)) if row.get(POOLED) else None for s, row in zip(steps, points)]
+    assert steps == list(range(10, 201, 10)) and sum(p is not None for p in live) >= 15
+
+    (mine,) = [r for r in Sweep(folder).records if r.run_id == stop.run_id]
+    own = dict(n_params=mine.n_params, dataset_size=mine.dataset_size, run_id=stop.run_id)
+    replayed = replay(steps, losses, lr_sum=lr_sum, calibration=False, sweep=Sweep(folder, data="curve"), **own)
+    assert replayed.pooled == live  # exactly: the same records, points and functions
+    records = Sweep(folder).records  # a list of records, or a path, with the data identity given
+    assert replay(steps, losses, lr_sum=lr_sum, calibration=False, sweep=records, data="curve", **own).pooled == live
+    plain = replay(steps, losses, lr_sum=lr_sum, calibration=False)
+    assert plain.pooled == [] and plain.decisions == replayed.decisions  # the pool never changes a decision
+    assert (plain.stopped_step, plain.code) == (replayed.stopped_step, replayed.code) == (None, stop.decision.code)
+    # its own record left out or not: pooling the finished run's whole curve changes the prediction
+    assert replay(steps, losses, lr_sum=lr_sum, calibration=False, sweep=folder, data="curve",
+                  **{**own, "run_id": None}).pooled != live
+    with pytest.warns(ScalingWarning, match="none of the sweep's 4 runs is on data=None"):
+        assert set(replay(steps, losses, sweep=folder, n_params=mine.n_params).pooled) == {None}
+    with pytest.raises(ValueError, match="pass n_params"):
+        replay(steps, losses, sweep=folder)
+    with pytest.raises(ValueError, match="pass sweep"):
+        replay(steps, losses, n_params=mine.n_params)
+    with pytest.raises(ValueError, match="sweep must be"):
+        replay(steps, losses, sweep=3, n_params=1)

@@ -3,12 +3,13 @@
 Rank zero writes this run's record (:func:`lightning_scaling.sweep.write_record`, atomic) at each checkpoint and at
 the end of fit, and fits the store's runs on the same data jointly with this run's points
 (:func:`lightning_scaling.sweep.fit_sweep`): the pooled prediction at this model's N and D is shown beside the
-single-run one, never used to stop. A failure to write or fit is one warning; training goes on.
+single-run one, never used to stop (:func:`lightning_scaling.sweep.pooled_fit` and
+:func:`~lightning_scaling.sweep.pooled_prediction`, which ``replay(..., sweep=...)`` calls too). A failure to write or
+fit is one warning; training goes on. :class:`StoreWatch` (when to refit) serves DataLimitGap's floor too.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import uuid
@@ -25,6 +26,53 @@ SWEEP_REFIT_EVERY = 5
 #: ... and, whatever changed, a fit that took t ms waits t / this many validations before the next (at most about
 #: this many ms per validation on average: a store of 100 runs is refitted every 20-200 validations).
 SWEEP_MS_PER_VALIDATION = 5.0
+
+
+class StoreWatch:
+    """When to refit a sweep store: it changed (another run wrote or rewrote a record; this run's own record left
+    out), or ``every`` calls passed since the last fit; and, whatever changed, a fit that took t ms waits
+    t / :data:`SWEEP_MS_PER_VALIDATION` calls before the next. Used at validations, never per step (rank zero).
+
+    Args:
+        sweep: the store (:class:`~lightning_scaling.sweep.Sweep`).
+    """
+
+    def __init__(self, sweep: Any) -> None:
+        self.sweep = sweep
+        self.signature: Any = None  # what the store's files looked like when last read
+        self.since = 0  # calls since the last fit
+        self.stale = False  # the store changed since the last fit
+
+    def due(self, run_id: str | None, every: float, last_seconds: float) -> bool:
+        """One call: re-read the store when its files changed (``run_id``'s own record left out of the comparison),
+        and whether a refit is due (``every``: calls between refits of an unchanged store, ``math.inf``: only on a
+        change; ``last_seconds``: the last fit's wall time)."""
+        self.since += 1
+        signature = self._signature(run_id)
+        if signature != self.signature:
+            self.signature = signature
+            self.sweep.refresh()
+            self.stale = True
+        wait = max(1 if self.stale else every, 1e3 * last_seconds / SWEEP_MS_PER_VALIDATION)
+        return self.since >= wait
+
+    def fitted(self) -> None:
+        """A fit was made now."""
+        self.since, self.stale = 0, False
+
+    def _signature(self, run_id: str | None) -> Any:
+        """The store's record files (name, mtime, size), ``run_id``'s left out: a change means another run wrote."""
+        if self.sweep.path is None:
+            return len(self.sweep.records)
+        from ..sweep import record_filename
+
+        own = record_filename(run_id) if run_id else None
+        try:
+            with os.scandir(self.sweep.path) as entries:
+                return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
+                                    if e.name.endswith(".json") and e.name != own))
+        except OSError:
+            return ()
 
 
 class SweepMember:
@@ -44,9 +92,7 @@ class SweepMember:
         self.run_id: str | None = None  # this run's id in the store (kept in the checkpoint)
         self.fit: Any = None  # the latest joint fit of the store and this run (a SweepFit), or None
         self.pooled: tuple[float, tuple[float, float]] | None = None  # its (L, (low, high)) at this N, D, or None
-        self._sweep_signature: Any = None  # what the store's files looked like when last read
-        self._sweep_since = 0  # validations since the last joint fit
-        self._sweep_stale = False  # the store changed since the last joint fit
+        self._watch = StoreWatch(self.sweep)  # when to refit
         self._sweep_seconds = 0.0  # wall time spent in joint fits (the store read included)
         self._sweep_fits = 0
         self._n_params: float | None = None
@@ -120,12 +166,8 @@ class SweepMember:
         """This run's :class:`~lightning_scaling.sweep.SweepRecord` from what the callback holds: the rule's finite
         points, N, D (``counts``: EffectiveEpochs' counts, for the data seen), ``flops``, the last decision; None
         when N is unknown (a module without parameters)."""
-        from ..sweep import SweepRecord
+        from ..sweep import record_from_rule
 
-        rule = self.owner.rule
-        points = [(s, v, a) for s, v, a in zip(rule.steps, rule.losses, rule.lr_sums)
-                  if math.isfinite(v) and (a is None or math.isfinite(a))]
-        with_lr = bool(points) and all(a is not None for _, _, a in points)
         size, unit = self.dataset()
         if counts is not None:
             size, unit = counts.dataset_size or size, counts.unit
@@ -136,17 +178,14 @@ class SweepMember:
         d = self.owner.decision
         trusted = d is not None and d.trusted and d.converged_loss is not None
         reason = self.owner._stop_reason if self.owner.stopped_step is not None else (None if d is None else d.reason)
-        return SweepRecord(
-            run_id=self.run_id_for(trainer), n_params=n,
-            steps=[s for s, _, _ in points], loss=[v for _, v, _ in points],
-            lr_sum=[a for _, _, a in points] if with_lr else None, data=self.sweep.data,
+        return record_from_rule(
+            self.run_id_for(trainer), self.owner.rule, n_params=n, data=self.sweep.data,
             dataset_size=size, unit=unit, examples_seen=seen,
             tokens_per_step=seen / counts.step if seen and counts.step else None, flops=flops,
             stop_reason=reason, stop_code=None if d is None else d.code.value,
             converged_loss=d.converged_loss if trusted else None, interval=tuple(d.interval) if trusted and d.interval
             else None,
-            config={"monitor": self.owner.monitor, "threshold": rule.threshold, "confidence": rule.confidence,
-                    "warmup_steps": rule.warmup_steps, "time_axis": rule.axis, "stopped_step": self.owner.stopped_step,
+            config={"monitor": self.owner.monitor, "stopped_step": self.owner.stopped_step,
                     "cooldown_steps": self.owner.cooldown_steps, "last_step": int(trainer.global_step),
                     "finished": finished})
 
@@ -182,36 +221,15 @@ class SweepMember:
                                                     f"{self.sweep.path} ({type(err).__name__}: {err}); training goes "
                                                     "on")
 
-    def _store_signature(self) -> Any:
-        """The store's record files (name, mtime, size), this run's own left out: a change means another run wrote."""
-        if self.sweep.path is None:
-            return len(self.sweep.records)
-        from ..sweep import record_filename
-
-        own = record_filename(self.run_id) if self.run_id else None
-        try:
-            with os.scandir(self.sweep.path) as entries:
-                return tuple(sorted((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries
-                                    if e.name.endswith(".json") and e.name != own))
-        except OSError:
-            return ()
-
     def refit(self, trainer: Any, pl_module: Any, refit: bool = False, own: bool = True) -> None:
         """Rank zero: re-read the store when it changed, and fit it jointly with this run's points (``own``) when it
         changed or every :data:`SWEEP_REFIT_EVERY`-th call, within :data:`SWEEP_MS_PER_VALIDATION` (``refit``: now,
         the train start); then the pooled prediction at this N and D (``pooled``)."""
         t0 = time.perf_counter()
         try:
-            self._sweep_since += 1
-            signature = self._store_signature()
-            if signature != self._sweep_signature:
-                self._sweep_signature = signature
-                self.sweep.refresh()
-                self._sweep_stale = True
             last = self.fit.seconds if self.fit is not None else 0.0
-            wait = max(1 if self._sweep_stale else SWEEP_REFIT_EVERY, 1e3 * last / SWEEP_MS_PER_VALIDATION)
-            if refit or self._sweep_since >= wait:
-                self._sweep_since, self._sweep_stale = 0, False
+            if self._watch.due(self.run_id, SWEEP_REFIT_EVERY, last) or refit:
+                self._watch.fitted()
                 self.fit = self._fit(trainer, pl_module, own)
                 self._sweep_fits += 1
             self.pooled = self._pooled(trainer, pl_module)
@@ -222,40 +240,30 @@ class SweepMember:
         self._sweep_seconds += time.perf_counter() - t0
 
     def _fit(self, trainer: Any, pl_module: Any, own: bool = True) -> Any:
-        """The joint fit of the store's runs on this data and (``own``) this run's points so far; None with no other
-        run on this data."""
-        from ..sweep import fit_sweep
+        """The joint fit of the store's runs on this data and (``own``) this run's points so far
+        (:func:`lightning_scaling.sweep.pooled_fit`); None with no other run on this data."""
+        from ..sweep import pooled_fit
 
         run_id = self.run_id_for(trainer)
-        others = [r for r in self.sweep.records if r.run_id != run_id and r.data == self.sweep.data]
-        if not others:
-            return None
-        record = self.record(trainer, pl_module) if own and self.owner.rule.steps else None
-        fit = fit_sweep(others + ([record] if record is not None else []))
-        if not fit.success and fit.n_runs >= 2:
+        fit = pooled_fit(self.sweep.records, self.record(trainer, pl_module) if own else None, run_id=run_id,
+                         data=self.sweep.data)
+        if fit is not None and not fit.success and fit.n_runs >= 2:
             self.owner._warn_once(trainer, "sweep_fit", f"the sweep's joint fit of {fit.n_runs} runs failed "
                                                   f"({fit.message}); no pooled prediction until it succeeds")
         return fit
 
     def _pooled(self, trainer: Any, pl_module: Any) -> tuple[float, tuple[float, float]] | None:
         """The joint fit's converged loss at this model's N and D with its interval at the rule's confidence, in the
-        bin of the run's smoothed loss now; None without a successful fit that covers this N."""
-        from ..errors import FitError
+        bin of the run's smoothed loss now (:func:`lightning_scaling.sweep.pooled_prediction`); None without a
+        successful fit that covers this N."""
+        from ..sweep import pooled_prediction
 
-        fit = self.fit
-        if fit is None or not fit.success:
-            return None
-        n = self.model_size(trainer, pl_module)
+        n = self.model_size(trainer, pl_module) if self.fit is not None else None
         if n is None:
             return None
         d = self.owner.decision
-        smoothed = d.smoothed_loss if d is not None and d.smoothed_loss is not None else None
-        try:
-            value, (lo, hi) = fit.converged_loss(n, self.dataset()[0], confidence=self.owner.rule.confidence,
-                                                 smoothed_loss=smoothed)
-        except FitError:  # this N is not in the sweep and no law of N was fitted: nothing to show
-            return None
-        return (value, (lo, hi)) if math.isfinite(value) else None
+        return pooled_prediction(self.fit, n, self.dataset()[0], confidence=self.owner.rule.confidence,
+                                 smoothed_loss=None if d is None else d.smoothed_loss)
 
     def summary_line(self) -> str:
         """The summary's line on the sweep: the pooled prediction beside the single-run one, or why there is none."""
@@ -271,21 +279,12 @@ class SweepMember:
 
 
 def as_sweep(value: Any) -> Any:
-    """``sweep=`` as a :class:`~lightning_scaling.sweep.Sweep` (a path: ``Sweep(path)``), or None.
+    """``sweep=`` as a :class:`~lightning_scaling.sweep.Sweep` (:func:`lightning_scaling.sweep.as_sweep`: a path is
+    ``Sweep(path)``), or None.
 
     Raises:
-        ValueError: neither None, a Sweep nor a path, or a path that is a file.
+        ValueError: neither None, a Sweep, a path nor a list of records, or a path that is a file.
     """
-    if value is None:
-        return None
-    from ..sweep import Sweep
+    from ..sweep import as_sweep as resolve
 
-    if isinstance(value, Sweep):
-        return value
-    if isinstance(value, (str, os.PathLike)) and str(value):
-        if os.path.isfile(value):
-            raise ValueError(f"sweep={str(value)!r} is a file: give the sweep store's folder (it is created if "
-                             "needed) or a Sweep")
-        return Sweep(value)
-    raise ValueError(f"sweep must be a lightning_scaling.Sweep, a folder path or None, got {type(value).__name__}: "
-                     f"give Sweep('sweeps/my-data', data='my-data') so that runs on other data are never pooled")
+    return resolve(value)
