@@ -816,7 +816,10 @@ class SweepFloor:
 
     Attributes:
         value: the floor.
-        interval: its central interval at the confidence asked (the pooled calibration's).
+        interval: its central interval at the confidence asked: the pooled calibration's of the best size's
+            converged loss; for the limit, that one reaching down to ``E`` (``E`` has no calibrated interval of its
+            own: the calibration's scores are of sizes in a sweep, not of N -> infinity; the floor lies between the
+            fit's limit and a loss a model of the sweep reaches).
         source: :data:`FLOOR_SOURCES`: "limit", ``E``, the converged loss as N -> infinity of [K] eq 1.6's law of N
             fitted across the sweep's sizes; "best_size", the lowest converged loss among the sweep's sizes at this
             D (the fit has no law of N: one size, or several D).
@@ -837,8 +840,11 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *,
     it (the sweep's analogue of L(D), [K] eq 1.5 as N -> infinity).
 
     * With a law of N across the sweep's sizes ([K] eq 1.6, :attr:`SweepFit.params` ``alpha_N``, ``N_c``), all at
-      this D: its limit N -> infinity, ``E``, the term no model size removes, with the interval of a size
-      extrapolated in N (the widest bin).
+      this D: its limit N -> infinity, ``E``, the term no model size removes. The default form bounds ``E`` by the
+      lowest loss of the sweep and leaves it free of the law of N, so it does not extrapolate far: on data-limited
+      sizes, whose converged losses level off in N, it is where they level off (L(D)); on sizes still far from
+      their data limit it is not identified by the curves and stays near the largest size's converged loss, a
+      floor no model of the sweep's sizes goes below (``form="kaplan_strict"`` extrapolates along eq 1.6).
     * Without one (one size, several D): the N -> infinity limit is not identified (``E`` then trades off against the
       one size's model term), so the floor is the lowest converged loss among the sizes at this D, with its
       interval: a loss the fit has a model reach, with no extrapolation in N. It is the largest size's where the
@@ -862,14 +868,13 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *,
             or math.isclose(g[1], dataset_size, rel_tol=1e-9)]
     if not here:
         return None
-    if fit._law_n is not None and len(here) == len(fit.groups):
-        # N = infinity: the law of N's limit E (no size of the sweep matches it, so it takes the widest bin)
-        value, interval = fit.converged_loss(math.inf, dataset_size, confidence=confidence)
-        if math.isfinite(value) and value > 0:
-            return SweepFloor(value, interval, "limit", None, fit.n_runs)
     best = min(here, key=lambda g: fit.groups[g]["converged_loss"])
-    value, interval = fit.converged_loss(best[0], best[1], confidence=confidence)
-    return SweepFloor(value, interval, "best_size", best[0], fit.n_runs)
+    value, (lo, hi) = fit.converged_loss(best[0], best[1], confidence=confidence)
+    if fit._law_n is not None and len(here) == len(fit.groups):
+        limit = fit.point(math.inf, dataset_size)  # the law of N's limit N -> infinity: E
+        if math.isfinite(limit) and 0 < limit <= value:
+            return SweepFloor(limit, (min(limit, lo), hi), "limit", None, fit.n_runs)
+    return SweepFloor(value, (lo, hi), "best_size", best[0], fit.n_runs)
 
 
 # ---------------------------------------------------------------------------------------------

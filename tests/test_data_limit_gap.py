@@ -1,7 +1,11 @@
 """DataLimitGap in real Trainer runs: the floor L(D_seen) (or L(N, D_seen)), its tags and figures, the
-data-limited and below-the-law messages, and the checks on the law's units and counts."""
+data-limited and below-the-law messages, the checks on the law's units and counts, and the floor from a sweep
+store's joint fit (``sweep=``)."""
+
+import dataclasses
 
 import pytest
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, PowerLaw
@@ -90,3 +94,78 @@ def test_data_limit_gap_with_a_law_of_n_and_d_floors_at_this_models_limit(tmp_pa
         DataLimitGap(PowerLaw(2.0, 0.5, 0.9, unit="tokens"), n_params=1000)
     with pytest.raises(ValueError, match="n_params"):
         DataLimitGap(law, n_params=-5)
+
+
+def test_data_limit_gap_floors_at_the_sweeps_joint_fit(tmp_path, capsys):
+    """Three runs in a row on the same data write a store (ExtraEarlyStopping(sweep=...)); DataLimitGap(sweep=...)
+    of the first two, with no usable earlier runs, is exactly the law's and says so once; the third's floor is the
+    joint fit of the first two (one model size: the lowest converged loss of a size, near the curve's limit 1); a
+    record written meanwhile is refitted at the next validation; and a run on other data is not pooled."""
+    from lightning_scaling import tags
+    from lightning_scaling.sweep import Sweep, write_record
+    from test_sweep_callbacks import fit, logged
+
+    law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")
+    store = tmp_path / "store"
+
+    def run(name, data="curve", extra=()):
+        gap = DataLimitGap(law, sweep=Sweep(store, data=data))
+        stop = ExtraEarlyStopping(calibration=False, verbose=False, sweep=Sweep(store, data=data))
+        trainer = fit(tmp_path / name, stop, extra=[gap, *extra])
+        return gap, trainer, capsys.readouterr().out
+
+    ld = tags.tag("ld_loss")
+    alone = [law(min(8 * s, 256)) for s in range(10, 201, 10)]  # 8 examples a step, D = 256
+    for i, why in enumerate(("no earlier run on this data", "a joint fit needs at least 2 runs, the sweep has 1")):
+        gap, trainer, out = run(f"run{i}")
+        assert gap.floor is None and gap.floor_source == "law" and logged(trainer, ld) == pytest.approx(alone)
+        assert out.count("no usable earlier runs") == 1 and why in out and "as without a sweep" in out
+
+    class Write(Callback):  # another run of the sweep writes its record during this one
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 100:
+                first = Sweep(store, data="curve").records[0]
+                write_record(store, dataclasses.replace(first, run_id="another"))
+
+    gap, trainer, out = run("run2", extra=[Write()])
+    assert gap.floor_source == "best_size" and gap.floor.n_params == Sweep(store).records[0].n_params
+    assert gap.floor.n_runs == 3 and "the floor is the joint fit of 2 runs" in out  # 2 at the start, 3 after
+    floors = logged(trainer, ld)
+    assert len(set(floors[:10])) == 1 and floors[-1] == gap.floor.value != floors[0]  # a constant, refitted once
+    assert floors[0] == pytest.approx(1.0, abs=0.03) and floors[0] != pytest.approx(alone[0])
+    low, high = gap.floor.interval
+    assert 0 < low < gap.floor.value < high
+    assert gap.data_floor(trainer) == gap.floor.value  # what ExtraEarlyStopping's floor is
+    resumed = DataLimitGap(law, sweep=Sweep(store, data="curve"))
+    resumed.load_state_dict(gap.state_dict())
+    assert resumed.floor == gap.floor and resumed.floor_source == "best_size"
+
+    gap, trainer, out = run("other", data="other")  # a run on other data: not pooled
+    assert gap.floor is None and logged(trainer, ld) == pytest.approx(alone) and "no earlier run on this data" in out
+
+
+def test_data_limit_gap_sweep_failures_are_one_warning_and_a_model_law_is_refused(tmp_path, monkeypatch):
+    from lightning_scaling import OverfittingLaw, sweep
+    from lightning_scaling.errors import ScalingWarning
+    from lightning_scaling.sweep import Sweep, record_from_curve
+
+    law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")
+    store = Sweep(tmp_path / "store", data="curve")
+    for i in range(2):
+        store.add(record_from_curve(f"r{i}", [10, 20, 30, 40], [2.0, 1.6, 1.5, 1.45], n_params=1e3, data="curve"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(sweep, "fit_sweep", broken)
+    gap = DataLimitGap(law, sweep=store)
+    with pytest.warns(ScalingWarning, match="could not be read or fitted .*disk gone.*the floor stays the law's") as w:
+        fit_gap = make_trainer(tmp_path, [EffectiveEpochs(), gap], max_steps=20, val_check_interval=10,
+                               check_val_every_n_epoch=None)
+        fit_gap.fit(Regressor(), loader(regression_data()), loader(regression_data(16, seed=1)))
+    assert sum("could not be read" in str(x.message) for x in w) == 1 and gap.floor is None
+    assert gap.history  # the run went on, on the law's floor
+    with pytest.raises(ValueError, match="not this model's own"):
+        DataLimitGap(OverfittingLaw(N_c=1e4, D_c=50.0, alpha_N=0.3, alpha_D=0.3), sweep=store)
+    with pytest.raises(ValueError, match="sweep must be"):
+        DataLimitGap(law, sweep=3)

@@ -211,3 +211,51 @@ def test_pooled_interval_narrower_than_single_run_on_real_curves():
     assert lo <= ref <= hi and s_lo <= ref <= s_hi
     assert abs(math.log(ref / value)) < 0.03
     assert (hi - lo) / value < 0.8 * (s_hi - s_lo) / single.converged_loss
+
+
+def test_pooled_fit_leaves_out_the_run_itself_and_other_data():
+    from lightning_scaling.sweep import pooled_fit, pooled_prediction
+
+    records = synthetic(4)
+    foreign = record_from_curve("foreign", records[0].steps, records[0].loss, n_params=1e4, data="other")
+    fit = pooled_fit(records + [foreign], run_id="run-0", data="synthetic")
+    assert fit.success and fit.n_runs == 3 and all("run-0" not in g["runs"] for g in fit.groups.values())
+    own = record_from_curve("mine", records[0].steps, records[0].loss, n_params=1e4, data="synthetic",
+                            until_step=5000)
+    assert pooled_fit(records, own, run_id="run-0", data="synthetic").n_runs == 4  # its prefix replaces its record
+    assert pooled_fit(records, run_id="x", data="other") is None
+    value, (lo, hi) = pooled_prediction(fit, 1e4, 1e9)
+    assert lo < value < hi and value == pytest.approx(kaplan(1e4, math.inf), rel=0.05)
+    assert pooled_prediction(fit, 3e4, 1e9) is not None and pooled_prediction(None, 1e4) is None
+
+
+def test_record_from_rule_keeps_the_finite_points():
+    from lightning_scaling.stopping import StoppingRule
+    from lightning_scaling.sweep import record_from_rule
+
+    rule = StoppingRule(calibration=False)
+    for step, loss, lr_sum in ((10, 3.0, 0.1), (20, math.nan, 0.2), (30, 2.5, 0.3), (40, 2.4, 0.4)):
+        rule.update(step, loss, lr_sum)
+    record = record_from_rule("r", rule, n_params=1e6, data="d", config={"finished": True})
+    assert record.steps == [10, 30, 40] and record.lr_sum == [0.1, 0.3, 0.4] and record.data == "d"
+    assert record.config["threshold"] == rule.threshold and record.config["finished"]
+
+
+def test_sweep_floor_is_the_limit_of_the_law_of_n_else_the_best_size():
+    """Across sizes ([K] eq 1.6): E, the limit N -> infinity, below every size's converged loss; one size: that
+    size's converged loss; nothing at another D."""
+    from lightning_scaling.sweep import sweep_floor
+
+    fit = fit_sweep(synthetic(6))
+    floor = sweep_floor(fit, 1e9)
+    assert floor.source == "limit" and floor.value == fit.params["E"] and floor.n_params is None
+    assert floor.interval[0] <= floor.value < floor.interval[1] and floor.n_runs == 6
+    assert all(floor.value <= g["converged_loss"] for g in fit.groups.values())
+    # on sizes far from their data limit, E is not identified by the curves: the default form keeps it near the
+    # largest size's converged loss (2.5 here), no lower than E of the law (1.5), which the strict form recovers
+    assert E <= floor.value <= kaplan(1e6, math.inf) * 1.01
+    assert sweep_floor(fit_sweep(synthetic(6), form="kaplan_strict"), 1e9).value == pytest.approx(E, rel=0.05)
+    one = fit_sweep([r for r in synthetic(6) if r.n_params == 1e6])
+    best = sweep_floor(one, 1e9)
+    assert best.source == "best_size" and best.n_params == 1e6 and best.value == one.point(1e6)
+    assert sweep_floor(fit, 5e8) is None and sweep_floor(None) is None

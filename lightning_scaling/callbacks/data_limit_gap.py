@@ -1,4 +1,5 @@
-"""DataLimitGap: the monitored loss against a fitted L(D) at the distinct data seen ([H] section 6)."""
+"""DataLimitGap: the monitored loss against a fitted L(D) at the distinct data seen ([H] section 6), or against the
+floor a sweep store's joint fit gives on the same data (``sweep=``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from . import _common
 
 #: Laws of N and D: DataLimitGap evaluates them at the model's parameter count.
 MODEL_LAWS = (OverfittingLaw, ChinchillaLaw)
+#: The codes of the floor's source shared across ranks (0: the law).
+_SOURCE_CODES = {"limit": 1.0, "best_size": 2.0}
 
 
 class DataLimitGapBase:
@@ -35,13 +38,49 @@ class DataLimitGapBase:
         n_params: N for a law of N and D, counted the way the law was fitted; default: every parameter of the
             LightningModule, counted at setup (pass it under a strategy that shards parameters, such as FSDP or
             DeepSpeed, where a rank sees only its shard).
+        sweep: None, or a sweep store (:class:`lightning_scaling.Sweep`, or a folder path: ``Sweep(path)``) of
+            earlier runs on this run's data (``ExtraEarlyStopping(sweep=...)`` writes it). The floor is then the
+            one the store's joint fit gives on this data (:func:`lightning_scaling.sweep.sweep_floor`): with a law
+            of N across its sizes ([K] eq 1.6), its limit N -> infinity, ``E``; without one (a sweep of one size,
+            where ``E`` is not identified apart from the size's model term), the lowest converged loss of a size
+            at this D, which extrapolates nothing (:class:`lightning_scaling.sweep.SweepFloor` says which:
+            ``floor_source``, and a message when it changes). It is a constant: the N -> infinity limit on all of
+            this run's D, at or below L(D_seen) before the whole dataset is seen. Only runs with the Sweep's
+            ``data`` are pooled; this run's own record (ExtraEarlyStopping's ``run_id``) is left out. The store is
+            fitted at the train start and again at a validation when it changed (another run wrote), never more
+            often than ExtraEarlyStopping's sweep budget allows (``SWEEP_MS_PER_VALIDATION``); rank zero fits, and
+            every rank gets its floor with the loss's all-reduce. With no usable earlier runs (none, one, or none
+            that fits), the floor is ``law``'s, exactly as without a sweep, and it says so once; a store that
+            cannot be read or fitted is one warning, and the last floor stays. Needs an L(D) ``law`` (the
+            fallback): the pooled floor is an L(D), not this model's own L(N, D).
     Needs :class:`EffectiveEpochs` in the callbacks (it counts the distinct data seen).
+
+    Raises:
+        ValueError: a law of the wrong unit or kind, ``n_params`` or ``tolerance`` out of range, ``sweep`` that is
+            neither a Sweep nor a folder, or given with a law of N and D.
+
+    Example:
+        >>> from lightning_scaling import DataLimitGap, PowerLaw, Sweep
+        >>> gap = DataLimitGap(PowerLaw(2.0, 0.5, 0.9, unit="examples"), sweep=Sweep("sweeps/text", data="text"))
+        >>> gap.floor_source
+        'law'
     """
 
     def __init__(self, law: PowerLaw | OverfittingLaw | ChinchillaLaw | str | Path, monitor: str = "val_loss",
-                 tolerance: float = 0.02, figure_interval: float = 60.0, n_params: int | None = None) -> None:
+                 tolerance: float = 0.02, figure_interval: float = 60.0, n_params: int | None = None,
+                 sweep: Any = None) -> None:
+        from ._sweep_member import StoreWatch, as_sweep
+
         resolved = presets.resolve(law)
         self.model_law = resolved if isinstance(resolved, MODEL_LAWS) else None  # L(N, D): evaluated at setup
+        self.sweep = as_sweep(sweep)
+        if self.sweep is not None and self.model_law is not None:
+            raise ValueError("sweep= gives a floor for any model on this data (an L(D)), not this model's own "
+                             "L(N, D): give an L(D) PowerLaw as the law (used until the sweep has usable runs)")
+        self.floor: Any = None  # the sweep's floor in use (a SweepFloor, the same on every rank), or None: the law's
+        self._watch = None if self.sweep is None else StoreWatch(self.sweep)
+        self._sweep_fit: Any = None  # rank zero: the latest joint fit of the store
+        self._said: set[str] = set()  # the floor sources already announced
         if n_params is not None and not (isinstance(n_params, int) and n_params > 0):
             raise ValueError(f"n_params must be a positive int (the model's parameter count), got {n_params!r}")
         if n_params is not None and self.model_law is None:
@@ -83,6 +122,99 @@ class DataLimitGapBase:
     def unit(self) -> str:
         return "tokens" if self.model_law is not None else self.law.unit
 
+    @property
+    def floor_source(self) -> str:
+        """Where the floor comes from: "law" (``law``), or the sweep's :attr:`SweepFloor.source
+        <lightning_scaling.sweep.SweepFloor.source>` ("limit", "best_size")."""
+        return "law" if self.floor is None else self.floor.source
+
+    def _floor_at(self, distinct: Any) -> Any:
+        """The floor at ``distinct`` data seen: the sweep's (a constant) when there is one, else the law's."""
+        return float(self.floor.value) if self.floor is not None else self.law(distinct)
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        """With ``sweep=``: fit the store (rank zero) and share its floor with every rank (one all-reduce)."""
+        if self.sweep is not None:
+            if _common.is_global_zero(trainer):
+                self._changed(trainer)  # read the store as it is now
+                self._refit(trainer)
+            self._share(trainer, _common.reduce_sum(trainer, self._encoded(trainer)))
+
+    def _own_run_id(self, trainer: Any) -> str | None:
+        """This run's id in a sweep store (ExtraEarlyStopping's, with its ``sweep=``), or None."""
+        stopping = _common.find_callback(trainer, "ExtraEarlyStoppingBase")
+        return getattr(stopping, "run_id", None) if stopping is not None else None
+
+    def _changed(self, trainer: Any) -> bool:
+        """Rank zero, at a validation: whether the store changed and its refit is due within the budget
+        (:class:`~lightning_scaling.callbacks._sweep_member.StoreWatch`); a store that cannot be listed is one
+        warning and no change."""
+        try:
+            last = self._sweep_fit.seconds if self._sweep_fit is not None else 0.0
+            return self._watch.due(self._own_run_id(trainer), math.inf, last)
+        except Exception as err:  # never ends the user's training
+            self._warn_once(trainer, "sweep_read", f"the sweep store {self.sweep.path} could not be read "
+                                                   f"({type(err).__name__}: {err}); the floor stays as it is")
+            return False
+
+    def _refit(self, trainer: Any) -> None:
+        """Rank zero: the joint fit of the store's runs on this data, this run's own record left out. A store that
+        cannot be read or fitted, or a fit that fails, is one warning; a successful earlier fit then stays."""
+        from ..sweep import pooled_fit
+
+        self._watch.fitted()
+        try:
+            fit = pooled_fit(self.sweep.records, run_id=self._own_run_id(trainer), data=self.sweep.data)
+        except Exception as err:  # the floor is a report and a bound: it never ends the user's training
+            fit, why = None, f"could not be read or fitted ({type(err).__name__}: {err})"
+        else:
+            why = None if fit is None or fit.success or fit.n_runs < 2 else \
+                f"has a joint fit of {fit.n_runs} runs that failed ({fit.message})"
+        kept = self._sweep_fit is not None and self._sweep_fit.success
+        if why is not None:
+            self._warn_once(trainer, "sweep", f"the sweep store {self.sweep.path or '(in memory)'} {why}; the floor "
+                                              f"stays {'the last fit' if kept else 'the law'}'s")
+        if why is None or not kept:
+            self._sweep_fit = fit
+
+    def _encoded(self, trainer: Any) -> list[float]:
+        """Rank zero's floor as numbers for the all-reduce (value, low, high, source code, runs, N); zeros on the
+        other ranks, and on rank zero without a floor (so the sum is rank zero's)."""
+        from ..sweep import sweep_floor
+
+        floor = None
+        if _common.is_global_zero(trainer):
+            counter = _common.find_callback(trainer, "EffectiveEpochsBase")
+            floor = sweep_floor(self._sweep_fit, getattr(counter, "_size", None))
+        if floor is None:
+            return [0.0] * 6
+        return [floor.value, *floor.interval, _SOURCE_CODES[floor.source], float(floor.n_runs),
+                float(floor.n_params or 0.0)]
+
+    def _share(self, trainer: Any, numbers: list[float]) -> None:
+        """Take the floor rank zero sent (:meth:`_encoded`), and say once per source where it comes from."""
+        from ..sweep import SweepFloor
+
+        value, lo, hi, code, n_runs, n = numbers
+        source = next((k for k, v in _SOURCE_CODES.items() if v == code), None)
+        self.floor = None if source is None else SweepFloor(value, (lo, hi), source, n or None, int(n_runs))
+        where = f"the sweep store {self.sweep.path or '(in memory)'} on data {self.sweep.data!r}"
+        if source is None and self.floor_source not in self._said:
+            fit = self._sweep_fit
+            why = ("no earlier run on this data" if fit is None else fit.message if not fit.success
+                   else "no size of the sweep at this run's dataset size D")
+            message = f"no usable earlier runs in {where} ({why}): the floor is the law's L(D_seen), as without a sweep"
+        elif source is not None and source not in self._said:
+            what = ("E, the converged loss as N -> infinity of [K] eq 1.6's law of N across its sizes" if
+                    source == "limit" else f"the lowest converged loss of its sizes on this D (N = {n:,.0f}; one "
+                                           "size, or several D: no law of N to take N -> infinity)")
+            message = (f"the floor is the joint fit of {int(n_runs)} runs in {where}: {what}, {value:.4f} "
+                       f"(interval [{lo:.4f}, {hi:.4f}])")
+        else:
+            return
+        self._said.add(self.floor_source)
+        _common.rank_zero_info(trainer, f"DataLimitGap: {message}")
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         from ..dashboard import ensure_layout
 
@@ -107,11 +239,12 @@ class DataLimitGapBase:
         return stopping is not None and getattr(stopping, "monitor", None) == self.monitor
 
     def data_floor(self, trainer: Any) -> float | None:
-        """L(D_seen) now (collective), or None before any data or without a dataset size."""
+        """The floor now (collective): L(D_seen), or the sweep's (``sweep=``); None before any data or without a
+        dataset size."""
         c = self._counter(trainer).counts(trainer)
         if c.distinct_seen is None or not c.distinct_seen > 0:
             return None
-        return float(self.law(c.distinct_seen))
+        return float(self._floor_at(c.distinct_seen))
 
     def _warn_once(self, trainer: Any, key: str, message: str) -> None:
         """One warning per kind of trouble (``key``) per fit: the evaluation is skipped, training goes on."""
@@ -135,13 +268,18 @@ class DataLimitGapBase:
                                              "are too; give EffectiveEpochs(dataset_size=...) (the train dataset has "
                                              "no length); the gap is not logged")
             return
-        (loss,) = _common.reduce_sum(trainer, [value])
+        if self.sweep is not None and _common.is_global_zero(trainer) and self._changed(trainer):
+            self._refit(trainer)  # the store changed: refit (rank zero), within the budget
+        # the floor rides on the loss's all-reduce: every rank takes rank zero's
+        (loss, *floor) = _common.reduce_sum(trainer, [value] + (self._encoded(trainer) if self.sweep is not None else []))
         loss /= _common.world_size(trainer)
+        if self.sweep is not None:
+            self._share(trainer, floor)
         if not math.isfinite(loss):
             self._warn_once(trainer, "finite", f"{self.monitor} = {loss} at step {c.step} is not finite: that "
                                                "evaluation (and any later non-finite one) is skipped")
             return
-        ld = float(self.law(c.distinct_seen))
+        ld = float(self._floor_at(c.distinct_seen))
         metrics = {"ld_loss": ld, "ld_gap": loss - ld, "ld_ratio": loss / ld}
         if not self._stopping_logs_loss(trainer):  # ExtraEarlyStopping on the same metric writes it at this step
             metrics["monitored_loss"] = loss
@@ -153,20 +291,26 @@ class DataLimitGapBase:
         from ..dashboard import add_figure, data_limit_figure
 
         add_figure(trainer, self, tags.tag("loss_vs_data"),  # drawn only with a TensorBoardLogger, at a bounded rate
-                   lambda: data_limit_figure(*zip(*self.history), self.law, unit=c.unit, dataset_size=c.dataset_size),
+                   lambda: data_limit_figure(*zip(*self.history), self._floor_at, unit=c.unit, dataset_size=c.dataset_size),
                    c.step, self.figure_interval)
         if loss < (1 - self.tolerance) * ld:
             if not self._warned_below:  # no model beats L(D): the law is wrong for this data, not the run
                 self._warned_below = True
+                fix = ("the law does not describe this run's data (fit it on runs over the same data and validation "
+                       "set, e.g. `lightning-scaling fit runs/ --law ld`)" if self.floor is None else
+                       f"the sweep's floor ({self.floor.source}) does not describe this run's data (are its runs on "
+                       "the same data and validation set? a larger model than the sweep's?)")
                 _common.rank_zero_warn(trainer, (
-                    f"DataLimitGap: at step {c.step} {self.monitor} {loss:.4f} is {1 - loss / ld:.0%} below the law's "
-                    f"{ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen, which no model should beat: the "
-                    "law does not describe this run's data (fit it on runs over the same data and validation set, "
-                    "e.g. `lightning-scaling fit runs/ --law ld`); until then the gap is meaningless and "
-                    "ExtraEarlyStopping's floor from it is too high, so it stops early"))
+                    f"DataLimitGap: at step {c.step} {self.monitor} {loss:.4f} is {1 - loss / ld:.0%} below the "
+                    f"{'law' if self.floor is None else 'sweep'}'s {ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen, which no model should "
+                    f"beat: {fix}; until then the gap is meaningless and ExtraEarlyStopping's floor from it is too "
+                    "high, so it stops early"))
         elif self.data_limited_at is None and loss - ld <= self.tolerance * ld:
             self.data_limited_at = c.step
-            if self.model_law is None:
+            if self.floor is not None:
+                what = (f"the sweep's floor {ld:.4f} on this data ({self.floor.source}): the run is data-limited, "
+                        "more data now beats a bigger model")
+            elif self.model_law is None:
                 what = (f"L(D) = {ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen: the run is "
                         "data-limited, more data now beats a bigger model")
             else:
@@ -176,8 +320,16 @@ class DataLimitGapBase:
                                             f"{self.tolerance:.0%} of {what}")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"data_limited_at": self.data_limited_at, "history": [list(h) for h in self.history]}
+        from dataclasses import asdict
+
+        return {"data_limited_at": self.data_limited_at, "history": [list(h) for h in self.history],
+                "sweep_floor": None if self.floor is None else asdict(self.floor), "said": sorted(self._said)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        from ..sweep import SweepFloor
+
         self.data_limited_at = state["data_limited_at"]
         self.history = [(float(a), float(b)) for a, b in state.get("history", [])]
+        floor = state.get("sweep_floor")
+        self.floor = None if floor is None else SweepFloor(**{**floor, "interval": tuple(floor["interval"])})
+        self._said = set(state.get("said", []))
