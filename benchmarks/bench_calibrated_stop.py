@@ -13,6 +13,8 @@ README's defaults, observing the learning rate as the live callback does. Side b
   (``calibration=False``);
 * ``calibrated c``: the same with the held-out calibration at confidence c, stopping at threshold x the interval's
   one-sided lower bound at c (the default is c = 0.8);
+* ``calibrated c, no data-limited stop``: the first of those with ``stop_when_data_limited=False`` (a loss that
+  turns up is reported, not stopped);
 * ``calibrated c + fallback patience 10``: the first of those with the opt-in ``StopConfig(fallback_patience=10)``,
   a patience stop on the plateau where the rule stays unsure.
 
@@ -47,8 +49,8 @@ from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, refer
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 #: The baseline: the rule as it was before the calibration, which the README's snippet then ran on a run with a
 #: warm-up: no calibration (a stop at threshold x the point prediction), the warm-up fitted, steps as the time axis,
-#: and no learning rate observed.
-OLD_RULE = {"calibration": False, "warmup_steps": 0, "time_axis": "steps"}
+#: no learning rate observed, and no stop on a loss that turned up.
+OLD_RULE = {"calibration": False, "warmup_steps": 0, "time_axis": "steps", "stop_when_data_limited": False}
 #: The naive baselines' family: the power law alone.
 POWER = StopConfig(family="power")
 #: The opt-in fallback: a patience stop on the plateau where the calibrated rule stays unsure.
@@ -96,6 +98,8 @@ def main(argv=None) -> None:
                  ("power law in summed LR", {"calibration": False, "config": POWER, "time_axis": "lr_sum"}, True),
                  ("point", {"calibration": False}, True)]
         rules += [(f"calibrated {c:g}", {"calibration": cal, "confidence": c}, True) for c in args.confidence]
+        rules += [(f"calibrated {args.confidence[0]:g}, no data-limited stop",
+                   {"calibration": cal, "confidence": args.confidence[0], "stop_when_data_limited": False}, True)]
         rules += [(f"calibrated {args.confidence[0]:g} + fallback patience {FALLBACK.fallback_patience}",
                    {"calibration": cal, "confidence": args.confidence[0], "config": FALLBACK}, True)]
         curves = load_source(held)

@@ -101,7 +101,7 @@ def main() -> None:
                    for c in curves}
     variants = {"default, floor L(D) held out": ({}, held_out), "default, floor demo_ld.json": ({}, in_sample),
                 "default, no floor": ({}, None),
-                "default + stop_when_data_limited, floor held out": (dict(stop_when_data_limited=True), held_out),
+                "default without the data-limited stop, floor held out": (dict(stop_when_data_limited=False), held_out),
                 "default (auto: power law), floor L(N, D) held out": (dict(floor_kind="model"), held_out_nd),
                 "both families averaged, floor L(N, D) held out": (dict(family="average", floor_kind="model"),
                                                                    held_out_nd),

@@ -1049,7 +1049,7 @@ def _add_rule_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, help=f"{logged} 0")
     p.add_argument("--min-points", type=int, help=f"{logged} the rule's")
     p.add_argument("--irreducible", type=float, help=f"{logged} 0")
-    p.add_argument("--stop-when-data-limited", action=argparse.BooleanOptionalAction, help=f"{logged} off")
+    p.add_argument("--stop-when-data-limited", action=argparse.BooleanOptionalAction, help=f"{logged} on")
     p.add_argument("--rule", action="append", type=_rule_value, metavar="KEY=VALUE",
                    help="any other StoppingRule argument, over the logged one (repeatable), "
                         "e.g. --rule family=power --rule smoothing=0.3")

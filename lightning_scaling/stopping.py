@@ -285,8 +285,10 @@ class StoppingRule:
             :data:`TRANSIENT_FACTOR` x its end are not fitted (without ``lr_sum`` observations: none).
         time_axis: what the curve is fitted against (:data:`TIME_AXES`): "auto" (default: the summed learning
             rate once it has varied after the warm-up, [T], else steps), "steps" or "lr_sum".
-        stop_when_data_limited: also stop when the smoothed loss has turned up by ``config.turn_up`` over its
-            minimum before the threshold was reached (the run is data-limited: more data is the remedy).
+        stop_when_data_limited: stop when the smoothed loss has turned up by ``config.turn_up`` over its minimum
+            since the warm-up, before the threshold was reached (default True): the run is data-limited, more steps
+            only raise the held-out loss ([K] 5.7: the early-stopping step of a data-limited run), more data is the
+            remedy. False: such a run is not stopped by this rule (the decision still says it is data-limited).
         floor_kind: what the ``floor`` given to :meth:`update` is (:data:`FLOOR_KINDS`): "data" (L(D), default) or
             "model" (L(N, D) at this model's N). The live callback sets it from DataLimitGap's law.
         config: the research knobs (:class:`StopConfig`, or a dict of its fields); default ``StopConfig()``.
@@ -308,7 +310,7 @@ class StoppingRule:
 
     def __init__(self, threshold: float | None = None, confidence: float = 0.8, *,
                  calibration: "Calibration | str | Path | None | bool" = None, warmup_steps: int | None = None,
-                 time_axis: str = "auto", stop_when_data_limited: bool = False, floor_kind: str = "data",
+                 time_axis: str = "auto", stop_when_data_limited: bool = True, floor_kind: str = "data",
                  config: "StopConfig | Mapping[str, Any] | None" = None, **misplaced: Any) -> None:
         _refuse(misplaced, "StoppingRule")
         self.config = config = StopConfig.from_value(config)
@@ -410,10 +412,12 @@ class StoppingRule:
         self.losses.append(loss)
         self.lr_sums.append(lr_sum)
         keep = self._kept()
+        turned_up = self._turned_up()
         if not keep.size or keep[-1] != len(self.steps) - 1:
-            return self._remember(StopDecision(step, False, f"warm-up: point not fitted (the warm-up ended near step "
-                                                            f"{self.warmup_end}; points up to step {self.fit_after} "
-                                                            "are left out)", code=R.WARMUP))
+            decision = StopDecision(step, False, f"warm-up: point not fitted (the warm-up ended near step "
+                                                 f"{self.warmup_end}; points up to step {self.fit_after} are left "
+                                                 "out)", data_limited=turned_up, code=R.WARMUP)
+            return self._finish(decision) if turned_up else self._remember(decision)
         losses = [self.losses[i] for i in keep]
         smoothed = self._smooth(losses)
         s = smoothed[-1]
@@ -421,7 +425,7 @@ class StoppingRule:
         self.smoothed, self.first_smoothed, self.min_smoothed = s, smoothed[0], min(smoothed)
         if self.config.fallback_patience:
             self._since_best = _since_best(smoothed, self.config.fallback_min_delta)
-        data_limited = s > self.min_smoothed * (1 + self.turn_up)
+        data_limited = turned_up
         if len(losses) < self.min_points:
             return self._finish(StopDecision(step, False, f"waiting for {self.min_points} points after warm-up",
                                              smoothed_loss=s, data_limited=data_limited, code=R.WAITING))
@@ -543,6 +547,14 @@ class StoppingRule:
         if self.axis == "lr_sum":
             keep &= np.array([v is not None for v in self.lr_sums], dtype=bool)
         return np.flatnonzero(keep)
+
+    def _turned_up(self) -> bool:
+        """Whether the smoothed loss has risen ``turn_up`` above its minimum since the warm-up ended (the given one,
+        or the detected end of the rising learning rate: the transient after it is left out of the fit, not out of
+        this test, so that a run that overfits that early is still seen to)."""
+        after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
+        smoothed = self._smooth([v for t, v in zip(self.steps, self.losses) if t > after])
+        return bool(smoothed) and smoothed[-1] > min(smoothed) * (1 + self.turn_up)
 
     def _smooth(self, losses: list[float]) -> list[float]:
         """The exponential moving average of ``losses`` (weight ``smoothing`` on the past)."""

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from lightning_scaling import StopConfig, StoppingRule, StopReason, replay
 from lightning_scaling.curve_families import (fit_effective_data_curve, fit_exponential_curve, predict_converged)
 from lightning_scaling.errors import FitError
-from lightning_scaling.stopping import rule_arguments
+from lightning_scaling.stopping import STOP_CODES, rule_arguments
 from lightning_scaling.fitting import fit_chinchilla, fit_learning_curve, fit_overfitting_law, fit_power_law
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -64,7 +64,7 @@ def test_rule_and_replay_never_raise(curve, floor_frac, family, lr_axis, model_f
     assert len(out.decisions) == (out.stop_index + 1 if out.stop_index is not None else len(steps))
     for d in out.decisions:
         assert isinstance(d.reason, str) and d.reason and isinstance(d.code, StopReason)
-        assert d.should_stop == (d.code in (StopReason.THRESHOLD, StopReason.PATIENCE))  # not data-limited: not asked
+        assert d.should_stop == (d.code in STOP_CODES)  # a data-limited loss stops by default
         if d.trusted:
             assert math.isfinite(d.converged_loss) and d.converged_loss > 0
             assert floor is None or d.converged_loss >= floor * (1 - 1e-9)

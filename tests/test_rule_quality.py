@@ -33,8 +33,8 @@ def held_out(corpus, curve):
 
 @pytest.fixture(scope="module")
 def scored(corpus):
-    return {name: evaluate(corpus[name], floor_law=held_out(corpus, corpus[name]), warmup_steps=WARMUP)
-            for name in MET}
+    return {name: evaluate(corpus[name], floor_law=held_out(corpus, corpus[name]), warmup_steps=WARMUP,
+                           stop_when_data_limited=False) for name in MET}
 
 
 def test_stop_quality_on_runs_where_the_rule_applies(scored):
@@ -61,13 +61,13 @@ def test_the_rule_stops_before_patience_based_early_stopping(corpus, scored):
         assert q.steps_fraction < 0.8  # well before the converged point (0.48-0.76)
 
 
-def test_data_limited_runs_are_reported_and_stopped_only_when_asked(corpus):
+def test_data_limited_runs_are_stopped_unless_told_not_to(corpus):
     c = corpus["l_d16k_const"]  # its 1.1x point falls in warm-up: the validation loss turns up at step ~175
     law = held_out(corpus, c)
-    quiet = evaluate(c, floor_law=law, warmup_steps=WARMUP)
+    quiet = evaluate(c, floor_law=law, warmup_steps=WARMUP, stop_when_data_limited=False)
     assert quiet.stopped_step is None and quiet.data_limited
-    asked = evaluate(c, floor_law=law, warmup_steps=WARMUP, stop_when_data_limited=True)
-    assert asked.stopped_step is not None and asked.stopped_step < c.config["steps"]
+    stopped = evaluate(c, floor_law=law, warmup_steps=WARMUP)
+    assert stopped.stopped_step is not None and stopped.stopped_step < c.config["steps"]
 
 
 # With a sweep of model sizes the floor is L(N, D) ([K] eq 1.5) at the run's own N, fitted without the runs at its
@@ -80,7 +80,7 @@ def scored_nd(corpus):
     from lightning_scaling.corpus.ld import held_out_overfitting_floor
 
     return {name: evaluate(corpus[name], floor_law=held_out_overfitting_floor(corpus.values(), corpus[name]),
-                           warmup_steps=WARMUP, family="power") for name in MET_ND}
+                           warmup_steps=WARMUP, stop_when_data_limited=False, family="power") for name in MET_ND}
 
 
 def test_an_l_n_d_floor_stops_model_limited_runs(corpus, scored_nd):
@@ -90,7 +90,8 @@ def test_an_l_n_d_floor_stops_model_limited_runs(corpus, scored_nd):
     # with L(D), which every model is above, these model-limited runs never stop
     for name in ("l_dfull_const", "m_dfull_const", "m_dfull_wsd"):
         c = corpus[name]
-        assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stopped_step is None, name
+        quiet = evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP, stop_when_data_limited=False)
+        assert quiet.stopped_step is None, name
 
 
 # The opt-in effective-data family ([M]'s D' in epochs, R* fitted per run), with the same held-out L(D): it stops
@@ -102,13 +103,15 @@ MET_ED = ["l_dfull_const", "m_dfull_const", "s_d256k_const", "m_d256k_const", "l
 
 def test_the_effective_data_family_stops_runs_the_default_never_stops(corpus):
     scored = {name: evaluate(corpus[name], floor_law=held_out(corpus, corpus[name]), warmup_steps=WARMUP,
-                             family="effective_data", epoch_steps=corpus[name].config["steps_per_epoch"])
+                             stop_when_data_limited=False, family="effective_data",
+                             epoch_steps=corpus[name].config["steps_per_epoch"])
               for name in MET_ED}
     ratios = [q.stop_ratio for q in scored.values()]
     assert all(r is not None and abs(r - 1.1) <= 0.05 for r in ratios), ratios  # measured 1.064-1.128
     assert statistics.median(abs(q.stop_error) for q in scored.values()) <= 0.025  # measured 2.1%
     c = corpus["s_d256k_const"]
-    assert evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP).stopped_step is None  # the default
+    default = evaluate(c, floor_law=held_out(corpus, c), warmup_steps=WARMUP, stop_when_data_limited=False)
+    assert default.stopped_step is None  # the default family, on its threshold
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +154,8 @@ def test_out_of_sample_with_a_sound_floor_every_stop_is_within_the_band():
     point falls at the first fit) within 1.1 +- 0.05 (measured 12 of 12, median 1.094). Each stop's prediction is the
     floor itself, so the error at the stop is L(N, D)'s own (measured median 2.4%)."""
     runs = load_curves(SPREAD_DIR)
-    scored = [evaluate(c, floor_law=held_out_overfitting_floor(runs, c), warmup_steps=WARMUP, floor_kind="model")
+    scored = [evaluate(c, floor_law=held_out_overfitting_floor(runs, c), warmup_steps=WARMUP, floor_kind="model",
+                       stop_when_data_limited=False)
               for c in runs]
     stops = [q for q in scored if q.stop_ratio is not None]
     assert len(stops) >= 12 and all(abs(q.stop_ratio - 1.1) <= 0.05 for q in stops), [q.stop_ratio for q in stops]

@@ -6,6 +6,7 @@ import pytest
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
+import lightning_scaling
 from lightning_scaling import ExtraEarlyStopping, StoppingRule, replay
 from lightning_scaling.corpus.curves import converged_loss, load_curves
 from lightning_scaling.stopping import TRANSIENT_FACTOR
@@ -80,17 +81,19 @@ def test_state_dict_keeps_the_learning_rate_observations():
 
 def test_the_readme_defaults_do_not_stop_early_on_the_corpus_runs_with_a_warm_up():
     """Every corpus run warms up for 50 steps. With only the learning rate the callback observes, the default rule
-    stops at a median 1.087x the converged loss (the old default, fitting the warm-up, stopped at 1.525x)."""
+    stops most runs, none above 1.2x the converged loss (the safe-defaults target); the old default, fitting the
+    warm-up, stopped at a median above 1.4x."""
     ratios, old = [], []
     for curve in load_curves():
-        for sink, options in ((ratios, {}), (old, {"warmup_steps": 0})):
-            result = replay(curve.steps, curve.val_loss, lr=curve.lr, **options)
+        old_rule = {"warmup_steps": 0, "stop_when_data_limited": False, "calibration": False}
+        for sink, options in ((ratios, {}), (old, old_rule)):
+            result = lightning_scaling.replay(curve.steps, curve.val_loss, lr=curve.lr, **options)  # calibrated
             if result.stopped_step is not None:
                 known = curve.val_loss[: result.stop_index + 1]
                 sink.append(float(np.mean(known[-2:])) / converged_loss(curve))
-    assert len(ratios) >= 22
-    assert np.median(ratios) == pytest.approx(1.1, abs=0.03)
-    assert sum(r > 1.2 for r in ratios) <= 5 and np.median(old) > 1.4
+    assert len(ratios) >= 20  # measured 23 of 30
+    assert max(ratios) <= 1.2 and min(ratios) >= 1.0  # measured 1.001-1.127
+    assert np.median(old) > 1.4
 
 
 class WarmupCurve(CurveRegressor):

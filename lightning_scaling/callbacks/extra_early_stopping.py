@@ -26,7 +26,7 @@ class ExtraEarlyStoppingBase:
         threshold: stop multiple; default ``1 + alpha_N/alpha_S`` = 1.10 ([K] B.5).
         warmup_steps: None (default: found from the learning rate), or the last step of the warm-up (see
             :class:`StoppingRule`).
-        stop_when_data_limited: also stop when the loss turns up before the threshold (see :class:`StoppingRule`).
+        stop_when_data_limited: stop when the loss turns up before the threshold (default; see :class:`StoppingRule`).
         config: the research knobs, one :class:`~lightning_scaling.stopping.StopConfig` (or a dict of its fields):
             the curve family, smoothing, points needed, stability, a known irreducible loss, the opt-in fallback
             patience, and ``epoch_steps``.
@@ -91,7 +91,7 @@ class ExtraEarlyStoppingBase:
 
     def __init__(self, monitor: str = "val_loss", threshold: float | None = None, *, confidence: float = 0.8,
                  calibration: Any = None, warmup_steps: int | None = None, time_axis: str = "auto",
-                 use_data_floor: bool = True, stop_when_data_limited: bool = False, cooldown_steps: int = 0,
+                 use_data_floor: bool = True, stop_when_data_limited: bool = True, cooldown_steps: int = 0,
                  strict: bool = True, check_finite: bool = False, verbose: bool = True,
                  figure_interval: float = 60.0, config: StopConfig | dict | None = None, sweep: Any = None,
                  **misplaced: Any) -> None:
