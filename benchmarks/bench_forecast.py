@@ -18,9 +18,18 @@ the mean time of one forecast.
 
     .venv/bin/python benchmarks/bench_forecast.py [--markdown] [--laws mpl tissue power] [--prior]
         [--write-calibration PATH]
+    .venv/bin/python benchmarks/bench_forecast.py --horizon [--markdown] [--threshold 1.1]
 
 ``--prior`` prints the priors fitted on every group (the shipped ``DEFAULT_PRIORS``); ``--write-calibration`` writes
 the calibration from every group's held-out errors (the shipped ``data/forecast_calibration.json``).
+
+``--horizon``: the horizon recommendation (:func:`~lightning_scaling.forecasting.recommend_horizon`) on Luo et al.'s
+four cosine runs. From the points up to 25% and 50% of each, with the prior fitted on the other size, the fewest
+steps of the same cosine (warm-up, peak, floor) whose forecast final loss is at most ``threshold`` x L0, with the
+forecast's own L0 and with the authors' (``LUO_L0``). The reference: the law fitted jointly on the full curves of
+the other eight runs of the same size (L0, A, alpha and B shared, the shipped prior's shape), the horizon at which
+its cosine final loss is ``threshold`` x the authors' L0 (their L0 is fitted on all their runs with the law's shape
+free, not on this run; with two cosine horizons per size recorded, the law interpolates between the runs).
 """
 
 from __future__ import annotations
@@ -33,9 +42,14 @@ from pathlib import Path
 
 import numpy as np
 
+from scipy.optimize import brentq
+
 from lightning_scaling.calibration import calibrate
-from lightning_scaling.corpus.curves import load_curves, load_luo_curves
-from lightning_scaling.forecasting import G_EDGES, LAWS, Run, fit_prior, prefix_forecasts
+from lightning_scaling.corpus.curves import LUO_L0, load_curves, load_luo_curves
+from lightning_scaling.forecasting import (G_EDGES, LAWS, Run, _drop_term, _fit, _predict, _warmup_cut, fit_prior,
+                                           prefix_forecasts, recommend_horizon)
+from lightning_scaling.planning import stopping_factor
+from lightning_scaling.schedules import ScheduleShape
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
@@ -117,13 +131,91 @@ def table(runs: list[Run], laws) -> tuple[list[list], dict]:
     return rows, cal_samples
 
 
+def joint_law(runs: list[Run], prior) -> dict[str, float]:
+    """The law fitted jointly on the full curves of ``runs`` (one model on one stream): L0, A, alpha, B shared, the
+    drop's shape the prior's; the points after the warm-up's transient, as :func:`forecast` leaves them out."""
+    zs, xs, ys = [], [], []
+    for run in runs:
+        eta = np.asarray(run.lr, dtype=float) / float(np.max(run.lr))
+        z = np.cumsum(eta)
+        st = np.asarray(run.steps, dtype=np.int64)
+        t = st[st > _warmup_cut(st, z, run.warmup_steps)] - 1
+        zs.append(z[t])
+        xs.append(_drop_term("mpl", prior.shape, eta, t))
+        ys.append(np.asarray(run.losses, dtype=float)[st > _warmup_cut(st, z, run.warmup_steps)])
+    res, _ = _fit("mpl", prior, np.concatenate(zs), np.concatenate(xs), np.concatenate(ys), 400)
+    return {"L0": float(res.x[0]), "A": math.exp(res.x[1]), "alpha": float(res.x[2]), "B": math.exp(res.x[3]),
+            **prior.shape}
+
+
+def reference_horizon(params: dict[str, float], shape: ScheduleShape, target: float, cap: int = 10 ** 7) -> float:
+    """The horizon T at which the law ``params`` under ``shape`` stretched to T steps ends at ``target`` (inf when
+    it does not within ``cap``)."""
+    def gap(log_t: float) -> float:
+        t = int(round(math.exp(log_t)))
+        return float(_predict("mpl", params, shape.lr(t) / shape.peak_lr, np.array([t - 1]))[0]) - target
+    lo, hi = math.log(shape.warmup_steps + 2), math.log(cap)
+    if gap(hi) > 0:
+        return math.inf
+    return math.exp(brentq(gap, lo, hi, xtol=1e-4)) if gap(lo) > 0 else math.exp(lo)
+
+
+def horizon_table(threshold: float) -> tuple[list[list], list[str]]:
+    """The rows of ``--horizon`` and the notes below them (the reference laws' L0 and the recorded finals)."""
+    curves = load_luo_curves()
+    rows, notes, seconds = [], [], []
+    for size in sorted(LUO_L0, key=lambda m: float(m[:-1])):
+        same = [c for c in curves if c.config["model"] == size]
+        prior = fit_prior([Run(c.name, c.steps, c.val_loss, c.lr, group=c.config["model"]) for c in curves
+                           if c.config["model"] != size], "mpl")
+        target = threshold * LUO_L0[size]
+        finals = []
+        for c in (c for c in same if c.config["lr_schedule"] == "cosine"):
+            finals.append(f"{c.steps[-1]} steps {np.mean(c.val_loss[-3:]):.4f}")
+            ref = joint_law([Run(o.name, o.steps, o.val_loss, o.lr) for o in same if o is not c], prior)
+            shape = ScheduleShape("cosine", int(c.config["warmup_steps"]), float(c.lr.max()), 0.1)
+            t_ref = reference_horizon(ref, shape, target)
+            for frac, f, _ in prefix_forecasts(Run(c.name, c.steps, c.val_loss, c.lr), PREFIXES, prior=prior):
+                t0 = time.perf_counter()
+                own = recommend_horizon(f, threshold=threshold)
+                seconds.append(time.perf_counter() - t0)
+                given = recommend_horizon(f, threshold=threshold, converged_loss=LUO_L0[size])
+                rows.append([c.name, f"{frac:.0%}", f"{f.converged_loss:.3f}", _steps(own), _steps(given),
+                             f"{t_ref:.0f} (L0 {ref['L0']:.3f})",
+                             f"{own.horizon_steps / t_ref:.2f}" if own.success else "-",
+                             f"{given.horizon_steps / t_ref:.2f}" if given.success else "-"])
+        notes.append(f"{size}: authors' L0 {LUO_L0[size]}, target {target:.4f}; recorded cosine finals (mean of the "
+                     f"last 3): {', '.join(finals)}")
+    notes.append(f"time/recommendation: median {1e3 * np.median(seconds):.0f} ms, max {1e3 * max(seconds):.0f} ms")
+    return rows, notes
+
+
+def _steps(r) -> str:
+    """A recommendation's horizon with its interval, or why there is none."""
+    if r.horizon_steps is None:
+        return "none: " + r.message.split("(")[0].strip()
+    lo, hi = r.horizon_interval
+    flag = "" if r.success else " (untrusted)"
+    return f"{r.horizon_steps} [{lo:.0f}, {hi:.0f}]{flag}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--laws", nargs="+", default=list(LAWS), choices=LAWS)
     parser.add_argument("--prior", action="store_true", help="print the priors fitted on every group")
     parser.add_argument("--write-calibration", metavar="PATH", help="write the calibration of the first law")
+    parser.add_argument("--horizon", action="store_true", help="the cosine horizon recommendation on Luo's runs")
+    parser.add_argument("--threshold", type=float, default=stopping_factor(), help="the multiple of L0 (--horizon)")
     args = parser.parse_args(argv)
+    if args.horizon:
+        t0 = time.perf_counter()
+        rows, notes = horizon_table(args.threshold)
+        header = ["run", "prefix", "forecast L0", "recommended (own L0) [interval]",
+                  "recommended (authors' L0) [interval]", "reference (its L0)", "own / ref", "authors' / ref"]
+        print(render(header, rows, args.markdown))
+        print("\n" + "\n".join(notes) + f"\n{time.perf_counter() - t0:.0f} s")
+        return
     runs = recorded_runs()
     t0 = time.perf_counter()
     if args.prior:

@@ -41,6 +41,8 @@ LAYOUT: dict[str, dict[str, list]] = {
                                                                      tag("forecast_final_high")]],
         "forecast L0 and the loss after a cool-down from now": ["Multiline", [tag("forecast_converged_loss"),
                                                                               tag("forecast_cooldown_loss")]],
+        "forecast final loss over L0": ["Multiline", [tag("final_over_converged")]],
+        "recommended horizon for the next run (steps)": ["Multiline", [tag("recommended_horizon_steps")]],
     },
 }
 

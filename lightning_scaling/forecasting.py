@@ -47,7 +47,7 @@ from .fitting import solve_from_starts
 from .stopping import TRANSIENT_FACTOR, warmup_end
 
 __all__ = ["Forecast", "SchedulePrior", "forecast", "lr_from_sums", "fit_prior", "forecast_samples",
-           "calibrate_forecast", "LAWS", "DEFAULT_PRIORS"]
+           "calibrate_forecast", "LAWS", "DEFAULT_PRIORS", "HorizonRecommendation", "recommend_horizon"]
 
 #: The laws :func:`forecast` fits (its ``law``): the multi-power law, [T]'s, and the power law in summed LR alone.
 LAWS = ("mpl", "tissue", "power")
@@ -115,6 +115,7 @@ class Forecast(PredictionResult):
         law: the law fitted; ``params``: its L0, A, alpha, B (in units of the peak learning rate) and shape.
         points: the points fitted (after the warm-up); ``fit_after``: the step up to which points were left out.
         peak_lr: the schedule's peak learning rate (the unit of the summed learning rate).
+        smoothed_loss: the mean of the last three losses fitted (the ``s`` of the interval's calibration).
     """
 
     VALUE = "final_loss"  # its success: a finite final loss (results.PredictionResult)
@@ -132,6 +133,7 @@ class Forecast(PredictionResult):
     points: int
     fit_after: int
     peak_lr: float
+    smoothed_loss: float = math.nan
     _lr: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
     _planned: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
@@ -421,6 +423,7 @@ def forecast(steps: Sequence[int], losses: Sequence[float], *, lr: Sequence[floa
     final = float(_predict(law, params, eta, np.array([final_step - 1]))[0])
     smoothed = float(np.mean(y[keep][-3:]))
     interval = _interval(calibration, final, smoothed, float(confidence))
+    base["smoothed_loss"] = smoothed
     problems = []
     if not res.success:
         problems.append(f"the fit did not converge in {max_nfev} evaluations")
@@ -448,6 +451,211 @@ def _interval(calibration: Any, final: float, smoothed: float, confidence: float
     if cal is None:
         return (math.nan, math.nan)
     return cal.interval(final, smoothed, confidence)
+
+
+# ---------------------------------------------------------------------------------------------
+# the horizon of the next run
+# ---------------------------------------------------------------------------------------------
+#: The horizons :func:`recommend_horizon` scans (log-spaced from the shortest to the cap) before it bisects.
+HORIZON_GRID = 16
+#: The relative precision of a recommended horizon (its bisection stops at this width, or at one step).
+HORIZON_RTOL = 1e-3
+
+
+@dataclass(frozen=True)
+class HorizonRecommendation:
+    """The horizon for the next run: the fewest steps of the same-shaped schedule whose forecast final loss is at
+    most ``threshold`` x L0 (:func:`recommend_horizon`).
+
+    Attributes:
+        horizon_steps: that number of optimizer steps (None when there is none: see ``message``).
+        horizon_interval: the horizons at which the lower and the upper end of the final loss' calibrated interval
+            reach the target (the optimistic and the conservative horizon; ``inf`` when that end does not reach it
+            within the cap, NaN without a calibration).
+        final_loss: the law's final loss at ``horizon_steps`` (NaN without one); ``final_interval`` its interval.
+        ratio: ``final_loss / converged_loss``.
+        converged_loss: the L0 the threshold multiplies; ``target_loss`` = ``threshold`` x it.
+        schedule: the :class:`~lightning_scaling.schedules.ScheduleShape` stretched (None when none was found).
+        confidence: the interval's level (the forecast's).
+        success: whether ``horizon_steps`` may be used; ``message`` says what it rests on, or why not.
+    """
+
+    horizon_steps: int | None
+    horizon_interval: tuple[float, float]
+    final_loss: float
+    final_interval: tuple[float, float]
+    ratio: float
+    converged_loss: float
+    threshold: float
+    target_loss: float
+    schedule: Any
+    confidence: float
+    success: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.success
+
+
+def recommend_horizon(fc: Forecast, *, threshold: float | None = None, schedule: str | None = None,
+                      warmup_steps: int | None = None, peak_lr: float | None = None,
+                      final_lr_ratio: float | None = None, decay_fraction: float | None = None,
+                      max_steps_cap: int | None = None, converged_loss: float | None = None,
+                      calibration: Calibration | str | Path | None | bool = None) -> HorizonRecommendation:
+    """The fewest total steps T of a fixed-horizon schedule whose forecast final loss is at most ``threshold`` x L0.
+
+    The law fitted by :func:`forecast` ([MPL] eq 4-5, its parameters ``fc.params``) is evaluated at the end of the
+    run's schedule stretched to T steps (the same shape, warm-up, peak and floor:
+    :func:`lightning_scaling.schedules.schedule_lr`), and T is found by a log-spaced scan of :data:`HORIZON_GRID`
+    horizons from the end of the warm-up (or of the points left out) to the cap, then a bisection in log T to
+    :data:`HORIZON_RTOL` (the final loss falls as T grows). The threshold defaults to [K]'s stopping factor
+    ``1 + alpha_N / alpha_S`` (:func:`lightning_scaling.planning.stopping_factor`, [K] B.2/B.5): a run is long
+    enough when its loss is within that factor of the converged loss.
+
+    The interval is the final loss' own: at each T the split-conformal interval of :func:`forecast` around the
+    law's final loss at T (the same calibration, ``g`` from the same smoothed loss), and the horizon interval
+    the T at which its upper end (the conservative horizon) and its lower end reach the target. L0 is held at its
+    point value: its own uncertainty is not in the interval, and it is the larger one on a single run (a run's
+    prefix seldom pins its asymptote; pass ``converged_loss`` from a better source, such as a sweep's joint fit).
+
+    Args:
+        fc: a forecast of the run (:func:`forecast`).
+        threshold: the multiple of L0 to reach (default :func:`~lightning_scaling.planning.stopping_factor`, 1.1).
+        schedule: "cosine", "linear" or "wsd" (:data:`lightning_scaling.schedules.SHAPES`); default: the shape
+            of the forecast's schedule (history and plan; :func:`~lightning_scaling.schedules.fit_shape`).
+        warmup_steps, peak_lr, final_lr_ratio, decay_fraction: the stretched schedule's; default: those of the
+            forecast's schedule (the peak: ``fc.peak_lr``; the law's summed learning rate is in its units, so another
+            peak is an extrapolation the law was not fitted for).
+        max_steps_cap: the longest horizon searched (default: the one whose summed learning rate is
+            :data:`MAX_EXTRAPOLATION` x the summed learning rate seen, the farthest a trusted forecast reaches).
+        converged_loss: the L0 the threshold multiplies (default: the forecast's, ``fc.converged_loss``).
+        calibration: the interval's calibration, as :func:`forecast` takes it (False: no interval).
+
+    Returns:
+        A :class:`HorizonRecommendation`; ``success=False`` with a ``message`` when the forecast is untrusted, L0
+        is at its bound (the curve has not bent), the schedule is none of the shapes, the target is not reached
+        within the cap, or the horizon lies beyond the extrapolation a trusted forecast makes (its numbers are
+        then still given).
+
+    Raises:
+        ValueError: a threshold or L0 that is not a positive number, an unknown shape, a schedule value out of
+            range (:func:`~lightning_scaling.schedules.schedule_lr`), or a cap that is not a whole number >= 1.
+
+    Example:
+        >>> from lightning_scaling.schedules import schedule_lr
+        >>> lr = schedule_lr("cosine", 20000, warmup_steps=500, peak_lr=1e-3)
+        >>> steps = np.arange(1000, 10001, 250)
+        >>> truth = {"L0": 3.0, "A": 20.0, "alpha": 0.5, "B": 0.1, **DEFAULT_PRIORS["mpl"].shape}
+        >>> losses = _predict("mpl", truth, lr / lr.max(), steps - 1)
+        >>> f = forecast(steps, losses, lr=lr[:10000], planned_lr=lr[10000:], calibration=False)
+        >>> r = recommend_horizon(f, threshold=1.05)
+        >>> r.success, r.horizon_steps < 20000, r.ratio <= 1.05
+        (True, True, True)
+    """
+    from .planning import stopping_factor
+    from .schedules import SHAPES, ScheduleShape, fit_shape
+
+    threshold = stopping_factor() if threshold is None else threshold
+    if not (isinstance(threshold, (int, float, np.floating)) and math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold must be a number > 0 (a multiple of L0, e.g. 1.1), got {threshold!r}")
+    if schedule is not None and schedule not in SHAPES:
+        raise ValueError(f"schedule must be one of {SHAPES} or None (the forecast's own), got {schedule!r}")
+    if max_steps_cap is not None and not (isinstance(max_steps_cap, (int, np.integer)) and max_steps_cap >= 1):
+        raise ValueError(f"max_steps_cap must be None or a whole number >= 1, got {max_steps_cap!r}")
+    if converged_loss is not None and not (math.isfinite(converged_loss) and converged_loss > 0):
+        raise ValueError(f"converged_loss must be None (the forecast's) or a number > 0, got {converged_loss!r}")
+    full = np.concatenate([fc.lr, fc.planned_lr])
+    found = fit_shape(full) if full.size else None
+    if found is None:
+        top = int(np.argmax(full)) if full.size else 0
+        found = ScheduleShape(schedule or "cosine", top + 1 if top else 0, fc.peak_lr,
+                              float(full[-1]) / fc.peak_lr if full.size and fc.peak_lr > 0 else 0.1)
+        recognised = schedule is not None
+    else:
+        recognised = True
+    shape = ScheduleShape(schedule or found.shape, found.warmup_steps if warmup_steps is None else warmup_steps,
+                          found.peak_lr if peak_lr is None else peak_lr,
+                          found.final_lr_ratio if final_lr_ratio is None else final_lr_ratio,
+                          (found.decay_fraction if found.shape == "wsd" else 0.2) if decay_fraction is None
+                          else decay_fraction)
+    shape.lr(1)  # its values checked (ValueError)
+    l0 = fc.converged_loss if converged_loss is None else float(converged_loss)
+    target = threshold * l0
+    nan2 = (math.nan, math.nan)
+
+    def result(horizon, final=math.nan, interval=nan2, horizons=nan2, ok=False, message=""):
+        return HorizonRecommendation(horizon, horizons, final, interval, final / l0 if l0 > 0 else math.nan, l0,
+                                     float(threshold), target, shape if recognised else None, fc.confidence, ok,
+                                     message)
+
+    if not fc.trusted:
+        return result(None, message=f"the forecast is untrusted: {fc.reason}")
+    if not recognised:
+        return result(None, message=f"the schedule is none of {SHAPES}: name the shape to stretch (schedule=)")
+    if converged_loss is None and not l0 > 1e-6 * abs(fc.final_loss):
+        return result(None, message="L0 is at its bound 0 (the curve has not bent yet): no multiple of it to reach")
+    seen = float(np.sum(fc.lr)) / fc.peak_lr
+    planned_mean = float(np.mean(shape.lr(max(fc.final_step, 1)))) / fc.peak_lr
+    reach_cap = int(math.ceil(MAX_EXTRAPOLATION * seen / planned_mean)) if planned_mean > 0 else 1
+    cap = reach_cap if max_steps_cap is None else int(max_steps_cap)
+    shortest = max(shape.warmup_steps, fc.fit_after) + 1
+    if cap < shortest:
+        return result(None, message=f"the cap ({cap} steps) is shorter than the warm-up and the points left out "
+                                    f"({shortest - 1} steps)")
+    losses: dict[int, float] = {}
+
+    def final_at(t: int) -> float:
+        if t not in losses:
+            losses[t] = float(_predict(fc.law, fc.params, shape.lr(t) / fc.peak_lr, np.array([t - 1]))[0])
+        return losses[t]
+
+    def interval_at(t: int) -> tuple[float, float]:
+        if not math.isfinite(fc.smoothed_loss):
+            return nan2
+        return _interval(calibration, final_at(t), fc.smoothed_loss, fc.confidence)
+
+    grid = np.unique(np.round(np.geomspace(shortest, cap, HORIZON_GRID)).astype(np.int64)).tolist()
+    horizon = _smallest(grid, lambda t: final_at(t) <= target)
+    if horizon is None:
+        return result(None, message=f"{threshold:g} x L0 = {target:.4g} is not reached within {cap} steps (the law's "
+                                    f"final loss there is {final_at(cap):.4g}, {final_at(cap) / l0:.3f} x L0)")
+    ends = []
+    for side in (0, 1):
+        if math.isnan(interval_at(horizon)[side]):
+            ends.append(math.nan)
+        else:
+            t = _smallest(grid, lambda t, side=side: interval_at(t)[side] <= target)
+            ends.append(math.inf if t is None else float(t))
+    final = final_at(horizon)
+    what = (f"{horizon} steps of {shape.shape} (warm-up {shape.warmup_steps}, floor {shape.final_lr_ratio:.3g} x "
+            f"peak) forecast {final:.4f} = {final / l0:.3f} x L0 ({l0:.4f}), at most {threshold:g} x L0")
+    reach = float(np.sum(shape.lr(horizon))) / fc.peak_lr / seen if seen > 0 else math.inf
+    if reach > MAX_EXTRAPOLATION:
+        return result(horizon, final, interval_at(horizon), tuple(ends), False,
+                      f"{what}; but that horizon sums {reach:.1f}x the learning rate seen (a trusted forecast "
+                      f"reaches at most {MAX_EXTRAPOLATION:g}x)")
+    if horizon == grid[0]:
+        what += f" (already at the shortest horizon searched, the end of the first {shortest - 1} steps)"
+    return result(horizon, final, interval_at(horizon), tuple(ends), True, what)
+
+
+def _smallest(grid: list[int], ok: Any) -> int | None:
+    """The smallest whole T in ``grid[0]..grid[-1]`` with ``ok(T)`` (true from some T on): the first grid point that
+    is, then a bisection in log T to :data:`HORIZON_RTOL`; None when no grid point is."""
+    below = None
+    for t in grid:
+        if ok(t):
+            break
+        below = t
+    else:
+        return None
+    if below is None:
+        return t
+    lo, hi = below, t
+    while hi - lo > max(1, HORIZON_RTOL * hi):
+        mid = min(max(int(round(math.sqrt(lo * hi))), lo + 1), hi - 1)
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return hi
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,18 +7,32 @@ scheduler whose ``step()`` sets the optimizer's learning rate from its own state
 ConstantLR, ExponentialLR, PolynomialLR, SequentialLR, ChainedScheduler and chains of them. ReduceLROnPlateau
 depends on future losses and cannot be read.
 
+:func:`schedule_lr` builds the learning rate of a warm-up-then-decay schedule of a given length (cosine, linear
+decay, or warmup-stable-decay), and :func:`fit_shape` recognises which of them a run's schedule is: what
+:func:`lightning_scaling.forecasting.recommend_horizon` stretches to another horizon.
+
 Torch is imported by the caller's objects only (this module imports neither torch nor Lightning at import time).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["planned_lrs", "ScheduleError"]
+__all__ = ["planned_lrs", "ScheduleError", "SHAPES", "ScheduleShape", "schedule_lr", "fit_shape"]
+
+#: The schedule shapes :func:`schedule_lr` builds: a linear warm-up to the peak, then a cosine decay to the floor,
+#: a linear decay to it, or warmup-stable-decay (the peak until the last ``decay_fraction`` of the steps, then a
+#: linear decay to the floor).
+SHAPES = ("cosine", "linear", "wsd")
+#: The largest root-mean-square difference of the summed learning rate, over its total, at which :func:`fit_shape`
+#: takes a schedule to be of a shape (a cosine and a linear decay of one length differ by a few times more).
+SHAPE_TOLERANCE = 0.01
 
 
 class ScheduleError(ValueError):
@@ -92,3 +106,121 @@ def planned_lrs(scheduler: Any, optimizer_lr_group: int = 0, *, max_steps: int, 
                     raise ScheduleError(f"{name} cannot be stepped to step {done + j + 2} (max_steps "
                                         f"{max_steps}): {err}") from None
     return out
+
+
+@dataclass(frozen=True)
+class ScheduleShape:
+    """A warm-up-then-decay schedule, independent of its length: what :func:`schedule_lr` builds at any length.
+
+    Attributes:
+        shape: one of :data:`SHAPES`.
+        warmup_steps: the steps of the linear warm-up (step ``warmup_steps`` runs at the peak).
+        peak_lr: the peak learning rate.
+        final_lr_ratio: the floor, as a fraction of the peak (the learning rate the decay ends at).
+        decay_fraction: for "wsd", the fraction of the steps the decay takes (the last ones).
+    """
+
+    shape: str
+    warmup_steps: int
+    peak_lr: float
+    final_lr_ratio: float
+    decay_fraction: float = 0.2
+
+    def lr(self, total_steps: int) -> np.ndarray:
+        """The learning rate of every optimizer step of this schedule run for ``total_steps`` (:func:`schedule_lr`)."""
+        return schedule_lr(self.shape, total_steps, warmup_steps=self.warmup_steps, peak_lr=self.peak_lr,
+                           final_lr_ratio=self.final_lr_ratio, decay_fraction=self.decay_fraction)
+
+
+def schedule_lr(shape: str, total_steps: int, *, warmup_steps: int, peak_lr: float, final_lr_ratio: float = 0.1,
+                decay_fraction: float = 0.2) -> np.ndarray:
+    """The learning rate of every optimizer step 1..``total_steps`` (index i = step i + 1, ``forecast``'s convention).
+
+    A linear warm-up (step i + 1 at ``peak_lr * (i + 1) / warmup_steps``), then, with the progress
+    ``p = (i - warmup_steps) / (total_steps - warmup_steps)``:
+
+    * ``cosine``: ``floor + (peak - floor) (1 + cos(pi p)) / 2``;
+    * ``linear``: ``peak - (peak - floor) p``;
+    * ``wsd``: the peak until the last ``round(decay_fraction * total_steps)`` steps, then linear to the floor
+      over them;
+
+    the floor being ``final_lr_ratio * peak_lr`` (the demo model's ``schedule`` lambdas, as a ``LambdaLR`` steps them).
+
+    Args:
+        shape: one of :data:`SHAPES`.
+        total_steps: the schedule's length (whole number >= 1).
+        warmup_steps: the warm-up's steps (whole number >= 0).
+        peak_lr: the peak learning rate (> 0).
+        final_lr_ratio: the floor over the peak, in [0, 1].
+        decay_fraction: "wsd" only: the fraction of the steps the decay takes, in (0, 1].
+
+    Raises:
+        ValueError: an unknown shape or a value out of range, saying which.
+
+    Example:
+        >>> schedule_lr("linear", 5, warmup_steps=1, peak_lr=1.0, final_lr_ratio=0.0).tolist()
+        [1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
+    if not (isinstance(total_steps, (int, np.integer)) and total_steps >= 1):
+        raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps!r}")
+    if not (isinstance(warmup_steps, (int, np.integer)) and warmup_steps >= 0):
+        raise ValueError(f"warmup_steps must be a whole number >= 0, got {warmup_steps!r}")
+    if not (isinstance(peak_lr, (int, float, np.floating)) and math.isfinite(peak_lr) and peak_lr > 0):
+        raise ValueError(f"peak_lr must be a finite number > 0, got {peak_lr!r}")
+    if not 0.0 <= final_lr_ratio <= 1.0:
+        raise ValueError(f"final_lr_ratio must be in [0, 1], got {final_lr_ratio!r}")
+    if not 0.0 < decay_fraction <= 1.0:
+        raise ValueError(f"decay_fraction must be in (0, 1], got {decay_fraction!r}")
+    i = np.arange(int(total_steps), dtype=float)
+    w = int(warmup_steps)
+    floor = final_lr_ratio * peak_lr
+    if shape == "wsd":
+        start = int(total_steps) - int(round(decay_fraction * total_steps))
+        p = np.clip((i - start) / max(1, int(total_steps) - start), 0.0, 1.0)
+        after = peak_lr - (peak_lr - floor) * p
+    else:
+        p = np.clip((i - w) / max(1, int(total_steps) - w), 0.0, 1.0)
+        after = (floor + (peak_lr - floor) * 0.5 * (1.0 + np.cos(np.pi * p)) if shape == "cosine"
+                 else peak_lr - (peak_lr - floor) * p)
+    return np.where(i < w, peak_lr * (i + 1) / max(w, 1), after)
+
+
+def fit_shape(lr: Any, tolerance: float = SHAPE_TOLERANCE) -> ScheduleShape | None:
+    """Which of :data:`SHAPES` the schedule ``lr`` (every optimizer step's learning rate) is, or None.
+
+    The peak is the largest learning rate, the floor the last one over it, a "wsd" decay starts after the last step
+    at the peak, and the warm-up ends at the first step at the peak (or where the summed learning rate puts the end
+    of a linear ramp, whichever rebuilds closer: a history known only as means between validations, as the callback
+    holds it, has no exact first step at the peak). The shape is the one whose summed learning rate
+    (:func:`schedule_lr`) follows the schedule's closest, if the root-mean-square difference is at most
+    ``tolerance`` x the schedule's total. A schedule that does not decay (its last learning rate above 0.9 x the
+    peak) is none of them.
+
+    Example:
+        >>> fit_shape(schedule_lr("cosine", 1000, warmup_steps=50, peak_lr=3e-4)).shape
+        'cosine'
+    """
+    rates = np.asarray(lr, dtype=float).ravel()
+    if rates.size < 4 or not np.all(np.isfinite(rates)):
+        return None
+    peak = float(rates.max())
+    if not peak > 0 or rates[-1] > 0.9 * peak:
+        return None
+    at_peak = np.flatnonzero(rates >= peak * (1 - 1e-9))
+    summed = np.cumsum(rates)
+    first = int(at_peak[0])
+    warmups = {first + 1 if first else 0, max(0, int(round(2.0 * (first + 1 - summed[first] / peak))))}
+    ratio = float(rates[-1]) / peak
+    best, best_err = None, math.inf
+    for shape in SHAPES:
+        fraction = (rates.size - int(at_peak[-1]) - 1) / rates.size if shape == "wsd" else 0.2
+        if not 0.0 < fraction <= 1.0:
+            continue
+        for warmup in sorted(warmups):
+            candidate = ScheduleShape(shape, warmup, peak, ratio, fraction)
+            err = float(np.sqrt(np.mean(np.square(np.cumsum(candidate.lr(rates.size)) - summed)))) / summed[-1]
+            if err < best_err:
+                best, best_err = candidate, err
+    return best if best_err <= tolerance else None

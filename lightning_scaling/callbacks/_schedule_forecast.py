@@ -3,8 +3,10 @@ the end of the LR schedule").
 
 At each validation: the points and summed LR the stopping rule holds (a step-wise schedule between validations, as a
 replay of ``scaling/lr_sum`` sees it), the plan read once from a copy of the Trainer's first LR scheduler
-(:func:`lightning_scaling.schedules.planned_lrs`), and :func:`lightning_scaling.forecasting.forecast`. A report: a
-failure is one warning, and it never stops the run.
+(:func:`lightning_scaling.schedules.planned_lrs`), and :func:`lightning_scaling.forecasting.forecast`. Under a
+fixed-horizon schedule (cosine, linear decay, WSD: :func:`lightning_scaling.schedules.fit_shape`) also the horizon
+for the next run that reaches the rule's threshold x L0 (:func:`lightning_scaling.forecasting.recommend_horizon`).
+A report: a failure is one warning, and it never stops the run.
 """
 
 from __future__ import annotations
@@ -17,18 +19,21 @@ import numpy as np
 
 class ScheduleForecaster:
     """The latest schedule forecast of a run (``forecast``: a :class:`~lightning_scaling.forecasting.Forecast`, or
-    None before there are points, under a constant LR, or after a failure) and the plan it read (``plan``)."""
+    None before there are points, under a constant LR, or after a failure), the plan it read (``plan``), and the
+    horizon recommended for the next run (``horizon``: a :class:`~lightning_scaling.forecasting.HorizonRecommendation`
+    under a fixed-horizon schedule, else None)."""
 
     def __init__(self) -> None:
         self.forecast: Any = None
+        self.horizon: Any = None
         self.plan: Any = None  # (step, the planned LR of every later step), read once from the scheduler
         self.constant_lr = False  # the LR is constant after the warm-up, to the planned end: no schedule forecast
 
     def update(self, trainer: Any, rule: Any, step: int, warn: Any) -> Any:
         """The forecast at ``step`` from ``rule``'s points; ``warn(key, message)`` says a trouble once."""
-        from ..forecasting import MIN_POINTS, forecast, lr_from_sums
+        from ..forecasting import MIN_POINTS, forecast, lr_from_sums, recommend_horizon
 
-        self.forecast = None
+        self.forecast = self.horizon = None
         if len(rule.steps) < MIN_POINTS or any(v is None for v in rule.lr_sums):
             return None
         try:
@@ -42,6 +47,9 @@ class ScheduleForecaster:
                 return None
             self.forecast = forecast(rule.steps, rule.losses, lr=lr, planned_lr=plan, warmup_steps=rule.warmup_steps,
                                      confidence=rule.confidence)
+            if self.forecast.trusted:
+                horizon = recommend_horizon(self.forecast, threshold=rule.threshold)
+                self.horizon = horizon if horizon.schedule is not None else None  # a fixed-horizon shape only
         except Exception as err:  # a forecast is a report: it never ends the user's training
             warn("forecast", f"the schedule forecast failed at step {step} ({type(err).__name__}: {err}); it is not "
                              "logged, training goes on")
@@ -86,7 +94,11 @@ class ScheduleForecaster:
             return {}
         out: dict[str, float | None] = {"forecast_final_loss": f.final_loss, "forecast_final_low": f.final_interval[0],
                                         "forecast_final_high": f.final_interval[1],
-                                        "forecast_converged_loss": f.converged_loss if _bent(f) else None}
+                                        "forecast_converged_loss": f.converged_loss if _bent(f) else None,
+                                        "final_over_converged": f.final_loss / f.converged_loss if _bent(f) else None}
+        h = self.horizon
+        if h is not None:
+            out["recommended_horizon_steps"] = float(h.horizon_steps) if h.success else None
         if cooldown_steps:
             try:
                 out["forecast_cooldown_loss"] = f.cooldown_loss(cooldown_steps, final_lr=0.0)
@@ -100,14 +112,28 @@ class ScheduleForecaster:
         if f is not None and f.trusted:
             lo, hi = f.final_interval
             l0 = f"L0 {f.converged_loss:.4f}" if _bent(f) else "L0 at its bound (the curve has not bent yet)"
-            return (f"  forecast under the planned LR schedule: {f.final_loss:.4f} at step {f.final_step} "
+            line = (f"  forecast under the planned LR schedule: {f.final_loss:.4f} at step {f.final_step} "
                     f"({f.confidence:.0%} interval [{lo:.4f}, {hi:.4f}]); {l0}")
+            horizon = self.horizon_line()
+            return line if horizon is None else f"{line}\n{horizon}"
         if f is not None:
             return f"  no schedule forecast: {f.reason}"
         if self.constant_lr:
             return ("  no schedule forecast: the LR is constant to the planned end (the converged-loss prediction is "
                     "the forecast)")
         return None
+
+    def horizon_line(self) -> str | None:
+        """The summary's line on the horizon for the next run (None when the schedule has no fixed horizon)."""
+        h = self.horizon
+        if h is None:
+            return None
+        if not h.success:
+            return f"  no horizon recommended for the next run: {h.message}"
+        lo, hi = h.horizon_interval
+        return (f"  recommended horizon for the next run: {h.horizon_steps} steps of {h.schedule.shape} reach "
+                f"{h.threshold:g} x L0 ({h.target_loss:.4f}; {h.confidence:.0%} interval [{lo:.0f}, {hi:.0f}] steps, "
+                f"L0's own uncertainty not included)")
 
 
 def _bent(f: Any) -> bool:
