@@ -164,7 +164,8 @@ def main() -> None:
         conv = q.converged_loss
         es5, es10, full = early_stopping_step(c, 5), early_stopping_step(c, 10), q.full_steps
         flop_step = six_n(c.n_params) * c.config["tokens_per_step"]
-        rule = (f"{q.stopped_step}, {q.stop_ratio:.3f}, {q.stop_error:+.3f}" if q.stopped_step is not None
+        error = "no prediction" if q.stop_error is None else f"{q.stop_error:+.3f}"  # a data-limited stop may have none
+        rule = (f"{q.stopped_step}, {q.stop_ratio:.3f}, {error}" if q.stopped_step is not None
                 else ("no stop (data-limited)" if q.data_limited else "no stop"))
         used = q.stopped_step if q.stopped_step is not None else full
         saved_full.append(used / full)

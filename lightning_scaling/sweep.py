@@ -15,10 +15,10 @@
   and, across sizes, ``u_g = (N_c / N_g)^(alpha_N / alpha_S)`` (eq 1.6 itself, fitted through the u_g) for a
   size not in the sweep. Only each run's tail is fitted (:data:`TAIL_FROM`). The alternatives: ``form="power"``
   (per-run power laws with a shared exponent and a converged loss per size, ``L_i(S) = C_g(i) + A_i S^-alpha``)
-  is as accurate on the recorded sweeps (median error 7.4% at 50% of a run, 10.9% at 20%, against 7.4% and 10.2%)
-  but predicts fewer cases (a per-run amplitude needs more points); the strict eq 1.6 (``form="kaplan_strict"``,
-  u_g on the power law) is worse (9.7%, 12.8%) on data-limited runs, whose sizes' converged losses are no power law
-  of N, and recovers the exponents on a sweep that follows the law (tests/test_sweep.py).
+  is as accurate on the recorded sweeps but predicts fewer cases (a per-run amplitude needs more points); the strict
+  eq 1.6 (``form="kaplan_strict"``, u_g on the power law) is worse on data-limited runs, whose sizes' converged losses
+  are no power law of N, and recovers the exponents on a sweep that follows the law (tests/test_sweep.py;
+  BENCHMARKS.md "Sweeps" measures the three forms).
 * The **interval** of a converged loss is split conformal on the log-ratio ``e = log(L_ref / L_hat)``
   ([LEI] eq 2.3, the runs the exchangeable units), binned by ``g = s / L_hat - 1`` like the single-run rule's
   (:mod:`lightning_scaling.calibration`): the same machinery, with scores of *this* predictor, measured on simulated

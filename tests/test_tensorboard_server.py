@@ -34,9 +34,10 @@ SERVER_START_S = 60.0  # bounded wait for the server to answer and to have loade
 
 
 #: Layout tags a run writes only in a mode the fixture's run is not in: a cool-down's forecast (cooldown_steps), the
-#: pooled prediction (a sweep store with earlier runs; tests/test_sweep_callbacks.py).
+#: pooled prediction (a sweep store with earlier runs; tests/test_sweep_callbacks.py), the next run's horizon (a
+#: recognised fixed-horizon schedule whose target the forecast reaches; tests/test_horizon.py).
 MODE_TAGS = {"scaling/forecast_cooldown_loss", "scaling/pooled_converged_loss", "scaling/pooled_converged_loss_low",
-             "scaling/pooled_converged_loss_high"}
+             "scaling/pooled_converged_loss_high", "scaling/recommended_horizon_steps"}
 
 
 def layout_tags() -> set[str]:

@@ -30,8 +30,8 @@ def skip_unused_hooks(callback: Any) -> None:
 
     Lightning's dispatcher (``_call_callback_hooks`` in ``trainer/call.py``, in every 2.x release) calls a
     callback's hook only ``if callable(fn)``. An empty hook is not free: each call enters the profiler's
-    context and formats its name, ~1.5 us on CPU, and six are called per optimizer step on every callback
-    (BENCHMARKS.md, "the dispatch floor": 1.2-1.3% of a 2 ms step for four callbacks that do nothing). A
+    context and formats its name, and six are called per optimizer step on every callback (their cost:
+    BENCHMARKS.md, "Callback overhead"). A
     subclass that overrides one of these hooks keeps it (its method is not Lightning's). Call from ``__init__``.
     """
     cls = type(callback)

@@ -19,9 +19,8 @@ from . import _common
 
 #: With ``sweep=``: the pooled (joint) fit is refitted at a validation when the store has changed (another run wrote
 #: or rewrote a record) or when this many validations have passed since the last fit; in between, the last fit's
-#: prediction is re-read at the run's current N, D and smoothed loss (microseconds). Measured on CPU
-#: (tests/test_sweep_callbacks.py's runs): a joint fit costs 5-12 ms for up to 30 stored runs, 0.1-1 s for 100; with
-#: a refit every fifth validation that is 2.3-2.9 ms per validation up to 30 runs.
+#: prediction is re-read at the run's current N, D and smoothed loss (the cost of a joint fit against the number of
+#: stored runs: BENCHMARKS.md "Sweeps").
 SWEEP_REFIT_EVERY = 5
 #: ... and, whatever changed, a fit that took t ms waits t / this many validations before the next (at most about
 #: this many ms per validation on average: a store of 100 runs is refitted every 20-200 validations).

@@ -74,8 +74,8 @@ class ExtraEarlyStoppingBase:
             **Read**: at the train start and at validations (never per step), rank zero fits the store's runs on this
             data jointly with this run's own points (:func:`~lightning_scaling.sweep.fit_sweep`, ``sweep_fit``) --
             again only when the store changed or every :data:`SWEEP_REFIT_EVERY`-th validation, and no more often
-            than keeps it to about :data:`SWEEP_MS_PER_VALIDATION` ms per validation (2-3 ms measured up to 30
-            stored runs) -- and logs the pooled prediction at this model's N and D (``pooled_converged_loss`` with
+            than keeps it to about :data:`SWEEP_MS_PER_VALIDATION` ms per validation (BENCHMARKS.md "Sweeps") --
+            and logs the pooled prediction at this model's N and D (``pooled_converged_loss`` with
             ``_low`` / ``_high``; ``pooled``) beside the single-run one, and one line of the summary. The pool never
             changes the stopping decision (its calibrated interval is not narrower, BENCHMARKS.md "Sweeps"). With
             fewer than 2 usable runs nothing is logged; a write or fit failure is one warning, never fatal.
