@@ -148,7 +148,7 @@ def step_tracker(trainer: Any, pl_module: Any) -> Any | None:
     in one attribute access; ``None`` (use ``trainer.global_step``) where that counter is not found or disagrees.
 
     Why: ``trainer.global_step`` is a chain of properties (the fit loop's epoch loop, the LightningModule,
-    its ``automatic_optimization``, the progress tracker), ~1 us per first read in a hook on CPU, paid by each
+    its ``automatic_optimization``, the progress tracker), paid on the first read in a hook by each
     counter at every micro-batch. The tracker object is updated in place by Lightning (``increment``,
     ``reset``, ``load_state_dict`` of a resume), so a reference taken in ``on_train_start`` stays current
     for the whole fit; it is checked against ``trainer.global_step`` there, and a Lightning whose internals
