@@ -46,6 +46,9 @@ TIME_AXES = ("auto", "steps", "lr_sum")
 #: With ``warmup_steps=None`` the points up to this multiple of the detected end of the warm-up are not fitted: the
 #: loss right after a warm-up still falls faster than a power law (the transient the corpus benchmark leaves out).
 TRANSIENT_FACTOR = 2.0
+#: The loss turns up (data-limited) only when the median of this many latest evaluations is above the bar too: a
+#: spike of one evaluation is not a turn-up (a spike that lasts two evaluations is).
+TURN_UP_WINDOW = 3
 #: How much the mean learning rate between two evaluations must change, relative to the first one after the warm-up,
 #: for ``time_axis="auto"`` to take the summed learning rate as the time axis.
 LR_VARIES = 0.01
@@ -549,12 +552,18 @@ class StoppingRule:
         return np.flatnonzero(keep)
 
     def _turned_up(self) -> bool:
-        """Whether the smoothed loss has risen ``turn_up`` above its minimum since the warm-up ended (the given one,
-        or the detected end of the rising learning rate: the transient after it is left out of the fit, not out of
-        this test, so that a run that overfits that early is still seen to)."""
+        """Whether the loss has turned up since the warm-up ended (the given one, or the detected end of the rising
+        learning rate: the transient after it is left out of the fit, not out of this test, so that a run that
+        overfits that early is still seen to): the smoothed loss and the median of the last :data:`TURN_UP_WINDOW`
+        losses both ``turn_up`` above the smoothed minimum, so that a loss spike shorter than half the window is not
+        a turn-up."""
         after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
-        smoothed = self._smooth([v for t, v in zip(self.steps, self.losses) if t > after])
-        return bool(smoothed) and smoothed[-1] > min(smoothed) * (1 + self.turn_up)
+        losses = [v for t, v in zip(self.steps, self.losses) if t > after]
+        if len(losses) < TURN_UP_WINDOW:
+            return False
+        smoothed = self._smooth(losses)
+        bar = min(smoothed) * (1 + self.turn_up)
+        return smoothed[-1] > bar and float(np.median(losses[-TURN_UP_WINDOW:])) > bar
 
     def _smooth(self, losses: list[float]) -> list[float]:
         """The exponential moving average of ``losses`` (weight ``smoothing`` on the past)."""

@@ -236,3 +236,18 @@ def test_auto_family_fits_the_power_law_to_a_models_own_floor_and_averages_under
     # points given no floor (DataLimitGap could not count the data) are fitted as without L(N, D): the average
     unfloored = replay(STEPS, losses, floor_kind="model")
     assert unfloored.family == "average" and unfloored.stopped_step == replay(STEPS, losses).stopped_step
+
+
+def test_a_one_evaluation_loss_spike_is_not_a_turn_up():
+    # a falling curve with one evaluation 5% high: not data-limited; a loss that stays up is
+    steps = np.arange(50, 5001, 50)
+    losses = 2.0 + 3.0 * (steps / 50.0) ** -0.5
+    spiked = losses.copy()
+    spiked[40] *= 1.05
+    result = replay(steps, spiked)
+    assert not any(d.data_limited for d in result.decisions)
+    assert result.code is not StopReason.DATA_LIMITED
+    risen = losses.copy()
+    risen[40:] = losses[39] * 1.05  # overfitting: the loss rises and stays up
+    stopped = replay(steps, risen)
+    assert stopped.code is StopReason.DATA_LIMITED and stopped.stopped_step <= int(steps[42])

@@ -91,8 +91,8 @@ def test_the_readme_defaults_do_not_stop_early_on_the_corpus_runs_with_a_warm_up
             if result.stopped_step is not None:
                 known = curve.val_loss[: result.stop_index + 1]
                 sink.append(float(np.mean(known[-2:])) / converged_loss(curve))
-    assert len(ratios) >= 20  # measured 23 of 30
-    assert max(ratios) <= 1.2 and min(ratios) >= 1.0  # measured 1.001-1.127
+    assert len(ratios) >= 20  # measured 21 of 30
+    assert max(ratios) <= 1.2 and min(ratios) >= 1.0  # measured 1.006-1.105
     assert np.median(old) > 1.4
 
 
