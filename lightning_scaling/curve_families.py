@@ -357,7 +357,8 @@ def check_effective_data(epoch_steps: float | None, time_axis: str = "steps") ->
 
 def predict_converged(t, loss, *, family: str = "average", irreducible: float = 0.0, time_axis: str = "steps",
                       confidence: float = 0.9, max_relative_width: float = 0.1, known_floor: bool = False,
-                      warm_start: dict[str, list[float]] | None = None, epoch_steps: float | None = None) -> ConvergedPrediction:
+                      warm_start: dict[str, list[float]] | None = None,
+                      epoch_steps: float | None = None) -> ConvergedPrediction:
     """Predict a run's converged loss from its learning curve so far (see the module docstring).
 
     Args:
