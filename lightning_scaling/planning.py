@@ -220,7 +220,7 @@ class SweepLaw:
         The reducible part grows by ``(1 + alpha_N / alpha_S)^alpha_S``: eq 1.6's bracket form of [K] B.5 (whose
         additive form reads ``1 + alpha_N / alpha_S``). A converged loss below ``E`` maps to ``E``.
         """
-        factor = (1.0 + self.ratio) ** self.alpha_S
+        factor = stopping_factor(self.alpha_N, self.alpha_S) ** self.alpha_S  # [K] B.5 inside the bracket
         return self.E + factor * max(float(converged_loss) - self.E, 0.0)
 
 
