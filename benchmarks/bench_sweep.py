@@ -44,8 +44,9 @@ from lightning_scaling import StopConfig, replay  # noqa: E402
 from lightning_scaling.calibration import calibrate  # noqa: E402
 from lightning_scaling.errors import FitError  # noqa: E402
 from lightning_scaling.corpus.curves import SEEDS_DIR, load_curves  # noqa: E402
+from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
 from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference  # noqa: E402
-from lightning_scaling.sweep import FORMS, fit_sweep, record_from_curve  # noqa: E402
+from lightning_scaling.sweep import FORMS, fit_sweep, pooled_fit, record_from_curve, sweep_floor  # noqa: E402
 
 FRACTIONS = (0.2, 0.5)
 CONFIDENCE = 0.8
@@ -118,6 +119,66 @@ def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
             stop = replay(curve.steps, curve.val_loss, lr=curve.lr).stopped_step
             store.append(record(curve, data, until_step=stop))
     return cases
+
+
+#: The stops compared: the run alone, with the sweep's floor for this run's size (what DataLimitGap(sweep=) hands
+#: ExtraEarlyStopping), and with a floor for any model (``sweep_floor(..., n_params=None)``, the best earlier size's
+#: converged loss even when this run is larger).
+STOP_MODES = ("alone", "sweep floor", "any-model floor")
+
+
+def simulate_stops(sources=SOURCES) -> list[dict]:
+    """Every run's stop in the same sweep order (:data:`STOP_MODES`): the floor is
+    :func:`~lightning_scaling.sweep.sweep_floor` of the earlier runs' joint fit (this run left out, constant over
+    the run), replayed with the README's defaults; and Lightning's EarlyStopping(patience=10) on the same points."""
+    out = []
+    for source, data, curves in sweeps(sources):
+        store = []
+        for k, curve in enumerate(curves, start=1):
+            ref = reference(curve)[0]
+            fit = pooled_fit(store, run_id=curve.name, data=data)
+            d = curve.config.get("train_tokens")
+            floors = {"alone": None, "sweep floor": sweep_floor(fit, d, n_params=curve.n_params),
+                      "any-model floor": sweep_floor(fit, d)}
+            stops = {}
+            for mode, floor in floors.items():
+                stops[mode] = replay(curve.steps, curve.val_loss, lr=curve.lr,
+                                     floor=None if floor is None else floor.value).stopped_step
+            out.append({"source": source, "run": curve.name, "k": k, "ref": ref, "floors": floors, "stops": stops,
+                        "es": None if is_luo(curve) else early_stopping_step(curve, patience=10),
+                        "last": int(curve.steps[-1]), "luo": is_luo(curve),
+                        "ratio": {m: None if st is None else loss_at(curve, st) / ref for m, st in stops.items()},
+                        "later": {m: None if st is None else loss_at(curve, st) / float(np.min(
+                            curve.val_loss[curve.steps >= st])) for m, st in stops.items()}})
+            store.append(record(curve, data, until_step=stops["alone"]))
+    return out
+
+
+def stop_table(stops, markdown: bool) -> str:
+    """Per source, k and mode: the runs that stop, the median and range of the stop ratio (loss at the stop over
+    the reference) and how many are within 1.1 +- 0.05, the unsafe stops (CPU: above 1.2x; Luo's: above 1.15x a loss
+    the run reaches later), and the steps against the run alone and against EarlyStopping (medians; a run that
+    never stops counts its last step)."""
+    rows = []
+    for source in [s for s in SOURCES if any(c["source"] == s for c in stops)] + ["all"]:
+        for kb in ("1", "2", ">=3"):
+            sel = [c for c in stops if (source == "all" or c["source"] == source) and k_bucket(c["k"]) == kb]
+            for mode in STOP_MODES if kb == ">=3" else STOP_MODES[:1]:
+                if not sel:
+                    continue
+                r = [c["ratio"][mode] for c in sel if c["ratio"][mode] is not None]
+                unsafe = sum(1 for c in sel if c["ratio"][mode] is not None and (
+                    c["later"][mode] > 1.15 if c["luo"] else c["ratio"][mode] > 1.2))
+                steps = [(c["stops"][mode] or c["last"]) / (c["stops"]["alone"] or c["last"]) for c in sel]
+                es = [(c["stops"][mode] or c["last"]) / c["es"] for c in sel if c["es"]]
+                rows.append([source, kb, mode, len(sel), sum(c["floors"][mode] is not None for c in sel),
+                             f"{len(r)}/{len(sel)}", f"{statistics.median(r):.3f}" if r else "-",
+                             f"{min(r):.3f}-{max(r):.3f}" if r else "-", sum(abs(x - 1.1) <= 0.05 for x in r),
+                             unsafe, f"{statistics.median(steps):.2f}",
+                             f"{statistics.median(es):.2f}" if es else "-"])
+    header = ["source", "k", "stop", "runs", "with a floor", "stopped", "median stop ratio", "range",
+              "in 1.1 +- 0.05", "unsafe", "steps / alone", "steps / EarlyStopping"]
+    return render(header, rows, markdown)
 
 
 def samples(cases, form: str) -> list[tuple[str, float, float]]:
@@ -247,6 +308,8 @@ def main(argv=None) -> None:
     print(interval_table(cases, args.markdown))
     print("\n## Median |log(L_ref / L_hat)| of the point predictions (cases with one)\n")
     print(error_table(cases, args.forms, args.markdown))
+    print("\n## The stop with the sweep's floor (DataLimitGap(sweep=...)) against the run alone\n")
+    print(stop_table(simulate_stops(args.sources), args.markdown))
     seconds, err = fit_time()
     print(f"\nfit of 100 synthetic runs (10 sizes x 200 evaluations, form {FORMS[0]}): {seconds:.3f} s "
           f"(best of 3); converged-loss error at one size {err:.2%}")

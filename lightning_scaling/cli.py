@@ -1044,9 +1044,10 @@ def _add_rule_options(p: argparse.ArgumentParser) -> None:
     logged = f"default: the run's {RUN_INFO}, else"
     p.add_argument("--monitor", help=f"metric used when the run has no scaling/monitored_loss ({logged} val_loss)")
     p.add_argument("--time-axis", choices=["auto", "steps", "lr_sum"],
-                   help=f"the live callback's time_axis ({logged} steps); lr_sum reads scaling/lr_sum or --lr-tag")
+                   help=f"the live callback's time_axis ({logged} auto: the summed LR once the LR has varied); "
+                        "lr_sum reads scaling/lr_sum or --lr-tag")
     p.add_argument("--lr-tag", default="lr", help="per-step learning rate series for --time-axis lr_sum")
-    p.add_argument("--warmup-steps", type=int, help=f"{logged} 0")
+    p.add_argument("--warmup-steps", type=int, help=f"{logged} found from the LR, as the live rule finds it")
     p.add_argument("--min-points", type=int, help=f"{logged} the rule's")
     p.add_argument("--irreducible", type=float, help=f"{logged} 0")
     p.add_argument("--stop-when-data-limited", action=argparse.BooleanOptionalAction, help=f"{logged} on")

@@ -834,7 +834,7 @@ class SweepFloor:
     n_runs: int = 0
 
 
-def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *,
+def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *, n_params: float | None = None,
                 confidence: float = CONFIDENCE) -> SweepFloor | None:
     """The floor a sweep's joint fit gives on its data at D = ``dataset_size``: no model of any size converges below
     it (the sweep's analogue of L(D), [K] eq 1.5 as N -> infinity).
@@ -850,13 +850,22 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *,
       interval: a loss the fit has a model reach, with no extrapolation in N. It is the largest size's where the
       loss falls with N ([K] eq 1.5); where it does not (data-limited sizes), the lowest is the lower floor, and a
       lower floor never makes ExtraEarlyStopping stop earlier.
+    * For a run of ``n_params``, the floor must be below *its* converged loss: a size's converged loss bounds only
+      smaller models' ([K] eq 1.5 falls with N at fixed D), so "best_size" is taken among the strictly larger sizes,
+      and the limit counts for a run at least as large as every size of the sweep only with ``form="kaplan_strict"``
+      (eq 1.6's own extrapolation in N; the default form's ``E`` is where the sizes level off, near the largest
+      size's converged loss when they do not). Otherwise there is no floor: the best earlier size's converged loss
+      is then a loss this run will go below, and handed to the stopping rule as a floor it stops a model-limited
+      run early (BENCHMARKS.md "Sweeps").
 
     Args:
         fit: the joint fit (:func:`pooled_fit`), or None.
         dataset_size: this run's D (None: any group's).
+        n_params: this run's N (None: a floor for any model, as L(D) is).
         confidence: of the interval.
 
-    Returns the :class:`SweepFloor`, or None without a successful fit with a size at this D.
+    Returns the :class:`SweepFloor`, or None without a successful fit with a size at this D (larger than
+    ``n_params``, or a limit that holds at ``n_params``).
 
     Example:
         >>> sweep_floor(None) is None
@@ -872,8 +881,17 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *,
     value, (lo, hi) = fit.converged_loss(best[0], best[1], confidence=confidence)
     if fit._law_n is not None and len(here) == len(fit.groups):
         limit = fit.point(math.inf, dataset_size)  # the law of N's limit N -> infinity: E
-        if math.isfinite(limit) and 0 < limit <= value:
+        # beyond the sweep's largest size only eq 1.6's own extrapolation in N holds ("kaplan_strict"): the default
+        # form's E is where the sizes level off, near the largest size's converged loss when they do not
+        beyond = n_params is not None and n_params >= max(g[0] for g in here)
+        if math.isfinite(limit) and 0 < limit <= value and (not beyond or fit.form == "kaplan_strict"):
             return SweepFloor(limit, (min(limit, lo), hi), "limit", None, fit.n_runs)
+    if n_params is not None:
+        larger = [g for g in here if g[0] > n_params]
+        if not larger:
+            return None
+        best = min(larger, key=lambda g: fit.groups[g]["converged_loss"])
+        value, (lo, hi) = fit.converged_loss(best[0], best[1], confidence=confidence)
     return SweepFloor(value, (lo, hi), "best_size", best[0], fit.n_runs)
 
 

@@ -99,7 +99,8 @@ def test_data_limit_gap_with_a_law_of_n_and_d_floors_at_this_models_limit(tmp_pa
 def test_data_limit_gap_floors_at_the_sweeps_joint_fit(tmp_path, capsys):
     """Three runs in a row on the same data write a store (ExtraEarlyStopping(sweep=...)); DataLimitGap(sweep=...)
     of the first two, with no usable earlier runs, is exactly the law's and says so once; the third's floor is the
-    joint fit of the first two (one model size: the lowest converged loss of a size, near the curve's limit 1); a
+    joint fit of the first two (one larger model size: the lowest converged loss of a size, near the curve's limit
+    1); a
     record written meanwhile is refitted at the next validation; and a run on other data is not pooled."""
     from lightning_scaling import tags
     from lightning_scaling.sweep import Sweep, write_record
@@ -120,6 +121,9 @@ def test_data_limit_gap_floors_at_the_sweeps_joint_fit(tmp_path, capsys):
         gap, trainer, out = run(f"run{i}")
         assert gap.floor is None and gap.floor_source == "law" and logged(trainer, ld) == pytest.approx(alone)
         assert out.count("no usable earlier runs") == 1 and why in out and "as without a sweep" in out
+
+    for r in Sweep(store, data="curve").records:  # as if a larger model had run first: its converged loss bounds
+        write_record(store, dataclasses.replace(r, n_params=10.0 * r.n_params))  # this one's, a same-size one's not
 
     class Write(Callback):  # another run of the sweep writes its record during this one
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):

@@ -259,3 +259,22 @@ def test_sweep_floor_is_the_limit_of_the_law_of_n_else_the_best_size():
     best = sweep_floor(one, 1e9)
     assert best.source == "best_size" and best.n_params == 1e6 and best.value == one.point(1e6)
     assert sweep_floor(fit, 5e8) is None and sweep_floor(None) is None
+
+
+def test_sweep_floor_is_below_the_runs_own_converged_loss():
+    """A size's converged loss bounds only smaller models' ([K] eq 1.5 falls with N): for a run of N the floor is
+    the best strictly larger size's; for a run as large as the largest, only eq 1.6's own limit (the default form's
+    E stays near the largest size's converged loss on these sizes far from their data limit, above what a 1e7 model
+    reaches: no floor), never a loss a smaller or equal model reaches."""
+    from lightning_scaling.sweep import sweep_floor
+
+    fit = fit_sweep(synthetic(6))
+    assert fit.params["E"] > kaplan(1e7, math.inf)  # the default form's E would be no floor for a larger model
+    assert sweep_floor(fit, 1e9, n_params=1e6) is None and sweep_floor(fit, 1e9, n_params=1e7) is None
+    assert sweep_floor(fit, 1e9, n_params=1e5).source == "limit"  # below the largest size: the limit bounds it
+    one = fit_sweep([r for r in synthetic(6) if r.n_params == 1e6])
+    assert sweep_floor(one, 1e9, n_params=1e6) is None  # a same-size run's converged loss is a prediction
+    below = sweep_floor(one, 1e9, n_params=1e5)
+    assert below.source == "best_size" and below.n_params == 1e6 and below.value < kaplan(1e5, math.inf)
+    strict = fit_sweep(synthetic(6), form="kaplan_strict")  # E identified along eq 1.6: a floor for any size
+    assert sweep_floor(strict, 1e9, n_params=1e7).value == pytest.approx(E, rel=0.05)

@@ -74,6 +74,27 @@ class StoreWatch:
             return ()
 
 
+def model_size(trainer: Any, pl_module: Any) -> float | None:
+    """A run's N as its sweep record holds it: the run-info file's ``model`` section (EffectiveEpochs writes it), else
+    the module's parameters counted the same way (every parameter's ``numel``); None when neither is known."""
+    from .. import run_info
+
+    for logger in getattr(trainer, "loggers", []) or []:
+        log_dir = getattr(logger, "log_dir", None)
+        try:
+            n = run_info.read(log_dir).get("model", {}).get("n_params") if log_dir else None
+        except (OSError, ValueError, AttributeError):
+            n = None
+        if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0:
+            return float(n)
+    if pl_module is not None:
+        from ..flops import n_params
+
+        n = n_params(pl_module)
+        return float(n) if n > 0 else None
+    return None
+
+
 class SweepMember:
     """This run in a sweep store: its id, its record, and the pooled (joint) fit of the store with its points.
 
@@ -131,25 +152,9 @@ class SweepMember:
         return self.run_id
 
     def model_size(self, trainer: Any, pl_module: Any) -> float | None:
-        """N: the run-info file's ``model`` section (EffectiveEpochs writes it), else the module's parameters counted
-        the same way (every parameter's ``numel``)."""
+        """N (:func:`model_size`), found once."""
         if self._n_params is None:
-            from .. import run_info
-
-            for logger in getattr(trainer, "loggers", []) or []:
-                log_dir = getattr(logger, "log_dir", None)
-                try:
-                    n = run_info.read(log_dir).get("model", {}).get("n_params") if log_dir else None
-                except (OSError, ValueError, AttributeError):
-                    n = None
-                if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0:
-                    self._n_params = float(n)
-                    break
-            if self._n_params is None and pl_module is not None:
-                from ..flops import n_params
-
-                n = n_params(pl_module)
-                self._n_params = float(n) if n > 0 else None
+            self._n_params = model_size(trainer, pl_module)
         return self._n_params
 
     def dataset(self) -> tuple[float | None, str]:

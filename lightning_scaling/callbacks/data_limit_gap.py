@@ -43,7 +43,10 @@ class DataLimitGapBase:
             one the store's joint fit gives on this data (:func:`lightning_scaling.sweep.sweep_floor`): with a law
             of N across its sizes ([K] eq 1.6), its limit N -> infinity, ``E``; without one (a sweep of one size,
             where ``E`` is not identified apart from the size's model term), the lowest converged loss of a size
-            at this D, which extrapolates nothing (:class:`lightning_scaling.sweep.SweepFloor` says which:
+            at this D larger than this run's N, which extrapolates nothing. A smaller size's converged loss is one
+            this run goes below, no floor, and so is an ``E`` the curves leave at its bound for a run as large as
+            the sweep's largest: then there is no sweep floor (``sweep_floor(..., n_params=N)``; N as
+            ExtraEarlyStopping's record counts it) (:class:`lightning_scaling.sweep.SweepFloor` says which:
             ``floor_source``, and a message when it changes). It is a constant: the N -> infinity limit on all of
             this run's D, at or below L(D_seen) before the whole dataset is seen. Only runs with the Sweep's
             ``data`` are pooled; this run's own record (ExtraEarlyStopping's ``run_id``) is left out. The store is
@@ -77,6 +80,7 @@ class DataLimitGapBase:
         if self.sweep is not None and self.model_law is not None:
             raise ValueError("sweep= gives a floor for any model on this data (an L(D)), not this model's own "
                              "L(N, D): give an L(D) PowerLaw as the law (used until the sweep has usable runs)")
+        self._sweep_n: float | None = None  # with sweep=: this run's N (sweep_floor takes it)
         self.floor: Any = None  # the sweep's floor in use (a SweepFloor, the same on every rank), or None: the law's
         self._watch = None if self.sweep is None else StoreWatch(self.sweep)
         self._sweep_fit: Any = None  # rank zero: the latest joint fit of the store
@@ -184,8 +188,12 @@ class DataLimitGapBase:
 
         floor = None
         if _common.is_global_zero(trainer):
+            from ._sweep_member import model_size
+
             counter = _common.find_callback(trainer, "EffectiveEpochsBase")
-            floor = sweep_floor(self._sweep_fit, getattr(counter, "_size", None))
+            if self._sweep_n is None:  # this run's N, found once (the floor must bound its converged loss)
+                self._sweep_n = model_size(trainer, getattr(trainer, "lightning_module", None))
+            floor = sweep_floor(self._sweep_fit, getattr(counter, "_size", None), n_params=self._sweep_n)
         if floor is None:
             return [0.0] * 6
         return [floor.value, *floor.interval, _SOURCE_CODES[floor.source], float(floor.n_runs),
