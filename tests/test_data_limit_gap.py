@@ -98,12 +98,13 @@ def test_data_limit_gap_with_a_law_of_n_and_d_floors_at_this_models_limit(tmp_pa
 
 def test_data_limit_gap_floors_at_the_sweeps_joint_fit(tmp_path, capsys):
     """Three runs in a row on the same data write a store (ExtraEarlyStopping(sweep=...)); DataLimitGap(sweep=...)
-    of the first two, with no usable earlier runs, is exactly the law's and says so once; the third's floor is the
+    of the first two, with no usable earlier runs, is exactly the law's and says so once; a third of the same size
+    gets no sweep floor (their converged loss is no floor for it) and says why; the next one's floor is the
     joint fit of the first two (one larger model size: the lowest converged loss of a size, near the curve's limit
     1); a
     record written meanwhile is refitted at the next validation; and a run on other data is not pooled."""
     from lightning_scaling import tags
-    from lightning_scaling.sweep import Sweep, write_record
+    from lightning_scaling.sweep import Sweep, record_filename, write_record
     from test_sweep_callbacks import fit, logged
 
     law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")
@@ -121,6 +122,11 @@ def test_data_limit_gap_floors_at_the_sweeps_joint_fit(tmp_path, capsys):
         gap, trainer, out = run(f"run{i}")
         assert gap.floor is None and gap.floor_source == "law" and logged(trainer, ld) == pytest.approx(alone)
         assert out.count("no usable earlier runs") == 1 and why in out and "as without a sweep" in out
+
+    gap, trainer, out = run("same")  # two earlier runs of this same size: their converged loss is no floor for it
+    assert gap.floor is None and logged(trainer, ld) == pytest.approx(alone) and "is larger than this run's N" in out
+    own = next(c for c in trainer.callbacks if isinstance(c, ExtraEarlyStopping)).run_id
+    (store / record_filename(own)).unlink()  # the later runs see the two earlier ones only
 
     for r in Sweep(store, data="curve").records:  # as if a larger model had run first: its converged loss bounds
         write_record(store, dataclasses.replace(r, n_params=10.0 * r.n_params))  # this one's, a same-size one's not

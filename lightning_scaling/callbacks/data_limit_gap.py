@@ -199,6 +199,13 @@ class DataLimitGapBase:
         return [floor.value, *floor.interval, _SOURCE_CODES[floor.source], float(floor.n_runs),
                 float(floor.n_params or 0.0)]
 
+    def _sizes_at_d(self, trainer: Any) -> bool:
+        """Whether the sweep's joint fit has a size at this run's D (or its D is unknown)."""
+        counter = _common.find_callback(trainer, "EffectiveEpochsBase")
+        d = getattr(counter, "_size", None)
+        groups = self._sweep_fit.groups if self._sweep_fit is not None else {}
+        return any(d is None or g[1] is None or math.isclose(g[1], d, rel_tol=1e-9) for g in groups)
+
     def _share(self, trainer: Any, numbers: list[float]) -> None:
         """Take the floor rank zero sent (:meth:`_encoded`), and say once per source where it comes from."""
         from ..sweep import SweepFloor
@@ -210,7 +217,9 @@ class DataLimitGapBase:
         if source is None and self.floor_source not in self._said:
             fit = self._sweep_fit
             why = ("no earlier run on this data" if fit is None else fit.message if not fit.success
-                   else "no size of the sweep at this run's dataset size D")
+                   else "no size of the sweep at this run's dataset size D" if not self._sizes_at_d(trainer)
+                   else f"no size of the sweep at this D is larger than this run's N = {self._sweep_n or 0:,.0f}: a "
+                        "smaller or equal model's converged loss is no floor for it")
             message = f"no usable earlier runs in {where} ({why}): the floor is the law's L(D_seen), as without a sweep"
         elif source is not None and source not in self._said:
             what = ("E, the converged loss as N -> infinity of [K] eq 1.6's law of N across its sizes" if
