@@ -123,8 +123,9 @@ def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
 
 #: The stops compared: the run alone, with the sweep's floor for this run's size (what DataLimitGap(sweep=) hands
 #: ExtraEarlyStopping), and with a floor for any model (``sweep_floor(..., n_params=None)``, the best earlier size's
-#: converged loss even when this run is larger).
-STOP_MODES = ("alone", "sweep floor", "any-model floor")
+#: converged loss even when this run is larger), and with the limit E of the form that extrapolates in N
+#: (``kaplan_strict``, eq 1.6's own law of N) for any run.
+STOP_MODES = ("alone", "sweep floor", "any-model floor", "kaplan_strict E")
 
 
 def simulate_stops(sources=SOURCES) -> list[dict]:
@@ -138,8 +139,12 @@ def simulate_stops(sources=SOURCES) -> list[dict]:
             ref = reference(curve)[0]
             fit = pooled_fit(store, run_id=curve.name, data=data)
             d = curve.config.get("train_tokens")
+            others = [r for r in store if r.data == data]
+            strict = fit_sweep(others, form="kaplan_strict") if len(others) >= 2 else None
+            limit = sweep_floor(strict, d)
             floors = {"alone": None, "sweep floor": sweep_floor(fit, d, n_params=curve.n_params),
-                      "any-model floor": sweep_floor(fit, d)}
+                      "any-model floor": sweep_floor(fit, d),
+                      "kaplan_strict E": limit if limit is not None and limit.source == "limit" else None}
             stops = {}
             for mode, floor in floors.items():
                 stops[mode] = replay(curve.steps, curve.val_loss, lr=curve.lr,

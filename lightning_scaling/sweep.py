@@ -852,11 +852,11 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *, n_pa
       lower floor never makes ExtraEarlyStopping stop earlier.
     * For a run of ``n_params``, the floor must be below *its* converged loss: a size's converged loss bounds only
       smaller models' ([K] eq 1.5 falls with N at fixed D), so "best_size" is taken among the strictly larger sizes,
-      and the limit counts for a run at least as large as every size of the sweep only with ``form="kaplan_strict"``
-      (eq 1.6's own extrapolation in N; the default form's ``E`` is where the sizes level off, near the largest
-      size's converged loss when they do not). Otherwise there is no floor: the best earlier size's converged loss
-      is then a loss this run will go below, and handed to the stopping rule as a floor it stops a model-limited
-      run early (BENCHMARKS.md "Sweeps").
+      and the limit only for a run smaller than the sweep's largest size (the default form's ``E`` is where the
+      sizes level off, near the largest size's converged loss when they do not; ``kaplan_strict``'s extrapolates
+      in N, but measured as a floor it stopped runs up to 1.29x too early). Otherwise there is no floor: the best
+      earlier size's converged loss is then a loss this run will go below, and handed to the stopping rule as a
+      floor it stops a model-limited run early (BENCHMARKS.md "Sweeps").
 
     Args:
         fit: the joint fit (:func:`pooled_fit`), or None.
@@ -881,10 +881,11 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *, n_pa
     value, (lo, hi) = fit.converged_loss(best[0], best[1], confidence=confidence)
     if fit._law_n is not None and len(here) == len(fit.groups):
         limit = fit.point(math.inf, dataset_size)  # the law of N's limit N -> infinity: E
-        # beyond the sweep's largest size only eq 1.6's own extrapolation in N holds ("kaplan_strict"): the default
-        # form's E is where the sizes level off, near the largest size's converged loss when they do not
+        # E bounds the sizes it was fitted through, not a run as large as the largest: the default form's E is where
+        # the sizes level off (near the largest size's converged loss when they do not), and kaplan_strict's E
+        # extrapolates in N too far to be safe (BENCHMARKS.md "Sweeps")
         beyond = n_params is not None and n_params >= max(g[0] for g in here)
-        if math.isfinite(limit) and 0 < limit <= value and (not beyond or fit.form == "kaplan_strict"):
+        if math.isfinite(limit) and 0 < limit <= value and not beyond:
             return SweepFloor(limit, (min(limit, lo), hi), "limit", None, fit.n_runs)
     if n_params is not None:
         larger = [g for g in here if g[0] > n_params]
