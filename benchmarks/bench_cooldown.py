@@ -8,9 +8,10 @@ each size:
   (:func:`lightning_scaling.forecast`) from the points so far, with the stable run's LR as the history and the planned
   stable-then-decay schedule (the stable LR, then the K-step decay ending at the horizon) as the plan, and the
   decision (:func:`lightning_scaling.cooldown.cooldown_decision`, threshold 1.1, K as recorded); the rule's choice is
-  the first validation that begins. Two sources of the stable run's converged loss L0: the forecast's own (``mpl``,
-  the module's default) and the StoppingRule's point prediction at the same validation (``rule``,
-  ``converged_loss=``).
+  the first validation that begins. Three sources of the stable run's converged loss L0: the forecast's own
+  (``mpl``, the module's default), the StoppingRule's point prediction at the same validation (``rule``,
+  ``converged_loss=``), and its calibrated 80% one-sided lower bound, which ExtraEarlyStopping(cooldown_steps=K)
+  uses.
 * **against the recorded starts**: the loss each start really reached at its end (its last validation), the steps
   it used (start + K), the loss the rule's start would reach (linear interpolation between the recorded starts
   around it) and, as a reference measured on the real cool-downs alone, [K]'s criterion applied to them: a power law
@@ -62,9 +63,10 @@ def plan(stable, horizon: int, K: int) -> np.ndarray:
     return np.concatenate([lr[:horizon - K], base * (1.0 - np.arange(1, K + 1) / K)])
 
 
-def rule_converged(stable, until: int) -> list[float | None]:
+def rule_converged(stable, until: int, bound: bool = False) -> list[float | None]:
     """The StoppingRule's point prediction of the converged loss at each validation up to ``until`` (None where it
-    is not trusted), fed the summed LR as the callback does."""
+    is not trusted), fed the summed LR as the callback does; ``bound``: its calibrated one-sided lower bound at the
+    default confidence instead (the stop loss over the threshold), what ExtraEarlyStopping(cooldown_steps=K) uses."""
     rule = StoppingRule()
     lr_sum = np.cumsum(np.asarray(stable.lr, dtype=float))
     out = []
@@ -72,7 +74,8 @@ def rule_converged(stable, until: int) -> list[float | None]:
         if s > until:
             break
         d = rule.update(int(s), float(y), float(lr_sum[int(s) - 1]))
-        out.append(d.converged_loss if d.trusted and d.converged_loss else None)
+        ok = d.trusted and d.converged_loss and d.stop_loss
+        out.append(None if not ok else d.stop_loss / rule.threshold if bound else d.converged_loss)
     return out
 
 
@@ -115,7 +118,8 @@ def analyse(threshold: float) -> tuple[list[list], list[list]]:
         keep = steps <= H - K
         starts = sorted(e["cool"])
         ends = [reached(e["cool"][c]) for c in starts]
-        sources = {"mpl": None, "rule": rule_converged(stable, H - K)}
+        sources = {"mpl": None, "rule": rule_converged(stable, H - K),
+                   "rule's 80% lower bound (the callback)": rule_converged(stable, H - K, bound=True)}
         oracle = recorded_criterion(starts, ends, K, threshold)
         for source, conv in sources.items():
             ds = replay_cooldown(steps[keep], losses[keep], schedule=sched, cooldown_steps=K, threshold=threshold,

@@ -123,3 +123,64 @@ def test_recorded_s_run_decision():
     chosen = first_begin(replay_cooldown(steps, losses, schedule=sched, cooldown_steps=k, threshold=1.1,
                                          converged_losses=conv))
     assert chosen is not None and 1300 <= chosen.step <= 1800, chosen
+
+
+class _RecordedStable:
+    """Builds a module that trains for real but reports the recorded s_stable run's validation loss at each
+    validation step, under the recorded LR (a 50-step linear warm-up, then constant) from a step-interval LambdaLR."""
+
+    @staticmethod
+    def module():
+        import torch
+
+        from lightning_scaling.corpus.curves import load_curve
+        from models import Regressor
+
+        c = load_curve(DATA / "s_stable")
+        lr = np.asarray(c.lr, dtype=float)
+        peak = float(lr.max())
+
+        class Module(Regressor):
+            def validation_step(self, batch, batch_idx):  # the stable run's loss (after a cool-down begins: unused)
+                value = float(np.interp(int(self.global_step), c.steps, c.val_loss))
+                self.log("val_loss", torch.tensor(value, dtype=torch.float64))
+
+            def configure_optimizers(self):
+                optimizer = torch.optim.SGD(self.parameters(), lr=peak)
+                scale = lambda step: float(lr[min(step, lr.size - 1)]) / peak  # noqa: E731 (the recorded LR)
+                return {"optimizer": optimizer, "lr_scheduler": {
+                    "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, scale), "interval": "step"}}
+
+        return Module(lr=peak), c
+
+
+def test_the_callback_begins_the_cooldown_where_the_rule_and_its_replay_do(tmp_path, capsys):
+    """A real Trainer on the recorded stable run with ExtraEarlyStopping(cooldown_steps=480): the cool-down begins at
+    the first validation where cooldown_decision, with the rule's calibrated lower bound as the stable run's
+    converged loss, says so (measured: step 1575, near the ~1560 of [K]'s criterion on the real cool-downs), long
+    before the rule's own stop (none by step 1920); a replay of the logged points reaches the same step; the run
+    ends K steps later."""
+    from lightning_scaling import ExtraEarlyStopping, replay
+    from lightning_scaling.forecasting import lr_from_sums
+    from models import loader, make_trainer, regression_data
+
+    module, c = _RecordedStable.module()
+    stop = ExtraEarlyStopping(cooldown_steps=480)
+    trainer = make_trainer(tmp_path, [stop], max_steps=2400, val_check_interval=25, check_val_every_n_epoch=None,
+                           limit_val_batches=1)
+    trainer.fit(module, loader(regression_data(64)), loader(regression_data(16, seed=1)))
+    start = stop.cooldown_start
+    assert start is not None and 1400 <= start <= 1700, start
+    assert stop.stopped_step == trainer.global_step == start + 480
+    assert "cooling the learning rate down" in capsys.readouterr().out
+    # the replay: the logged points (the rule's), the summed LR, the plan (constant to max_steps)
+    steps, losses = np.asarray(stop.rule.steps), np.asarray(stop.rule.losses)
+    seen = steps <= start
+    steps, losses, sums = steps[seen], losses[seen], np.asarray(stop.rule.lr_sums)[seen]
+    rule = replay(steps.tolist(), losses.tolist(), lr_sum=sums.tolist())
+    assert rule.stopped_step is None  # the rule alone would not have stopped
+    bounds = [d.stop_loss / stop.rule.threshold if d.trusted and d.stop_loss else None for d in rule.decisions]
+    schedule = np.concatenate([lr_from_sums(steps, sums), np.full(2400 - start, float(c.lr[-1]))])
+    chosen = first_begin(replay_cooldown(steps, losses, schedule=schedule, cooldown_steps=480,
+                                         converged_losses=bounds))
+    assert chosen is not None and chosen.step == start

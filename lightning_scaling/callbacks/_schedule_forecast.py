@@ -29,8 +29,10 @@ class ScheduleForecaster:
         self.plan: Any = None  # (step, the planned LR of every later step), read once from the scheduler
         self.constant_lr = False  # the LR is constant after the warm-up, to the planned end: no schedule forecast
 
-    def update(self, trainer: Any, rule: Any, step: int, warn: Any) -> Any:
-        """The forecast at ``step`` from ``rule``'s points; ``warn(key, message)`` says a trouble once."""
+    def update(self, trainer: Any, rule: Any, step: int, warn: Any, cooldown: bool = False) -> Any:
+        """The forecast at ``step`` from ``rule``'s points; ``warn(key, message)`` says a trouble once. ``cooldown``:
+        a cool-down is to be decided, so the forecast is made under a constant LR too (its drop term is the
+        cool-down's loss)."""
         from ..forecasting import MIN_POINTS, forecast, lr_from_sums, recommend_horizon
 
         self.forecast = self.horizon = None
@@ -43,8 +45,8 @@ class ScheduleForecaster:
             lr = lr_from_sums(rule.steps, rule.lr_sums)
             schedule = np.concatenate([lr, plan])
             self.constant_lr = bool(np.ptp(schedule[rule.fit_after:]) <= 1e-9 * max(float(schedule.max()), 1e-300))
-            if self.constant_lr:  # nothing for a schedule law to add (the converged-loss prediction is the forecast)
-                return None
+            if self.constant_lr and not cooldown:  # nothing for a schedule law to add (the converged-loss
+                return None                         # prediction is the forecast) unless a cool-down is to be decided
             self.forecast = forecast(rule.steps, rule.losses, lr=lr, planned_lr=plan, warmup_steps=rule.warmup_steps,
                                      confidence=rule.confidence)
             if self.forecast.trusted:

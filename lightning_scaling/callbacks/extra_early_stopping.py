@@ -57,8 +57,13 @@ class ExtraEarlyStoppingBase:
             every parameter group falls linearly from its value at the decision to 0 over N optimizer steps
             (the decay phase of a warmup-stable-decay schedule: Hagele et al. 2024, "Scaling Laws and
             Compute-Optimal Training Beyond Fixed Training Durations", arXiv 2405.18392), and the run stops
-            after it. The callback owns the learning rate during those steps (a scheduler's own updates are
-            overwritten); use it with constant or WSD-style schedules, not in the middle of a cosine.
+            after it. The decision is then when to *begin* the cool-down ([K] B.2 with the annealing term,
+            :func:`lightning_scaling.cooldown.cooldown_decision`): at the first validation where the schedule
+            forecast's loss after N cool-down steps begun now is at most ``threshold`` x the converged loss that
+            cool-down reaches (the rule's calibrated lower bound less the cool-down's drop), or where the rule
+            itself stops, whichever comes first; without a trusted prediction and forecast it does not begin.
+            The callback owns the learning rate during those steps (a scheduler's own updates are overwritten);
+            use it with constant or WSD-style schedules, not in the middle of a cosine.
         verbose: print the summary at the stop (rank zero).
         figure_interval: with a TensorBoardLogger, add the learning-curve figure when a new fit arrives, at
             most once per this many seconds (and at the stop); needs matplotlib.
@@ -326,17 +331,44 @@ class ExtraEarlyStoppingBase:
                                             "prediction at that point (nor at later ones that fail the same way); "
                                             "training goes on")
         self.decision = decision
-        self._schedule.update(trainer, self.rule, step, lambda key, message: self._warn_once(trainer, key, message))
+        deciding = bool(self.cooldown_steps) and self.cooldown_start is None
+        self._schedule.update(trainer, self.rule, step, lambda key, message: self._warn_once(trainer, key, message),
+                              cooldown=deciding)
+        begin = self._cooldown_due(trainer, decision) if deciding and not decision.should_stop else None
         if self._member is not None:
             self._member.validated(trainer, pl_module)
         self._log(trainer, decision, loss, epoch_steps)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
         if self.rule.last_fit is not None and self.rule.last_fit.fits:
             self._figure(trainer, decision, force=should_stop)
-        if should_stop and self.cooldown_steps and self.cooldown_start is None:
+        if deciding and not should_stop:  # every rank begins together (one reduce per evaluation, with a cool-down)
+            if trainer.strategy.reduce_boolean_decision(begin is not None and begin.begin, all=False):
+                self._begin_cooldown(trainer, begin.reason if begin is not None else "the cool-down rule on rank zero")
+        elif should_stop and deciding:
             self._begin_cooldown(trainer, decision.reason)
         elif should_stop and self.cooldown_start is None:
             self._stop(trainer, decision.reason)
+
+    def _cooldown_due(self, trainer: Any, decision: StopDecision) -> Any:
+        """With ``cooldown_steps``: the cool-down decision at this validation (:func:`~lightning_scaling.cooldown.
+        cooldown_decision`, docs/science.md "The WSD cool-down"): the schedule forecast's loss after a cool-down begun
+        now against ``threshold`` x the converged loss that cool-down reaches, the stable run's converged loss being
+        the rule's calibrated one-sided lower bound at ``confidence`` (the one its stop uses). None without a trusted
+        prediction of the rule or a forecast; a failure is one warning."""
+        from ..cooldown import cooldown_decision
+
+        f = self._schedule.forecast
+        if f is None or not decision.trusted or decision.stop_loss is None:
+            return None
+        rule = self.rule
+        bound = rule.irreducible + (decision.stop_loss - rule.irreducible) / rule.threshold
+        try:
+            return cooldown_decision(f, self.cooldown_steps, rule.threshold, irreducible=rule.irreducible,
+                                     converged_loss=bound)
+        except Exception as err:  # a decision that cannot be made is no cool-down, never an end of training
+            self._warn_once(trainer, "cooldown", f"the cool-down decision failed at step {decision.step} "
+                                                 f"({type(err).__name__}: {err}); the stable phase goes on")
+            return None
 
     def _enable_cooldown_hook(self) -> None:
         """From the start of a cool-down (or a resume inside one), let Lightning dispatch ``on_train_batch_start``
