@@ -8,15 +8,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import pytorch_lightning as pl  # noqa: E402
 
-from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter  # noqa: E402
+from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw  # noqa: E402
+from lightning_scaling.sweep import Sweep  # noqa: E402
 from models import CurveRegressor, loader, regression_data  # noqa: E402
 
 
-def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0) -> None:
+def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0, sweep: str | None = None) -> None:
     pl.seed_everything(0)
     # with a cool-down the stop (and its summary, which sums the FLOPs over ranks) comes inside the optimizer-step hook
     callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12),
                  ExtraEarlyStopping(calibration=False, verbose=cooldown_steps > 0, cooldown_steps=cooldown_steps)]
+    if sweep is not None:  # DataLimitGap's floor from a sweep store (rank zero fits it, every rank gets it)
+        callbacks.append(DataLimitGap(PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples"),
+                                      sweep=Sweep(sweep, data="curve")))
     trainer = pl.Trainer(callbacks=callbacks, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
                          max_steps=3000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, val_check_interval=16, check_val_every_n_epoch=None,
@@ -26,7 +30,9 @@ def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0) -> No
     counts = callbacks[0].counts(trainer)
     Path(out, f"rank{trainer.global_rank}.json").write_text(json.dumps({
         "stop": callbacks[2].stopped_step, "step": trainer.global_step, "cooldown_start": callbacks[2].cooldown_start, "examples": counts.examples_seen,
-        "flops": callbacks[1].sync(trainer)}))
+        "flops": callbacks[1].sync(trainer),
+        "floor": None if sweep is None or callbacks[3].floor is None else callbacks[3].floor.value,
+        "floor_source": None if sweep is None else callbacks[3].floor_source}))
     # Tear gloo down before the interpreter does: left to exit, a rank can die of "terminate called without an
     # active exception" (SIGABRT) after writing its results, about one run in five here.
     import torch.distributed as dist
@@ -37,4 +43,4 @@ def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0) -> No
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]), *sys.argv[5:6])

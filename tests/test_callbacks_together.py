@@ -196,3 +196,27 @@ def test_ddp_checkpoint_holds_the_counts_of_all_ranks(tmp_path):
     single = FlopCounter(peak_flops=1e12)
     make_trainer(tmp_path / "one", [single], max_steps=1, limit_val_batches=0).fit(TinyLM(), loader(data, 4))
     assert flops["total_flops"] == pytest.approx(6 * single.total_flops)
+
+
+@pytest.mark.slow
+def test_ddp_ranks_share_the_sweep_floor(tmp_path):
+    """DataLimitGap(sweep=...) under DDP: rank zero fits the store (two runs of a larger model on the same data) and
+    every rank gets the same floor on the loss's all-reduce, and stops on the same step."""
+    import numpy as np
+
+    from lightning_scaling.sweep import record_from_curve, write_record
+
+    store = tmp_path / "store"
+    steps = np.arange(16, 2001, 16)
+    for i in range(2):  # a larger model than CurveRegressor's (161 parameters): its converged loss bounds this one's
+        loss = 0.95 + (40.0 / steps) ** 0.7 * (1 + 0.01 * i)
+        write_record(store, record_from_curve(f"big{i}", steps, loss, n_params=1e4, data="curve"))
+    script = Path(__file__).parent / "ddp_run.py"
+    ddp = tmp_path / "ddp"
+    ddp.mkdir()
+    subprocess.run([sys.executable, str(script), str(ddp), "2", "8", "0", str(store)], check=True, timeout=600,
+                   cwd=tmp_path)
+    ranks = [json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["floor_source"] == "best_size" and 0.9 < ranks[0]["floor"] < 1.0
+    assert ranks[1]["floor"] == ranks[0]["floor"] and ranks[1]["floor_source"] == ranks[0]["floor_source"]
+    assert ranks[1]["stop"] == ranks[0]["stop"] == ranks[0]["step"]
