@@ -172,7 +172,7 @@ def test_the_callback_begins_the_cooldown_where_the_rule_and_its_replay_do(tmp_p
     start = stop.cooldown_start
     assert start is not None and 1400 <= start <= 1700, start
     assert stop.stopped_step == trainer.global_step == start + 480
-    assert "cooling the learning rate down" in capsys.readouterr().out
+    assert "cooling the learning rate down" in capsys.readouterr().out and stop.cooldown_decision.begin
     # the replay: the logged points (the rule's), the summed LR, the plan (constant to max_steps)
     steps, losses = np.asarray(stop.rule.steps), np.asarray(stop.rule.losses)
     seen = steps <= start

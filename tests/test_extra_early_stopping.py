@@ -143,6 +143,14 @@ def test_cooldown_hands_over_to_a_linear_decay_then_stops(tmp_path, capsys, fit_
     assert callable(again.on_train_batch_start)  # a resume inside a cool-down sets the LR again
 
 
+def test_a_cooldown_not_begun_says_why(tmp_path, capsys, fit_curve):
+    stop = ExtraEarlyStopping(calibration=False, cooldown_steps=40)
+    fit_curve(tmp_path, [stop], module=_Scheduled(), max_steps=320)
+    out = capsys.readouterr().out
+    assert stop.cooldown_start is None and stop.stopped_step is None
+    assert "no cool-down begun: " in out and "training ended at step 320" in out
+
+
 def test_cooldown_and_family_arguments_are_checked():
     with pytest.raises(ValueError, match="cooldown_steps"):
         ExtraEarlyStopping(calibration=False, cooldown_steps=-1)

@@ -125,6 +125,7 @@ class ExtraEarlyStoppingBase:
         self.cooldown_start: int | None = None  # the step at which the cool-down began
         self._cooldown_lrs: list[list[float]] = []  # each optimizer's group LRs at the decision
         self._cooldown_reason = ""
+        self.cooldown_decision: Any = None  # the latest cool-down decision (a CooldownDecision), or None
         self.rule = StoppingRule(threshold, confidence, calibration=calibration, warmup_steps=warmup_steps,
                                  time_axis=time_axis, stop_when_data_limited=stop_when_data_limited, config=config)
         self.lr_sum = 0.0
@@ -335,6 +336,8 @@ class ExtraEarlyStoppingBase:
         self._schedule.update(trainer, self.rule, step, lambda key, message: self._warn_once(trainer, key, message),
                               cooldown=deciding)
         begin = self._cooldown_due(trainer, decision) if deciding and not decision.should_stop else None
+        if deciding:
+            self.cooldown_decision = begin  # the latest (the summary says why no cool-down has begun)
         if self._member is not None:
             self._member.validated(trainer, pl_module)
         self._log(trainer, decision, loss, epoch_steps)
@@ -445,6 +448,10 @@ class ExtraEarlyStoppingBase:
         line = self._schedule.summary_line()
         if line is not None:
             lines.append(line)
+        if self.cooldown_steps and self.cooldown_start is None:
+            c = self.cooldown_decision
+            lines.append(f"  no cool-down begun: {c.reason}" if c is not None else
+                         "  no cool-down begun: no trusted prediction and schedule forecast to decide it with")
         if self._member is not None and _common.is_global_zero(trainer):
             lines.append(self._member.summary_line())
         counter = _common.find_callback(trainer, "FlopCounterBase")
