@@ -63,8 +63,10 @@ def main() -> None:
     pkg = statistics.median(package_times)
     plain_full = statistics.median(plain_per_start) * len(grid)
     print(f"points: {len(loss)}  grid starts: {len(grid)}")
-    print(f"fit_chinchilla (full grid)          median {pkg:8.2f} s over {args.repeats} runs; optimum {package_opt:.12g}")
-    print(f"plain L-BFGS-B loop ({len(subset)} starts)   median {statistics.median(plain_per_start) * 1e3:8.1f} ms/start;"
+    print(f"fit_chinchilla (full grid)          median {pkg:8.2f} s over {args.repeats} runs; "
+          f"optimum {package_opt:.12g}")
+    print(f"plain L-BFGS-B loop ({len(subset)} starts)   "
+          f"median {statistics.median(plain_per_start) * 1e3:8.1f} ms/start;"
           f" best optimum {plain_best:.12g}")
     print(f"plain loop, full grid (extrapolated) {plain_full:8.1f} s")
     print(f"ratio plain/package                 {plain_full / pkg:8.0f}x")

@@ -228,7 +228,8 @@ def main(argv=None) -> None:
     print(f"\n{len(runs)} runs, {time.perf_counter() - t0:.0f} s")
     if args.write_calibration:
         law = args.laws[0]
-        calibrate(cal_samples[law], edges=G_EDGES, sources=tuple(sorted({r.group for r in runs}))).to_json(args.write_calibration)
+        calibrate(cal_samples[law], edges=G_EDGES,
+                  sources=tuple(sorted({r.group for r in runs}))).to_json(args.write_calibration)
         print(f"wrote the {law} calibration to {args.write_calibration}")
 
 

@@ -2,8 +2,8 @@
 
 A small MLP regression on CPU (``--model mlp --width W``), or the demo's character-level GPT at the
 demo's size (``--model chargpt``: lightning_scaling.demo.model.CharGPT, d_model 48, 2 layers, context 64,
-batch 32, on the demo's pydoc text, counting tokens); runs alternate (none, all, none, all, ...) so machine drift hits both
-arms; the per-step time of each run is the time from step 20 to the end over those steps (steady
+batch 32, on the demo's pydoc text, counting tokens); runs alternate (none, all, none, all, ...) so machine drift hits
+both arms; the per-step time of each run is the time from step 20 to the end over those steps (steady
 state: Trainer start-up and FlopCounter's one measured step per batch shape are left out). The time is
 the process's CPU time by default (``--clock cpu``: one thread, so other tenants of a shared machine
 disturb it far less than wall time), or wall time (``--clock wall``).
@@ -47,7 +47,8 @@ from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping,
 class MLP(pl.LightningModule):
     def __init__(self, width: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(64, width), nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 1))
+        self.net = nn.Sequential(nn.Linear(64, width), nn.GELU(), nn.Linear(width, width), nn.GELU(),
+                                 nn.Linear(width, 1))
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -243,7 +244,8 @@ def attribution(steps: int, width: int, val_every: int, model: str = "mlp") -> N
               f"other hooks {other * 1e3:6.1f} ms ({100 * other / wall:5.2f}% of the run)")
     fits = durations.get(f"[Callback]{callbacks[-2].state_key}.on_validation_end", [])
     print(f"  all four: per-step {100 * per_step_total / step_time:.2f}% (own work {100 * own_total / step_time:.2f}%, "
-          f"dispatch floor {100 * (per_step_total - own_total) / step_time:.2f}%) + other {100 * other_total / wall:.2f}%")
+          f"dispatch floor {100 * (per_step_total - own_total) / step_time:.2f}%) "
+          f"+ other {100 * other_total / wall:.2f}%")
     if fits:
         print(f"  ExtraEarlyStopping at validation (the fits): mean {sum(fits) / len(fits) * 1e3:.2f} ms, "
               f"max {max(fits) * 1e3:.2f} ms over {len(fits)} validations, {100 * sum(fits) / wall:.2f}% of the run")
@@ -378,7 +380,8 @@ def amplified(args) -> None:
         pairs, medians = statistics.median(ratios), statistics.median(times[arm]) / statistics.median(times["none"])
         print(f"{label:22s} median {statistics.median(times[arm]) * 1e3:7.3f} ms/step (none "
               f"{statistics.median(times['none']) * 1e3:.3f}); ratio: median of pairs {pairs:.4f}, of medians "
-              f"{medians:.4f}; per copy {100 * (pairs - 1) / args.amplify:.2f}% / {100 * (medians - 1) / args.amplify:.2f}%")
+              f"{medians:.4f}; per copy {100 * (pairs - 1) / args.amplify:.2f}% / "
+              f"{100 * (medians - 1) / args.amplify:.2f}%")
 
 
 if __name__ == "__main__":

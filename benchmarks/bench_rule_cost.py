@@ -1,4 +1,5 @@
-"""The cost of one ``StoppingRule.update`` (one validation of a live run) on every curve shape, bounded against unbounded.
+"""The cost of one ``StoppingRule.update`` (one validation of a live run) on every curve shape, bounded against
+unbounded.
 
 The live callback runs the rule once per validation. Its cost is the curve fits' (scipy's ``least_squares``), and a fit
 that cannot converge (a noisy plateau, the normal end of a run; spikes) runs until its evaluation budget is spent.

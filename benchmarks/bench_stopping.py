@@ -80,7 +80,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", action="store_true", help="also each family alone (slower)")
     parser.add_argument("--holdout", action="store_true",
-                        help="score the out-of-sample runs (data/curves_holdout, the standard library's source) instead")
+                        help="score the out-of-sample runs (data/curves_holdout, the standard library's source) "
+                             "instead")
     parser.add_argument("--spread", action="store_true",
                         help="score the out-of-sample runs with training and validation text from one pool "
                              "(data/curves_spread) instead")
@@ -127,32 +128,37 @@ def main() -> None:
     print(f"| schedule | method | {head} | at the stop |\n|---|---|" + "---|" * (len(FRACTIONS) + 1))
     for sched in schedules:
         runs = [c.name for c in curves if c.config["schedule"] == sched]
-        cells = " | ".join(f"{_med([naive[r][f] for r in runs]):.3f} ({sum(naive[r][f] is not None for r in runs)}/{len(runs)})"
+        cells = " | ".join(f"{_med([naive[r][f] for r in runs]):.3f} "
+                           f"({sum(naive[r][f] is not None for r in runs)}/{len(runs)})"
                            for f in FRACTIONS)
         print(f"| {sched} | naive power law in steps | {cells} | -- |")
         for name, qs in results.items():
             q = [x for x in qs if x.schedule == sched]
-            cells = " | ".join(f"{_med([x.errors[f] for x in q]):.3f} ({sum(x.errors[f] is not None for x in q)}/{len(q)})"
+            cells = " | ".join(f"{_med([x.errors[f] for x in q]):.3f} "
+                               f"({sum(x.errors[f] is not None for x in q)}/{len(q)})"
                                for f in FRACTIONS)
             stop = _med([x.stop_error for x in q])
-            print(f"| {sched} | rule: {name} | {cells} | {stop:.3f} ({sum(x.stop_error is not None for x in q)}/{len(q)}) |")
+            print(f"| {sched} | rule: {name} | {cells} | {stop:.3f} "
+                  f"({sum(x.stop_error is not None for x in q)}/{len(q)}) |")
 
     print("\n## Stop quality (threshold 1.1): smoothed loss at the stop / converged loss\n")
-    print("| variant | stopped | median ratio | within 1.1 +- 0.05 | on the floor | floor's error | runs outside (ratio) "
-          "| data-limited, no stop |")
+    print("| variant | stopped | median ratio | within 1.1 +- 0.05 | on the floor | floor's error | "
+          "runs outside (ratio) | data-limited, no stop |")
     print("|---|---|---|---|---|---|---|---|")
     for name, qs in results.items():
         ratios = [x.stop_ratio for x in qs if x.stop_ratio is not None]
-        outside = [f"{x.run} ({x.stop_ratio:.3f})" for x in qs if x.stop_ratio is not None and abs(x.stop_ratio - 1.1) > 0.05]
+        outside = [f"{x.run} ({x.stop_ratio:.3f})" for x in qs
+                   if x.stop_ratio is not None and abs(x.stop_ratio - 1.1) > 0.05]
         never = [x.run for x in qs if x.stop_ratio is None and x.data_limited]
         floored = [x for x in qs if x.stop_floor_error is not None]
         print(f"| {name} | {len(ratios)}/{len(qs)} | {_fmt(statistics.median(ratios) if ratios else None)} | "
               f"{sum(abs(r - 1.1) <= 0.05 for r in ratios)}/{len(ratios)} | "
               f"{sum(x.stopped_on_floor for x in floored)}/{len(floored)} | "
-              f"{_fmt(_med([x.stop_floor_error for x in floored]) if floored else None)} | {', '.join(outside) or '--'} | "
+              f"{_fmt(_med([x.stop_floor_error for x in floored]) if floored else None)} | "
+              f"{', '.join(outside) or '--'} | "
               f"{', '.join(never) or '--'} |")
-    print("\n(on the floor: stops whose prediction was the floor itself, every family held there; floor's error: median "
-          "|floor at the stop / converged - 1| over the stops with a floor)")
+    print("\n(on the floor: stops whose prediction was the floor itself, every family held there; floor's error: "
+          "median |floor at the stop / converged - 1| over the stops with a floor)")
 
     first = next(iter(results))
     print(f"\n## Compute per run (rule: {first}; FLOPs = 6N x tokens, [K] 2.1)\n")

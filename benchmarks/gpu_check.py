@@ -79,7 +79,8 @@ def watch_syncs(callbacks: list, events: list) -> None:
                         torch.cuda.set_sync_debug_mode("default")
                         for w in caught:
                             if "synchroniz" in str(w.message).lower():
-                                events.append((type(_cb).__name__, _hook, int(trainer.global_step), str(w.message)[:120]))
+                                events.append((type(_cb).__name__, _hook, int(trainer.global_step),
+                                               str(w.message)[:120]))
 
             setattr(cb, hook, wrapped)
 

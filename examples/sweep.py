@@ -76,7 +76,8 @@ class Recorder(Callback):
 def train(d_model: int, n_layer: int, train_tokens: int, grid: dict) -> SweepRun:
     pl.seed_everything(0, verbose=False)
     data = char_data("pydoc", 64, train_tokens=train_tokens, val_tokens=8192)
-    model = CharGPT(d_model=d_model, n_layer=n_layer, n_head=4 if d_model >= 32 else 2, ctx=64, warmup=10, lr=grid["lr"])
+    model = CharGPT(d_model=d_model, n_layer=n_layer, n_head=4 if d_model >= 32 else 2, ctx=64, warmup=10,
+                    lr=grid["lr"])
     run = SweepRun(d_model, n_layer, data.train_tokens, model.n_params(non_embedding=True))
     counter, flops = EffectiveEpochs(tokens_per_example=64), FlopCounter()
     trainer = pl.Trainer(accelerator="cpu", max_steps=grid["max_steps"], logger=False, enable_checkpointing=False,

@@ -582,8 +582,8 @@ def _log_warning(run: Run, st: _Settings, steps: np.ndarray, rows: list[dict[str
     live_row = next((r for r in rows if math.isclose(r["threshold"], st.threshold)), None)
     if "stopped_step" in st.outcome and st.as_live and live_row is not None and live_row["stopped_step"] != stopped:
         reason = f" ({_one_line(st.outcome['reason'])})" if st.outcome.get("reason") else ""
-        notes.append(f"the replay with the live options stops at {_step(live_row['stopped_step'])}, the live run stopped "
-                     f"at {_step(stopped)}{reason}")
+        notes.append(f"the replay with the live options stops at {_step(live_row['stopped_step'])}, the live run "
+                     f"stopped at {_step(stopped)}{reason}")
     return "; ".join(notes) or None
 
 
@@ -641,8 +641,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     samples = [s for rows in per_run for s in rows]
     runs = {s[0] for s in samples}
     if len(runs) < 2:
-        print(f"lightning-scaling calibrate: {len(runs)} run(s) with a trusted prediction; a calibration needs at least "
-              "2 (and means something from about 20)", file=sys.stderr)
+        print(f"lightning-scaling calibrate: {len(runs)} run(s) with a trusted prediction; a calibration needs at "
+              "least 2 (and means something from about 20)", file=sys.stderr)
         return 2
     cal = calibrate(samples, sources=sorted(runs))
     cal.to_json(args.out)
@@ -825,9 +825,9 @@ def _print_plan(sp: _SweepPlan, fit, accounting: planning.SweepAccounting, confi
         print(f"  data: the records hold no dataset size in {unit}, so whether the data at hand suffices is unknown")
     else:
         verdict = "past it, so more data, not a bigger model" if p.past_data_limit else "below it"
-        print(f"  data: the plan reads {a.n_tokens / p.data_size:.3g} passes over the {p.data_size:.4g} {unit} at hand, "
-              f"the sweep's runs at most {p.passes:.3g} while their loss fell (budgets up to {p.data_limit_flop:.3g} "
-              f"FLOP; [K] section 6.3): {verdict}")
+        print(f"  data: the plan reads {a.n_tokens / p.data_size:.3g} passes over the {p.data_size:.4g} {unit} at "
+              f"hand, the sweep's runs at most {p.passes:.3g} while their loss fell (budgets up to "
+              f"{p.data_limit_flop:.3g} FLOP; [K] section 6.3): {verdict}")
 
 
 def _time_axis(record, axis: str) -> np.ndarray:
@@ -1029,7 +1029,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         def f(v, spec):
             return "-" if v is None else format(v, spec)
         print(f"{r['run']}\n  points {r['points']}, best loss {r['best_loss']:.4f}, stop at x{r['threshold']:.3g}: "
-              f"step {f(r['stopped_step'], 'd')} (loss {f(r['loss_at_stop'], '.4f')}, FLOP {f(r['flops_at_stop'], '.3e')}, "
+              f"step {f(r['stopped_step'], 'd')} (loss {f(r['loss_at_stop'], '.4f')}, "
+              f"FLOP {f(r['flops_at_stop'], '.3e')}, "
               f"saved {f(r['compute_saved'], '.1%')}), predicted converged {f(r['predicted_converged'], '.4f')}; "
               f"options from {r['options_from']}")
         for path in r["figures"]:
@@ -1076,7 +1077,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_allocate)
 
     p = sub.add_parser("crossover", formatter_class=RAW, help="where L(C) meets L(D(C))",
-                       epilog="examples:\n  lightning-scaling crossover   # Kaplan 2020: C* ~ 1.1e4 PF-days, L* ~ 1.67\n"
+                       epilog="examples:\n"
+                              "  lightning-scaling crossover   # Kaplan 2020: C* ~ 1.1e4 PF-days, L* ~ 1.67\n"
                               "  lightning-scaling crossover --data-coefficient 4e10 --data-exponent 0.26")
     kaplan = "default: Kaplan et al. 2020's"
     p.add_argument("--lc", help=f"L(C) in PF-days: preset or JSON ({kaplan} kaplan2020_lc)")
@@ -1121,7 +1123,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  lightning-scaling replay runs/   # each run with the options its "
                               f"{RUN_INFO} records\n"
                               "  lightning-scaling replay runs/demo/version_0 --threshold 1.05 1.1 1.2\n"
-                              "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 0 --json   # override\n"
+                              "  lightning-scaling replay runs/ --time-axis lr_sum --warmup-steps 0 --json   "
+                              "# override\n"
                               "  lightning-scaling replay runs/ --rule family=power --rule min_points=8")
     p.add_argument("runs", nargs="+", help="TensorBoard log directories, metrics.csv files, or folders of runs")
     p.add_argument("--threshold", type=float, nargs="+", help=f"default: the live rule's (the run's {RUN_INFO}), "
@@ -1142,7 +1145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("forecast", formatter_class=RAW, help="forecast the loss at the end of a run's LR schedule",
-                       epilog="examples:\n  lightning-scaling forecast runs/ --at 0.5   # from the first half of each run\n"
+                       epilog="examples:\n"
+                              "  lightning-scaling forecast runs/ --at 0.5   # from the first half of each run\n"
                               "  lightning-scaling forecast runs/demo/version_0 --at 2000 --constant\n"
                               "The plan is the rest of the run's own schedule (its logged scaling/lr_sum), so the\n"
                               "forecast is scored against the loss the run reached; --constant holds the LR instead.")
@@ -1156,7 +1160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_forecast)
 
     p = sub.add_parser("sweep", formatter_class=RAW, help="a sweep store: its runs and the joint fit of their curves",
-                       epilog="examples:\n  lightning-scaling sweep sweeps/my-data --import runs/   # finished runs in\n"
+                       epilog="examples:\n"
+                              "  lightning-scaling sweep sweeps/my-data --import runs/   # finished runs in\n"
                               "  lightning-scaling sweep sweeps/my-data --data my-data\n"
                               "  lightning-scaling sweep sweeps/my-data --budget 1e18 --plot figures/\n"
                               "Runs on different data must not be pooled: give each store one data identity (--data).")

@@ -282,7 +282,8 @@ def fit_power_law(x, y, *, unit: str = "tokens", irreducible: float = 0.0, fit_i
         if len(samples) < max(10, bootstrap // 2):
             return PowerLawFit(law, False, "bootstrap failed: too few resamples converged", cost, xa.size)
         s = np.asarray(samples)
-        intervals = {name: _interval(s[:, i], confidence) for i, name in enumerate(("scale", "exponent", "irreducible"))}
+        intervals = {name: _interval(s[:, i], confidence)
+                     for i, name in enumerate(("scale", "exponent", "irreducible"))}
     return PowerLawFit(law, True, "converged", cost, xa.size, intervals, confidence, int(bootstrap))
 
 
@@ -529,8 +530,8 @@ def fit_chinchilla(n_params, n_tokens, loss, *, delta: float = 1e-3, bootstrap: 
                              "decrease with N and D", n.size, len(starts), best.x)
     if max(a, b, e) >= CHINCHILLA_LOG_BOUND * (1 - 1e-9):
         return ChinchillaFit(None, float(best.fun), False,
-                             f"optimum at the bound of the log-coefficients (a={a:.3g}, b={b:.3g}, e={e:.3g}): the data "
-                             "do not pin A, B and E; fit runs that span more N and D", n.size, len(starts), best.x)
+                             f"optimum at the bound of the log-coefficients (a={a:.3g}, b={b:.3g}, e={e:.3g}): the "
+                             "data do not pin A, B and E; fit runs that span more N and D", n.size, len(starts), best.x)
     law = ChinchillaLaw(math.exp(e), math.exp(a), math.exp(b), al, be, source="fit_chinchilla")
     message = "converged" if best.success else f"stopped: {best.message}"
     intervals = None
@@ -590,8 +591,8 @@ def fit_overfitting_law(n_params, n_tokens, loss) -> OverfittingFit:
 
     Each point is one run's converged loss (e.g. ``corpus.curves.converged_loss``) at its N and D; the sweep
     must vary both (at least 5 runs, 3 model sizes, 2 dataset sizes). scipy's bounded ``least_squares``
-    (:func:`solve_from_starts`, with the analytic Jacobian) from a small grid of starts (36), the best kept. ``law.data_law(N)`` is the floor DataLimitGap gives a model of N
-    parameters.
+    (:func:`solve_from_starts`, with the analytic Jacobian) from a small grid of starts (36), the best kept.
+    ``law.data_law(N)`` is the floor DataLimitGap gives a model of N parameters.
 
     Raises:
         FitError: too few points, non-finite or non-positive values, or a sweep that does not vary N and D.

@@ -184,7 +184,8 @@ def find_runs(path: str | Path) -> list[Path]:
         raise RunError(path, "is neither a metrics.csv nor an event file")
     if _is_run_dir(path):
         return [path]
-    found = sorted({p.parent for p in path.rglob("events.out.tfevents.*")} | {p.parent for p in path.rglob("metrics.csv")})
+    found = sorted({p.parent for p in path.rglob("events.out.tfevents.*")}
+                   | {p.parent for p in path.rglob("metrics.csv")})
     if not found:
         raise RunError(path, "holds no TensorBoard event files and no metrics.csv")
     return found

@@ -96,7 +96,8 @@ def kaplan_optimal(compute_pf_days: float) -> ComputeAllocation:
     c = _positive("compute_pf_days", compute_pf_days)
     n = presets.KAPLAN_TABLE6["n_params"](c)
     d = presets.KAPLAN_TABLE6["tokens"](c)
-    return ComputeAllocation(c * PF_DAY, n, d, d / n, float(presets.get("kaplan2020_lc")(c)), "Kaplan et al. 2020 Table 6")
+    return ComputeAllocation(c * PF_DAY, n, d, d / n, float(presets.get("kaplan2020_lc")(c)),
+                             "Kaplan et al. 2020 Table 6")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ limit L(N, D): :func:`rule_family`), fitted to the points after warm-up, with t 
 rate varies, the summed learning rate ([T] "forward area"), and never below a known floor (L(D) of the data seen).
 It stops only when the prediction is trusted, the last ``stable_fits`` predictions agree within ``stability``, and
 the smoothed loss is at or below the stop loss: ``threshold`` x the calibrated lower bound of the converged loss
-(docs/science.md 4). The research knobs are fields of one :class:`StopConfig`. Feeding the same points gives the same decisions: :func:`replay` runs
-exactly this object over a finished run.
+(docs/science.md 4). The research knobs are fields of one :class:`StopConfig`. Feeding the same points gives the
+same decisions: :func:`replay` runs exactly this object over a finished run.
 """
 
 from __future__ import annotations
@@ -523,7 +523,8 @@ class StoppingRule:
 
     @property
     def fit_after(self) -> int:
-        """The points at or before this step are not fitted: the given warm-up, or the detected one with its transient."""
+        """The points at or before this step are not fitted: the given warm-up, or the detected one with its
+        transient."""
         if self.warmup_steps is not None:
             return self.warmup_steps
         return int(TRANSIENT_FACTOR * self.warmup_end)

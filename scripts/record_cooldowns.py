@@ -6,8 +6,8 @@ of the constant-LR runs of the corpus still falls at 3000 steps), each
 
 * one **stable** run: warm-up then the constant learning rate for the whole horizon (``HORIZON`` steps), and
 * one run per cool-down start ``c`` in ``STARTS`` (every 12.5% of the horizon from 12.5% to 75%): the same run to
-  step ``c``, then the learning rate falls linearly to 0 over ``COOLDOWN`` steps (20% of the horizon) and the run ends at
-  ``c + COOLDOWN``.
+  step ``c``, then the learning rate falls linearly to 0 over ``COOLDOWN`` steps (20% of the horizon) and the run ends
+  at ``c + COOLDOWN``.
 
 Every run is trained by ``record_curves.record`` (imported, not copied) with the same seed and data order, so a
 cool-down run is the stable run up to its start (the recorded validation losses agree there). The cool-down is the

@@ -21,7 +21,8 @@ def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0, sweep
     if sweep is not None:  # DataLimitGap's floor from a sweep store (rank zero fits it, every rank gets it)
         callbacks.append(DataLimitGap(PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples"),
                                       sweep=Sweep(sweep, data="curve")))
-    trainer = pl.Trainer(callbacks=callbacks, accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
+    trainer = pl.Trainer(callbacks=callbacks, accelerator="cpu", devices=devices,
+                         strategy="ddp" if devices > 1 else "auto",
                          max_steps=3000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, val_check_interval=16, check_val_every_n_epoch=None,
                          limit_val_batches=1, num_sanity_val_steps=0, log_every_n_steps=50)
@@ -29,7 +30,8 @@ def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0, sweep
                 loader(regression_data(32, seed=1), 8))
     counts = callbacks[0].counts(trainer)
     Path(out, f"rank{trainer.global_rank}.json").write_text(json.dumps({
-        "stop": callbacks[2].stopped_step, "step": trainer.global_step, "cooldown_start": callbacks[2].cooldown_start, "examples": counts.examples_seen,
+        "stop": callbacks[2].stopped_step, "step": trainer.global_step, "cooldown_start": callbacks[2].cooldown_start,
+        "examples": counts.examples_seen,
         "flops": callbacks[1].sync(trainer),
         "floor": None if sweep is None or callbacks[3].floor is None else callbacks[3].floor.value,
         "floor_source": None if sweep is None else callbacks[3].floor_source}))

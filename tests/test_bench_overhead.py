@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_dispatch_floor_counts_six_per_step_hooks_and_times_them():
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_overhead.py"), "--dispatch", "--width", "32",
-                           "--steps", "60", "--val-every", "20"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_overhead.py"), "--dispatch", "--width",
+                           "32", "--steps", "60", "--val-every", "20"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("dispatch floor"))
     # the per-step hooks Lightning calls on every callback, overridden or not

@@ -1,5 +1,6 @@
 """The calibrated converged-loss interval: the conformal machinery, its file, and its coverage and safety measured on
-the recorded sources leave one source out (the numbers BENCHMARKS.md reports from benchmarks/bench_calibrated_stop.py)."""
+the recorded sources leave one source out (the numbers BENCHMARKS.md reports from
+benchmarks/bench_calibrated_stop.py)."""
 
 import json
 import math

@@ -22,7 +22,8 @@ def _fit(tmp_path, callbacks, module=None, train=None, val=None, **kw):
     defaults = dict(max_steps=120, val_check_interval=8, check_val_every_n_epoch=None, limit_val_batches=1)
     defaults.update(kw)
     trainer = make_trainer(tmp_path, callbacks, **defaults)
-    trainer.fit(module or CurveRegressor(), train or loader(regression_data(64)), val or loader(regression_data(16, seed=1)))
+    trainer.fit(module or CurveRegressor(), train or loader(regression_data(64)),
+                val or loader(regression_data(16, seed=1)))
     return trainer
 
 

@@ -32,7 +32,8 @@ def test_run_info_holds_n_d_and_the_flops(tokens, tmp_path, run):
     n = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for m in (model.norm, model.head) for p in m.parameters())
     assert info["model"] == {"n_params": n, "trainable_params": trainable} and trainable < n
-    assert info["data"] == ({"dataset_size": 512, "unit": "tokens"} if tokens else {"dataset_size": 32, "unit": "examples"})
+    assert info["data"] == ({"dataset_size": 512, "unit": "tokens"} if tokens
+                            else {"dataset_size": 32, "unit": "examples"})
     assert info["flops"]["total_flops"] == fc.total_flops > 0
     assert info["flops"]["attention_booking"] == {"causal (scaled_dot_product_attention, is_causal=True)": 1}
     # no padding here: every position is a token, so the useful FLOPs are all of them
@@ -41,7 +42,8 @@ def test_run_info_holds_n_d_and_the_flops(tokens, tmp_path, run):
 
 def test_callbacks_log_scaling_tags(tmp_path, run):
     logger = CSVLogger(tmp_path, name="run")
-    trainer = run(tmp_path, TinyLM(), TokenData(32), [EffectiveEpochs(tokens_per_example=16), FlopCounter(peak_flops=1e12)],
+    trainer = run(tmp_path, TinyLM(), TokenData(32),
+                  [EffectiveEpochs(tokens_per_example=16), FlopCounter(peak_flops=1e12)],
                   max_steps=4, limit_val_batches=0, logger=logger)
     text = (tmp_path / "run" / "version_0" / "metrics.csv").read_text()
     for tag in ("scaling/tokens_seen", "scaling/effective_epochs", "scaling/flops", "scaling/pf_days",

@@ -173,7 +173,8 @@ def stopped_run(tmp_path_factory):
     from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter
 
     root = tmp_path_factory.mktemp("stopped")
-    stop = ExtraEarlyStopping(calibration=False, verbose=False, config=StopConfig(family="power"))  # replayed with --rule family=power
+    stop = ExtraEarlyStopping(calibration=False, verbose=False,
+                              config=StopConfig(family="power"))  # replayed with --rule family=power
     logger = TensorBoardLogger(root, name="run")
     trainer = make_trainer(root, [EffectiveEpochs(), FlopCounter(peak_flops=1e12), stop], logger=logger,
                            max_steps=3000, val_check_interval=16, check_val_every_n_epoch=None, limit_val_batches=1)

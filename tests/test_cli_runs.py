@@ -48,7 +48,8 @@ def write_csv(folder: Path, columns: dict[str, np.ndarray], steps: np.ndarray) -
 
 def stopping_info(folder: Path, outcome: dict | None = None, time_axis: str = "steps", **options) -> None:
     """The run-info "stopping" section the live ExtraEarlyStopping writes: its options and, at the end, its outcome."""
-    rule = {"threshold": 1.1, "warmup_steps": 0, "family": "auto", "floor_kind": "data", "calibration": False, **options}
+    rule = {"threshold": 1.1, "warmup_steps": 0, "family": "auto", "floor_kind": "data", "calibration": False,
+            **options}
     run_info.write(folder, "stopping", {"monitor": "val_loss", "time_axis": time_axis, "use_data_floor": True,
                                         "options": rule})
     if outcome is not None:

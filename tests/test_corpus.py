@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lightning_scaling import FitError, PowerLaw, replay
-from lightning_scaling.corpus.curves import (CURVES_DIR, HOLDOUT_DIR, SEEDS_DIR, SPREAD_DIR, converged_loss, converged_step, list_curves,
-                                           load_curve, load_curves, smooth)
+from lightning_scaling.corpus.curves import (CURVES_DIR, HOLDOUT_DIR, SEEDS_DIR, SPREAD_DIR, converged_loss,
+                                           converged_step, list_curves, load_curve, load_curves, smooth)
 from lightning_scaling.corpus.ld import MIN_TOKENS, fit_ld, ld_points, overfitting_law
 from lightning_scaling.demo.model import schedule
 
@@ -92,11 +92,13 @@ def test_the_seed_runs_repeat_spread_runs_and_their_converged_losses_agree_withi
     for c in seeds:
         check_recorded(c)
         base = spread[c.name.rsplit("_seed", 1)[0]]
-        same = {k: v for k, v in base.config.items() if k not in ("name", "seed", "command", "seconds", "steps", "ended_by")}
+        same = {k: v for k, v in base.config.items()
+                if k not in ("name", "seed", "command", "seconds", "steps", "ended_by")}
         assert {k: c.config[k] for k in same} == same and c.config["seed"] in (1, 2)
         assert c.config["ended_by"] == "patience" and "--seeds" in c.config["command"]
     for name in {c.name.rsplit("_seed", 1)[0] for c in seeds}:
-        losses = [converged_loss(spread[name])] + [converged_loss(c) for c in seeds if c.name.startswith(name + "_seed")]
+        losses = [converged_loss(spread[name])] + [converged_loss(c) for c in seeds
+                                                   if c.name.startswith(name + "_seed")]
         spreads.append(max(losses) / min(losses) - 1)
     assert sorted(spreads)[2] <= 0.015 and max(spreads) <= 0.05, spreads
 

@@ -28,7 +28,8 @@ def test_layout_is_written_once_and_covers_every_logged_tag(tmp_path):
     layout = layout_pb2.Layout.FromString(configs[0].tensor_proto.string_val[0])
     assert [c.title for c in layout.category] == ["Data", "Compute", "Data limit", "Stopping", "Schedule"]
     in_layout = {tag for c in layout.category for chart in c.chart
-                 for tag in list(chart.multiline.tag) + [t for s in chart.margin.series for t in (s.value, s.lower, s.upper)]}
+                 for tag in list(chart.multiline.tag)
+                 + [t for s in chart.margin.series for t in (s.value, s.lower, s.upper)]}
     logged = {t for t in acc.Tags()["scalars"] if t.startswith("scaling/")}
     assert {"scaling/tokens_seen", "scaling/effective_epochs", "scaling/flops", "scaling/mfu"} <= logged
     assert logged <= in_layout

@@ -28,7 +28,8 @@ def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys, fit_cu
     law = PowerLaw(scale=2.0, exponent=0.5, irreducible=0.9, unit="examples")  # L(D) for this toy
     logger = TensorBoardLogger(tmp_path, name="tb")
     gap = DataLimitGap(law, tolerance=0.5)
-    fit_curve(tmp_path, [EffectiveEpochs(), gap, ExtraEarlyStopping(calibration=False, verbose=False)], logger=logger, max_steps=200)
+    fit_curve(tmp_path, [EffectiveEpochs(), gap, ExtraEarlyStopping(calibration=False, verbose=False)], logger=logger,
+              max_steps=200)
     assert gap.data_limited_at is not None
     assert "data-limited" in capsys.readouterr().out
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -67,7 +67,8 @@ def test_the_spread_layout_samples_one_pool_for_every_dataset_size():
     data = torch.arange(1000) % 256
     train, val = split(data, chunk=10, val_every=5, layout="spread")
     prefix_train, prefix_val = split(data, chunk=10, val_every=5)
-    assert sorted(train.tolist()) == sorted(prefix_train.tolist()) and sorted(val.tolist()) == sorted(prefix_val.tolist())
+    assert (sorted(train.tolist()) == sorted(prefix_train.tolist())
+            and sorted(val.tolist()) == sorted(prefix_val.tolist()))
     assert not torch.equal(train, prefix_train) and torch.equal(split(data, 10, 5, "spread")[0], train)  # seeded
     assert int(train[:100].max()) - int(train[:100].min()) > 150  # the first 100 bytes come from across the pool
     small, big = (char_data("stdlib", 64, train_tokens=n, val_tokens=4096, chunk=1024, layout="spread",

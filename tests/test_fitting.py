@@ -198,7 +198,8 @@ def test_chinchilla_rows_gradient_matches_finite_differences():
     for k in range(5):
         q = p.copy(); q[0, k] += eps
         r = p.copy(); r[0, k] -= eps
-        fd = (_chinchilla_rows(q, logn, logd, logl, 1.0, None)[0] - _chinchilla_rows(r, logn, logd, logl, 1.0, None)[0]) / (2 * eps)
+        fd = (_chinchilla_rows(q, logn, logd, logl, 1.0, None)[0]
+              - _chinchilla_rows(r, logn, logd, logl, 1.0, None)[0]) / (2 * eps)
         assert g[0, k] == pytest.approx(fd[0], rel=1e-4, abs=1e-8)
 
 

@@ -167,7 +167,8 @@ def test_lightning_dispatches_only_the_hooks_the_callbacks_use(tmp_path):
     """Per-batch hooks a callback leaves empty are None on the instance, so Lightning's dispatcher (it calls
     only callable hooks) skips them: 5 dispatches per optimizer step for the four callbacks instead of 24."""
     profiler = _DispatchRecorder()
-    callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12), DataLimitGap(PowerLaw(2.0, 0.5, 0.1, unit="examples")),
+    callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12),
+                 DataLimitGap(PowerLaw(2.0, 0.5, 0.1, unit="examples")),
                  ExtraEarlyStopping(verbose=False, threshold=1.0001)]
     trainer = make_trainer(tmp_path, callbacks, max_steps=10, profiler=profiler, val_check_interval=5,
                            check_val_every_n_epoch=None, limit_val_batches=2)

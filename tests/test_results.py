@@ -17,7 +17,8 @@ def test_every_fit_and_prediction_has_one_result_shape():
     results = [fit_power_law(T, POWER - 1.5), fit_learning_curve(T, POWER), fit_chinchilla(n, d, loss),
                fit_overfitting_law(n, d, loss), predict_converged(T, POWER, family="power"),
                predict_converged(T, POWER).fits[0],
-               forecast(list(range(3000, 10001, 1000)), [3.1 + 0.5 * (s / 1000) ** -0.5 for s in range(3000, 10001, 1000)],
+               forecast(list(range(3000, 10001, 1000)),
+                        [3.1 + 0.5 * (s / 1000) ** -0.5 for s in range(3000, 10001, 1000)],
                         lr=[3e-4] * 10000, planned_lr=[3e-4] * 10000, law="power", calibration=False),
                fit_sweep([])]
     for r in results:

@@ -35,7 +35,8 @@ def test_the_warm_up_is_found_from_the_learning_rate_and_its_transient_left_out(
     assert 200 <= rule.warmup_end <= 225  # the last evaluation whose interval's mean learning rate rose
     assert rule.fit_after == int(TRANSIENT_FACTOR * rule.warmup_end)
     # once the warm-up is known to have gone on, its points and the transient after it are not fitted
-    assert all(d.reason.startswith("warm-up") for d, s in zip(decisions, steps) if rule.warmup_end <= s <= rule.fit_after)
+    assert all(d.reason.startswith("warm-up") for d, s in zip(decisions, steps)
+               if rule.warmup_end <= s <= rule.fit_after)
     assert min(rule.steps[i] for i in rule._kept()) > rule.fit_after
     assert rule.axis == "steps" and not rule.lr_varied  # constant after the warm-up
 

@@ -1,4 +1,5 @@
-"""ExtraEarlyStopping's membership in a sweep store (``ExtraEarlyStopping(sweep=...)``, docs/design.md "The sweep store").
+"""ExtraEarlyStopping's membership in a sweep store (``ExtraEarlyStopping(sweep=...)``, docs/design.md "The sweep
+store").
 
 Rank zero writes this run's record (:func:`lightning_scaling.sweep.write_record`, atomic) at each checkpoint and at
 the end of fit, and fits the store's runs on the same data jointly with this run's points
@@ -206,8 +207,8 @@ class SweepMember:
             if flop_counter is not None:
                 flops = flop_counter.sync(trainer)
         except Exception as err:  # the record is a report: it never ends the user's training
-            self.owner._warn_once(trainer, "sweep_counts", f"the data and FLOP counts for the sweep record could not be "
-                                                     f"read ({type(err).__name__}: {err}); written without them")
+            self.owner._warn_once(trainer, "sweep_counts", f"the data and FLOP counts for the sweep record could not "
+                                                     f"be read ({type(err).__name__}: {err}); written without them")
         if not _common.is_global_zero(trainer):
             return
         try:
@@ -239,8 +240,8 @@ class SweepMember:
             self.pooled = self._pooled(trainer, pl_module)
         except Exception as err:  # the pooled fit is shown, never used to stop: it never ends the user's training
             self.fit, self.pooled = None, None
-            self.owner._warn_once(trainer, "sweep_fit", f"the sweep's joint fit failed ({type(err).__name__}: {err}); no "
-                                                  "pooled prediction, training goes on")
+            self.owner._warn_once(trainer, "sweep_fit", f"the sweep's joint fit failed ({type(err).__name__}: {err}); "
+                                                  "no pooled prediction, training goes on")
         self._sweep_seconds += time.perf_counter() - t0
 
     def _fit(self, trainer: Any, pl_module: Any, own: bool = True) -> Any:

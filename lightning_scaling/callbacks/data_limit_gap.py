@@ -246,7 +246,8 @@ class DataLimitGapBase:
         counter = self._counter(trainer)
         if counter.unit != self.unit:
             raise ValueError(f"DataLimitGap: the law counts {self.unit} but EffectiveEpochs counts {counter.unit}; "
-                             + ("give EffectiveEpochs tokens_per_example=... or count_tokens=..." if self.unit == "tokens"
+                             + ("give EffectiveEpochs tokens_per_example=... or count_tokens=..."
+                                if self.unit == "tokens"
                                 else "use an L(D) law fitted in tokens, or count examples"))
         ensure_layout(trainer)
 
@@ -288,7 +289,8 @@ class DataLimitGapBase:
         if self.sweep is not None and _common.is_global_zero(trainer) and self._changed(trainer):
             self._refit(trainer)  # the store changed: refit (rank zero), within the budget
         # the floor rides on the loss's all-reduce: every rank takes rank zero's
-        (loss, *floor) = _common.reduce_sum(trainer, [value] + (self._encoded(trainer) if self.sweep is not None else []))
+        (loss, *floor) = _common.reduce_sum(trainer,
+                                            [value] + (self._encoded(trainer) if self.sweep is not None else []))
         loss /= _common.world_size(trainer)
         if self.sweep is not None:
             self._share(trainer, floor)
@@ -308,7 +310,8 @@ class DataLimitGapBase:
         from ..dashboard import add_figure, data_limit_figure
 
         add_figure(trainer, self, tags.tag("loss_vs_data"),  # drawn only with a TensorBoardLogger, at a bounded rate
-                   lambda: data_limit_figure(*zip(*self.history), self._floor_at, unit=c.unit, dataset_size=c.dataset_size),
+                   lambda: data_limit_figure(*zip(*self.history), self._floor_at, unit=c.unit,
+                                             dataset_size=c.dataset_size),
                    c.step, self.figure_interval)
         if loss < (1 - self.tolerance) * ld:
             if not self._warned_below:  # no model beats L(D): the law is wrong for this data, not the run
@@ -319,7 +322,8 @@ class DataLimitGapBase:
                        "the same data and validation set? a larger model than the sweep's?)")
                 _common.rank_zero_warn(trainer, (
                     f"DataLimitGap: at step {c.step} {self.monitor} {loss:.4f} is {1 - loss / ld:.0%} below the "
-                    f"{'law' if self.floor is None else 'sweep'}'s {ld:.4f} for the {c.distinct_seen:.4g} distinct {c.unit} seen, which no model should "
+                    f"{'law' if self.floor is None else 'sweep'}'s {ld:.4f} for the {c.distinct_seen:.4g} distinct "
+                    f"{c.unit} seen, which no model should "
                     f"beat: {fix}; until then the gap is meaningless and ExtraEarlyStopping's floor from it is too "
                     "high, so it stops early"))
         elif self.data_limited_at is None and loss - ld <= self.tolerance * ld:

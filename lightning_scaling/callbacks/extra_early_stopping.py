@@ -312,7 +312,8 @@ class ExtraEarlyStoppingBase:
                 self._stop(trainer, f"monitored {self.monitor} = {loss} is not finite")
                 return
             self._warn_once(trainer, "finite", f"{self.monitor} = {loss} at step {step} is not finite: the point is "
-                                               "skipped (and any later non-finite one); check_finite=True stops instead")
+                                               "skipped (and any later non-finite one); check_finite=True stops "
+                                               "instead")
         floor = self._data_floor(trainer)
         # U only for the family that uses it: other families add no collective (EffectiveEpochs' counts) here
         epoch_steps = self._epoch_steps(trainer) if self.rule.family == "effective_data" else None

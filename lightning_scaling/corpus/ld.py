@@ -80,9 +80,10 @@ def fit_ld(points: LDPoints, source: str = "") -> PowerLaw:
 def overfitting_law(curves: Iterable[RecordedCurve], exclude: Iterable[str] = (),
                     min_tokens: int = MIN_TOKENS, source: str = "pydoc") -> OverfittingLaw:
     """[K] eq 1.5 (:func:`lightning_scaling.fit_overfitting_law`) fitted to the converged losses of the
-    constant-LR runs on one text (``source``) that converged (ended by patience), with D >= ``min_tokens`` and N = all parameters,
-    leaving out the runs named in ``exclude``. ``law.data_law(N)`` is the floor of a model of N parameters: unlike
-    L(D), which every model is above, it is that model's own limit. FitError when it cannot be fitted.
+    constant-LR runs on one text (``source``) that converged (ended by patience), with D >= ``min_tokens`` and N =
+    all parameters, leaving out the runs named in ``exclude``. ``law.data_law(N)`` is the floor of a model of N
+    parameters: unlike L(D), which every model is above, it is that model's own limit. FitError when it cannot be
+    fitted.
     """
     skip = set(exclude)
     use = [c for c in _scaling_runs(curves, min_tokens, source)

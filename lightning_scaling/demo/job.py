@@ -3,8 +3,9 @@
 The text is ``pydoc_data.topics`` (about 465k characters that ship with Python: no download), of which the
 run trains on the first ``DEMO_TOKENS`` characters (64k: the run repeats them ~15 times in a minute, becomes
 data-limited, and the rule can stop it within the demo's time on 2 CPU cores; the recorded corpus has the
-same model on the whole text, ``m_dfull_const``, which needs ~10x longer). The run logs to ``./runs`` with a TensorBoardLogger, stops by ExtraEarlyStopping, prints a summary and the
-command that opens the dashboard. The L(D) that DataLimitGap compares with is the project's own fit on
+same model on the whole text, ``m_dfull_const``, which needs ~10x longer). The run logs to ``./runs`` with a
+TensorBoardLogger, stops by ExtraEarlyStopping, prints a summary and the command that opens the dashboard. The
+L(D) that DataLimitGap compares with is the project's own fit on
 the recorded corpus (``lightning_scaling/data/demo_ld.json``, ``python scripts/fit_demo_ld.py``).
 
     python -m lightning_scaling.demo [--out runs] [--max-minutes 2.5] [--quick]
