@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
 from lightning_scaling import StopConfig, replay  # noqa: E402
 from lightning_scaling.calibration import calibrate  # noqa: E402
-from lightning_scaling.corpus.curves import smooth  # noqa: E402
 from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
-from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference, source_samples  # noqa: E402
+from lightning_scaling.corpus.sources import (SOURCES, load_source, reference, source_samples,  # noqa: E402
+                                              unsafe_stop)
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
 #: The baseline: the rule as it was before the calibration, which the README's snippet then ran on a run with a
@@ -73,11 +73,7 @@ def score(curve, options: dict, lr: bool) -> dict:
         out["ratio"] = known / ref
         es = early_stopping_step(curve, patience=10)  # Lightning's EarlyStopping on the same points
         out["vs_es"] = (result.stopped_step / es, known / loss_at(curve, es))
-        if is_luo(curve):
-            later = smooth(curve.val_loss)[result.stop_index + 1:]
-            out["unsafe"] = bool(later.size) and known > 1.15 * float(later.min())
-        else:
-            out["unsafe"] = out["ratio"] > 1.2
+        out["unsafe"] = unsafe_stop(curve, result.stopped_step, known)
     return out
 
 

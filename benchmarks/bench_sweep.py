@@ -45,7 +45,7 @@ from lightning_scaling.calibration import calibrate  # noqa: E402
 from lightning_scaling.errors import FitError  # noqa: E402
 from lightning_scaling.corpus.curves import SEEDS_DIR, load_curves  # noqa: E402
 from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
-from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference  # noqa: E402
+from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference, unsafe_stop  # noqa: E402
 from lightning_scaling.sweep import FORMS, fit_sweep, pooled_fit, record_from_curve, sweep_floor  # noqa: E402
 
 FRACTIONS = (0.2, 0.5)
@@ -145,16 +145,16 @@ def simulate_stops(sources=SOURCES) -> list[dict]:
             floors = {"alone": None, "sweep floor": sweep_floor(fit, d, n_params=curve.n_params),
                       "any-model floor": sweep_floor(fit, d),
                       "kaplan_strict E": limit if limit is not None and limit.source == "limit" else None}
-            stops = {}
-            for mode, floor in floors.items():
-                stops[mode] = replay(curve.steps, curve.val_loss, lr=curve.lr,
-                                     floor=None if floor is None else floor.value).stopped_step
+            alone = replay(curve.steps, curve.val_loss, lr=curve.lr).stopped_step
+            stops = {mode: alone if floor is None else replay(curve.steps, curve.val_loss, lr=curve.lr,
+                                                              floor=floor.value).stopped_step
+                     for mode, floor in floors.items()}
             out.append({"source": source, "run": curve.name, "k": k, "ref": ref, "floors": floors, "stops": stops,
                         "es": None if is_luo(curve) else early_stopping_step(curve, patience=10),
-                        "last": int(curve.steps[-1]), "luo": is_luo(curve),
+                        "last": int(curve.steps[-1]),
                         "ratio": {m: None if st is None else loss_at(curve, st) / ref for m, st in stops.items()},
-                        "later": {m: None if st is None else loss_at(curve, st) / float(np.min(
-                            curve.val_loss[curve.steps >= st])) for m, st in stops.items()}})
+                        "unsafe": {m: st is not None and unsafe_stop(curve, st, loss_at(curve, st))
+                                   for m, st in stops.items()}})
             store.append(record(curve, data, until_step=stops["alone"]))
     return out
 
@@ -172,8 +172,7 @@ def stop_table(stops, markdown: bool) -> str:
                 if not sel:
                     continue
                 r = [c["ratio"][mode] for c in sel if c["ratio"][mode] is not None]
-                unsafe = sum(1 for c in sel if c["ratio"][mode] is not None and (
-                    c["later"][mode] > 1.15 if c["luo"] else c["ratio"][mode] > 1.2))
+                unsafe = sum(c["unsafe"][mode] for c in sel)
                 steps = [(c["stops"][mode] or c["last"]) / (c["stops"]["alone"] or c["last"]) for c in sel]
                 es = [(c["stops"][mode] or c["last"]) / c["es"] for c in sel if c["es"]]
                 rows.append([source, kb, mode, len(sel), sum(c["floors"][mode] is not None for c in sel),

@@ -51,7 +51,7 @@ from .stopping import TRANSIENT_FACTOR, warmup_end
 
 __all__ = ["FORMAT", "VERSION", "SweepRecord", "Sweep", "SweepFit", "write_record", "read_record",
            "record_from_curve", "record_from_rule", "as_sweep", "fit_sweep", "pooled_fit", "pooled_prediction",
-           "SweepFloor", "sweep_floor", "FLOOR_SOURCES", "FORMS", "pooled_calibration"]
+           "SweepFloor", "sweep_floor", "groups_at", "FLOOR_SOURCES", "FORMS", "pooled_calibration"]
 
 #: The ``format`` key of a record file.
 FORMAT = "lightning-scaling/sweep-record"
@@ -873,11 +873,14 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *, n_pa
     """
     if fit is None or not fit.success:
         return None
-    here = [g for g in fit.groups if dataset_size is None or g[1] is None
-            or math.isclose(g[1], dataset_size, rel_tol=1e-9)]
+    here = groups_at(fit, dataset_size)
     if not here:
         return None
-    best = min(here, key=lambda g: fit.groups[g]["converged_loss"])
+
+    def converged(group):
+        return fit.groups[group]["converged_loss"]
+
+    best = min(here, key=converged)
     value, (lo, hi) = fit.converged_loss(best[0], best[1], confidence=confidence)
     if fit._law_n is not None and len(here) == len(fit.groups):
         limit = fit.point(math.inf, dataset_size)  # the law of N's limit N -> infinity: E
@@ -887,13 +890,24 @@ def sweep_floor(fit: SweepFit | None, dataset_size: float | None = None, *, n_pa
         beyond = n_params is not None and n_params >= max(g[0] for g in here)
         if math.isfinite(limit) and 0 < limit <= value and not beyond:
             return SweepFloor(limit, (min(limit, lo), hi), "limit", None, fit.n_runs)
-    if n_params is not None:
+    if n_params is not None and best[0] <= n_params:  # the best size bounds only smaller runs: the best larger one
         larger = [g for g in here if g[0] > n_params]
         if not larger:
             return None
-        best = min(larger, key=lambda g: fit.groups[g]["converged_loss"])
+        best = min(larger, key=converged)
         value, (lo, hi) = fit.converged_loss(best[0], best[1], confidence=confidence)
     return SweepFloor(value, (lo, hi), "best_size", best[0], fit.n_runs)
+
+
+def groups_at(fit: SweepFit, dataset_size: float | None) -> list[tuple[float, float | None]]:
+    """The joint fit's model groups ``(N, D)`` at D = ``dataset_size`` (a group of unknown D, or no D given, counts).
+
+    Example:
+        >>> groups_at(SweepFit(False, "none"), 1e6)
+        []
+    """
+    return [g for g in fit.groups if dataset_size is None or g[1] is None
+            or math.isclose(g[1], dataset_size, rel_tol=1e-9)]
 
 
 # ---------------------------------------------------------------------------------------------

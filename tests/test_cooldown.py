@@ -125,33 +125,31 @@ def test_recorded_s_run_decision():
     assert chosen is not None and 1300 <= chosen.step <= 1800, chosen
 
 
-class _RecordedStable:
-    """Builds a module that trains for real but reports the recorded s_stable run's validation loss at each
-    validation step, under the recorded LR (a 50-step linear warm-up, then constant) from a step-interval LambdaLR."""
+def _recorded_stable_module():
+    """A module that trains for real but reports the recorded s_stable run's validation loss at each validation
+    step, under the recorded LR (a 50-step linear warm-up, then constant) from a step-interval LambdaLR; and the
+    recorded curve."""
+    import torch
 
-    @staticmethod
-    def module():
-        import torch
+    from lightning_scaling.corpus.curves import load_curve
+    from models import Regressor
 
-        from lightning_scaling.corpus.curves import load_curve
-        from models import Regressor
+    c = load_curve(DATA / "s_stable")
+    lr = np.asarray(c.lr, dtype=float)
+    peak = float(lr.max())
 
-        c = load_curve(DATA / "s_stable")
-        lr = np.asarray(c.lr, dtype=float)
-        peak = float(lr.max())
+    class Module(Regressor):
+        def validation_step(self, batch, batch_idx):  # the stable run's loss (after a cool-down begins: unused)
+            value = float(np.interp(int(self.global_step), c.steps, c.val_loss))
+            self.log("val_loss", torch.tensor(value, dtype=torch.float64))
 
-        class Module(Regressor):
-            def validation_step(self, batch, batch_idx):  # the stable run's loss (after a cool-down begins: unused)
-                value = float(np.interp(int(self.global_step), c.steps, c.val_loss))
-                self.log("val_loss", torch.tensor(value, dtype=torch.float64))
+        def configure_optimizers(self):
+            optimizer = torch.optim.SGD(self.parameters(), lr=peak)
+            scale = lambda step: float(lr[min(step, lr.size - 1)]) / peak  # noqa: E731 (the recorded LR)
+            return {"optimizer": optimizer, "lr_scheduler": {
+                "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, scale), "interval": "step"}}
 
-            def configure_optimizers(self):
-                optimizer = torch.optim.SGD(self.parameters(), lr=peak)
-                scale = lambda step: float(lr[min(step, lr.size - 1)]) / peak  # noqa: E731 (the recorded LR)
-                return {"optimizer": optimizer, "lr_scheduler": {
-                    "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, scale), "interval": "step"}}
-
-        return Module(lr=peak), c
+    return Module(lr=peak), c
 
 
 def test_the_callback_begins_the_cooldown_where_the_rule_and_its_replay_do(tmp_path, capsys):
@@ -164,7 +162,7 @@ def test_the_callback_begins_the_cooldown_where_the_rule_and_its_replay_do(tmp_p
     from lightning_scaling.forecasting import lr_from_sums
     from models import loader, make_trainer, regression_data
 
-    module, c = _RecordedStable.module()
+    module, c = _recorded_stable_module()
     stop = ExtraEarlyStopping(cooldown_steps=480)
     trainer = make_trainer(tmp_path, [stop], max_steps=2400, val_check_interval=25, check_val_every_n_epoch=None,
                            limit_val_batches=1)

@@ -19,15 +19,15 @@ import numpy as np
 
 class ScheduleForecaster:
     """The latest schedule forecast of a run (``forecast``: a :class:`~lightning_scaling.forecasting.Forecast`, or
-    None before there are points, under a constant LR, or after a failure), the plan it read (``plan``), and the
-    horizon recommended for the next run (``horizon``: a :class:`~lightning_scaling.forecasting.HorizonRecommendation`
-    under a fixed-horizon schedule, else None)."""
+    None before there are points, under a constant LR unless a cool-down is to be decided, or after a failure), the
+    plan it read (``plan``), and the horizon recommended for the next run (``horizon``: a
+    :class:`~lightning_scaling.forecasting.HorizonRecommendation` under a fixed-horizon schedule, else None)."""
 
     def __init__(self) -> None:
         self.forecast: Any = None
         self.horizon: Any = None
         self.plan: Any = None  # (step, the planned LR of every later step), read once from the scheduler
-        self.constant_lr = False  # the LR is constant after the warm-up, to the planned end: no schedule forecast
+        self.constant_lr = False  # the LR is constant after the warm-up, to the planned end
 
     def update(self, trainer: Any, rule: Any, step: int, warn: Any, cooldown: bool = False) -> Any:
         """The forecast at ``step`` from ``rule``'s points; ``warn(key, message)`` says a trouble once. ``cooldown``:

@@ -41,13 +41,13 @@ class DataLimitGapBase:
         sweep: None, or a sweep store (:class:`lightning_scaling.Sweep`, or a folder path: ``Sweep(path)``) of
             earlier runs on this run's data (``ExtraEarlyStopping(sweep=...)`` writes it). The floor is then the
             one the store's joint fit gives on this data (:func:`lightning_scaling.sweep.sweep_floor`): with a law
-            of N across its sizes ([K] eq 1.6), its limit N -> infinity, ``E``; without one (a sweep of one size,
-            where ``E`` is not identified apart from the size's model term), the lowest converged loss of a size
-            at this D larger than this run's N, which extrapolates nothing. A smaller size's converged loss is one
-            this run goes below, no floor, and so is an ``E`` the curves leave at its bound for a run as large as
-            the sweep's largest: then there is no sweep floor (``sweep_floor(..., n_params=N)``; N as
-            ExtraEarlyStopping's record counts it) (:class:`lightning_scaling.sweep.SweepFloor` says which:
-            ``floor_source``, and a message when it changes). It is a constant: the N -> infinity limit on all of
+            of N across its sizes ([K] eq 1.6) and a run smaller than the largest size, its limit N -> infinity,
+            ``E``; else (one size, or a run as large as the largest) the lowest converged loss of a size at this D
+            larger than this run's N, which extrapolates nothing. A smaller or equal size's converged loss is one
+            this run goes below, no floor: without a larger size there is no sweep floor
+            (``sweep_floor(..., n_params=N)``, N as ExtraEarlyStopping's record counts it;
+            :class:`lightning_scaling.sweep.SweepFloor` says which: ``floor_source``, and a message when it
+            changes). It is a constant: the N -> infinity limit on all of
             this run's D, at or below L(D_seen) before the whole dataset is seen. Only runs with the Sweep's
             ``data`` are pooled; this run's own record (ExtraEarlyStopping's ``run_id``) is left out. The store is
             fitted at the train start and again at a validation when it changed (another run wrote), never more
@@ -190,25 +190,22 @@ class DataLimitGapBase:
         if _common.is_global_zero(trainer):
             from ._sweep_member import model_size
 
-            counter = _common.find_callback(trainer, "EffectiveEpochsBase")
             if self._sweep_n is None:  # this run's N, found once (the floor must bound its converged loss)
                 self._sweep_n = model_size(trainer, getattr(trainer, "lightning_module", None))
-            floor = sweep_floor(self._sweep_fit, getattr(counter, "_size", None), n_params=self._sweep_n)
+            floor = sweep_floor(self._sweep_fit, self._dataset_size(trainer), n_params=self._sweep_n)
         if floor is None:
             return [0.0] * 6
         return [floor.value, *floor.interval, _SOURCE_CODES[floor.source], float(floor.n_runs),
                 float(floor.n_params or 0.0)]
 
-    def _sizes_at_d(self, trainer: Any) -> bool:
-        """Whether the sweep's joint fit has a size at this run's D (or its D is unknown)."""
-        counter = _common.find_callback(trainer, "EffectiveEpochsBase")
-        d = getattr(counter, "_size", None)
-        groups = self._sweep_fit.groups if self._sweep_fit is not None else {}
-        return any(d is None or g[1] is None or math.isclose(g[1], d, rel_tol=1e-9) for g in groups)
+    @staticmethod
+    def _dataset_size(trainer: Any) -> float | None:
+        """D as EffectiveEpochs resolved it at its train start (None without it, or before)."""
+        return getattr(_common.find_callback(trainer, "EffectiveEpochsBase"), "_size", None)
 
     def _share(self, trainer: Any, numbers: list[float]) -> None:
         """Take the floor rank zero sent (:meth:`_encoded`), and say once per source where it comes from."""
-        from ..sweep import SweepFloor
+        from ..sweep import SweepFloor, groups_at
 
         value, lo, hi, code, n_runs, n = numbers
         source = next((k for k, v in _SOURCE_CODES.items() if v == code), None)
@@ -216,10 +213,15 @@ class DataLimitGapBase:
         where = f"the sweep store {self.sweep.path or '(in memory)'} on data {self.sweep.data!r}"
         if source is None and self.floor_source not in self._said:
             fit = self._sweep_fit
-            why = ("no earlier run on this data" if fit is None else fit.message if not fit.success
-                   else "no size of the sweep at this run's dataset size D" if not self._sizes_at_d(trainer)
-                   else f"no size of the sweep at this D is larger than this run's N = {self._sweep_n or 0:,.0f}: a "
-                        "smaller or equal model's converged loss is no floor for it")
+            if fit is None:
+                why = "no earlier run on this data"
+            elif not fit.success:
+                why = fit.message
+            elif not groups_at(fit, self._dataset_size(trainer)):
+                why = "no size of the sweep at this run's dataset size D"
+            else:
+                why = (f"no size of the sweep at this D is larger than this run's N = {self._sweep_n or 0:,.0f}: a "
+                       "smaller or equal model's converged loss is no floor for it")
             message = f"no usable earlier runs in {where} ({why}): the floor is the law's L(D_seen), as without a sweep"
         elif source is not None and source not in self._said:
             what = ("E, the converged loss as N -> infinity of [K] eq 1.6's law of N across its sizes" if

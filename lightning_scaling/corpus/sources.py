@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..calibration import run_samples
 from .curves import (HOLDOUT_DIR, SPREAD_DIR, RecordedCurve, converged_loss, converged_step, load_curves,
-                     load_luo_curves)
+                     load_luo_curves, smooth)
 
 #: The sources, in the order the benchmarks print them.
 SOURCES = ("pydoc", "stdlib", "spread", "luo")
@@ -42,6 +44,16 @@ def reference(curve: RecordedCurve) -> tuple[float, int]:
     if is_luo(curve):
         return float(curve.config["reference_loss"]), int(curve.steps[-1])
     return converged_loss(curve), converged_step(curve)
+
+
+def unsafe_stop(curve: RecordedCurve, step: int, loss: float) -> bool:
+    """Whether a stop at ``step`` with the known loss ``loss`` there is unsafe: above 1.2x the reference converged
+    loss (the CPU runs), or, for Luo et al.'s runs, which never converge, above 1.15x a (smoothed) loss the run
+    reaches after it."""
+    if not is_luo(curve):
+        return loss > 1.2 * reference(curve)[0]
+    later = smooth(curve.val_loss)[int(np.searchsorted(curve.steps, step, side="right")):]
+    return bool(later.size) and loss > 1.15 * float(later.min())
 
 
 def source_samples(name: str) -> list[tuple[str, float, float]]:
