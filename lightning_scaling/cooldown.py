@@ -139,6 +139,10 @@ def cooldown_decision(forecast: Forecast, cooldown_steps: int, threshold: float 
     if not forecast.trusted or forecast.step < 1:
         why = forecast.reason if forecast.step >= 1 else "no optimizer step seen yet"
         return CooldownDecision(False, f"no decision: the forecast is not trusted ({why})", nan, nan, nan, **base)
+    if forecast.early:
+        return CooldownDecision(False, f"no decision: the forecast is fitted from the end of the warm-up (step "
+                                       f"{forecast.fit_after}), its transient included; a cool-down waits for a fit "
+                                       "past the transient", nan, nan, nan, **base)
     loss_after = forecast.cooldown_loss(k, final_lr=final)
     # the same schedule as cooldown_loss's: the run so far, then the linear ramp from the LR now to final_lr
     history = np.asarray(forecast.lr, dtype=float)

@@ -116,6 +116,10 @@ class Forecast(PredictionResult):
         points: the points fitted (after the warm-up); ``fit_after``: the step up to which points were left out.
         peak_lr: the schedule's peak learning rate (the unit of the summed learning rate).
         smoothed_loss: the mean of the last three losses fitted (the ``s`` of the interval's calibration).
+        early: fitted from the end of the warm-up, its transient included, because fewer than :data:`MIN_POINTS`
+            points lie past the transient yet (``warmup_steps=None`` only; a run whose warm-up is long against its
+            length). Its numbers are reported and calibrated like the others, but no cool-down is begun on it
+            (:func:`~lightning_scaling.cooldown.cooldown_decision`): that decision cannot be undone.
     """
 
     VALUE = "final_loss"  # its success: a finite final loss (results.PredictionResult)
@@ -134,6 +138,7 @@ class Forecast(PredictionResult):
     fit_after: int
     peak_lr: float
     smoothed_loss: float = math.nan
+    early: bool = False
     _lr: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
     _planned: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
@@ -295,8 +300,12 @@ def _warmup_cut(steps: np.ndarray, cumulative: np.ndarray, warmup_steps: int | N
     summed learning rate at each evaluation (docs/science.md section 13)."""
     if warmup_steps is not None:
         return int(warmup_steps)
-    # the rule's warm-up detection, not a copy of it
-    return int(TRANSIENT_FACTOR * warmup_end(steps, [float(cumulative[s - 1]) for s in steps]))
+    return int(TRANSIENT_FACTOR * _warmup_end(steps, cumulative))
+
+
+def _warmup_end(steps: np.ndarray, cumulative: np.ndarray) -> int:
+    """The detected end of the rising learning rate (the rule's detection, not a copy of it)."""
+    return warmup_end(steps, [float(cumulative[s - 1]) for s in steps])
 
 
 @lru_cache(maxsize=1)
@@ -344,7 +353,8 @@ def forecast(steps: Sequence[int], losses: Sequence[float], *, lr: Sequence[floa
             empty: the run ends now). :func:`lightning_scaling.schedules.planned_lrs` reads it from a scheduler.
         warmup_steps: points at or before this step are not fitted. None (default): the warm-up is found from the
             learning rate as :class:`~lightning_scaling.StoppingRule` finds it, and the points up to
-            ``TRANSIENT_FACTOR`` x its end are left out.
+            ``TRANSIENT_FACTOR`` x its end are left out; while fewer than :data:`MIN_POINTS` lie past that, the
+            points after the warm-up's end are fitted (``Forecast.early``).
         law: "mpl" (default), "tissue" or "power" (:data:`LAWS`).
         prior: the drop term's :class:`SchedulePrior` (default :data:`DEFAULT_PRIORS` of the law; :func:`fit_prior`).
         confidence: the level of ``final_interval`` (central).
@@ -403,10 +413,18 @@ def forecast(steps: Sequence[int], losses: Sequence[float], *, lr: Sequence[floa
     eta = schedule / peak
     cumulative = np.cumsum(eta)
     cut = _warmup_cut(steps_i, cumulative, None if warmup_steps is None else int(warmup_steps))
-    keep = (steps_i > cut) & (cumulative[np.maximum(steps_i, 1) - 1] > 0)
+    positive = cumulative[np.maximum(steps_i, 1) - 1] > 0
+    keep = (steps_i > cut) & positive
+    early = False
+    if warmup_steps is None and keep.sum() < MIN_POINTS:
+        # too few points past the transient yet (a run whose warm-up is long against its length): fit from the end
+        # of the warm-up instead, transient included, and say so (an early forecast begins no cool-down)
+        end = _warmup_end(steps_i, cumulative)
+        if ((steps_i > end) & positive).sum() >= MIN_POINTS:
+            cut, keep, early = end, (steps_i > end) & positive, True
     final_step = schedule.size
     base = dict(final_step=final_step, step=history.size, confidence=float(confidence), law=law, fit_after=cut,
-                peak_lr=peak, points=int(keep.sum()), _lr=history, _planned=plan)
+                peak_lr=peak, points=int(keep.sum()), early=early, _lr=history, _planned=plan)
     nan = math.nan
     if keep.sum() < MIN_POINTS or final_step < 1:
         return Forecast(nan, (nan, nan), nan, False, f"{int(keep.sum())} points after the warm-up (step {cut}); "
@@ -439,7 +457,8 @@ def forecast(steps: Sequence[int], losses: Sequence[float], *, lr: Sequence[floa
         return Forecast(final, interval, l0, False, "; ".join(problems), params=params, **base)
     drop = params["B"] * float(_drop_term(law, shape, eta, np.array([final_step - 1]))[0])
     reason = (f"{law} law on {t.size} points after step {cut} (rms residual {rms:.2g}); the planned decay drops "
-              f"{drop:.3g} at the end")
+              f"{drop:.3g} at the end" + (f"; early: fitted from the end of the warm-up, fewer than {MIN_POINTS} "
+                                          "points lie past its transient yet" if early else ""))
     return Forecast(final, interval, l0, True, reason, params=params, **base)
 
 
