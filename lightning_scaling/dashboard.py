@@ -6,6 +6,12 @@ from typing import Any
 
 from .tags import tag
 
+#: Seconds between two figures of one callback in a TensorBoardLogger (ExtraEarlyStopping's ``learning_curve``,
+#: DataLimitGap's ``loss_vs_data``): a figure is drawn when a new point arrives at most once per this many seconds,
+#: and ExtraEarlyStopping's at its stop whatever the time. The callbacks read it at each figure: set this module
+#: attribute to change the rate of every callback (0: at every new point).
+FIGURE_INTERVAL_S = 60.0
+
 #: Custom-scalars layout (torch.utils.tensorboard SummaryWriter.add_custom_scalars format).
 LAYOUT: dict[str, dict[str, list]] = {
     "Data": {

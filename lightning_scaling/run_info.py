@@ -29,10 +29,15 @@ from typing import Any, Mapping
 FILENAME = "lightning_scaling.json"
 #: The format's version (the ``version`` key).
 VERSION = 1
+#: Callback arguments that no longer exist (``lightning_scaling.callbacks._common.REMOVED_ARGUMENTS``): a file
+#: written by an earlier version may hold them in a section or in its ``options``; :func:`read` drops them.
+REMOVED_KEYS = ("check_finite", "figure_interval")
 
 
 def read(run_dir: str | Path) -> dict[str, Any]:
     """The run-info sections of ``run_dir`` (a log directory, or the file itself); ``{}`` when there is none.
+
+    Keys of removed callback arguments (:data:`REMOVED_KEYS`), which files of earlier versions may hold, are dropped.
 
     Raises:
         ValueError: the file exists but is not a run-info object of a known version (the message names the file).
@@ -48,7 +53,17 @@ def read(run_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable run-info JSON file ({err})") from None
     if not isinstance(data, dict) or data.get("version") != VERSION:
         raise ValueError(f"{path}: not a lightning-scaling run-info file of version {VERSION}")
-    return {k: v for k, v in data.items() if k != "version"}
+    return {k: _without_removed(v) for k, v in data.items() if k != "version"}
+
+
+def _without_removed(section: Any) -> Any:
+    """``section`` without the keys of :data:`REMOVED_KEYS`, in itself and in its ``options``."""
+    if not isinstance(section, dict):
+        return section
+    kept = {k: v for k, v in section.items() if k not in REMOVED_KEYS}
+    if isinstance(kept.get("options"), dict):
+        kept["options"] = {k: v for k, v in kept["options"].items() if k not in REMOVED_KEYS}
+    return kept
 
 
 def write(log_dir: str | Path, section: str, values: Mapping[str, Any]) -> Path:

@@ -12,6 +12,8 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_scaling import (DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw,
                                ScalingWarning, StopConfig)
+from lightning_scaling import dashboard
+from lightning_scaling.callbacks import _common
 from lightning_scaling.dashboard import add_figure, data_limit_figure, learning_curve_figure
 from models import CurveRegressor, TinyLM, TokenData, loader, make_trainer, regression_data
 
@@ -35,13 +37,14 @@ def _messages(record):
     return [str(w.message) for w in record]
 
 
-def test_readme_preset_path_with_tensorboard_figures_trains_to_the_end(tmp_path):
+def test_readme_preset_path_with_tensorboard_figures_trains_to_the_end(tmp_path, monkeypatch):
     """The README's snippet with the preset L(D) and a TensorBoardLogger: the fits fail or are untrusted early, the
-    figures are drawn whenever asked (figure_interval=0), and nothing is raised inside trainer.fit."""
+    figures are drawn whenever asked (FIGURE_INTERVAL_S = 0), and nothing is raised inside trainer.fit."""
     torch.manual_seed(0)
-    stop = ExtraEarlyStopping(figure_interval=0.0, verbose=False)
+    monkeypatch.setattr(dashboard, "FIGURE_INTERVAL_S", 0.0)
+    stop = ExtraEarlyStopping(verbose=False)
     trainer = _fit(tmp_path, [EffectiveEpochs(tokens_per_example=16), FlopCounter(),
-                              DataLimitGap("kaplan2020_ld", figure_interval=0.0), stop],
+                              DataLimitGap("kaplan2020_ld"), stop],
                    module=TinyLM(), train=loader(TokenData(64)), val=loader(TokenData(16, seed=1)),
                    logger=TensorBoardLogger(tmp_path, name="tb"), max_steps=96, val_check_interval=4)
     assert trainer.global_step == 96 or stop.stopped_step is not None
@@ -229,8 +232,6 @@ def test_data_limit_gap_names_the_presets_and_the_bad_file(tmp_path):
 
 def test_a_message_is_shown_once_logged_where_logging_shows_it_else_printed(capsys, caplog):
     import logging
-
-    from lightning_scaling.callbacks import _common
 
     class Rank0:
         is_global_zero = True

@@ -193,6 +193,27 @@ def test_bad_options_in_the_run_info_file_skip_that_run_naming_it(tmp_path, caps
     assert len(rows) == 1 and err.count("\n") == 1 and "lightning_scaling.json" in err and "delete" in err
 
 
+def test_a_run_info_file_of_an_earlier_version_with_removed_callback_arguments_still_replays(tmp_path, capsys):
+    """Earlier versions took check_finite and figure_interval: a file that holds them (in the section or in its
+    options) is read without them, and the replay reaches the decision of the same file without them."""
+    old = write_events(tmp_path / "old", [(STEPS, CURVE)])
+    section = {"monitor": "val_loss", "time_axis": "steps", "use_data_floor": True, "check_finite": False,
+               "figure_interval": 60.0, "options": {"threshold": 1.1, "warmup_steps": 0, "calibration": False,
+                                                    "check_finite": True, "figure_interval": 0.0}}
+    (old / run_info.FILENAME).write_text(json.dumps({"version": 1, "stopping": section}))
+    info = run_info.read(old)["stopping"]
+    assert not set(run_info.REMOVED_KEYS) & (set(info) | set(info["options"]))
+    assert info["options"] == {"threshold": 1.1, "warmup_steps": 0, "calibration": False}
+    new = write_events(tmp_path / "new", [(STEPS, CURVE)])
+    stopping_info(new)
+    (row,), err = replay_json(capsys, [str(old)])
+    (same,), _ = replay_json(capsys, [str(new)])
+    assert err == "" and row["options_from"] == "lightning_scaling.json"
+    assert row["stopped_step"] == same["stopped_step"] == 1072
+    run_info.write(old, "stopping", {"outcome": {"stopped_step": 1072}})  # a write keeps the file free of them
+    assert "check_finite" not in json.loads((old / run_info.FILENAME).read_text())["stopping"]
+
+
 # ------------------------------------------------------------------------------------ 11: N and D from the run info
 def test_fit_reads_n_and_the_dataset_size_from_the_run_info_file(tmp_path, capsys):
     """A sweep that logged neither N nor D as hyperparameters: EffectiveEpochs' run-info file holds them. L(N, D) is

@@ -39,7 +39,7 @@ def test_data_limit_gap_logs_and_says_when_data_limited(tmp_path, capsys, fit_cu
     tags = set(acc.Tags()["scalars"])
     images = set(acc.Tags()["images"])
     assert "scaling/learning_curve" in images and "scaling/loss_vs_data" in images
-    assert len(acc.Images("scaling/learning_curve")) == 1  # at most one a minute (figure_interval=60)
+    assert len(acc.Images("scaling/learning_curve")) == 1  # at most one a minute (FIGURE_INTERVAL_S = 60)
     from tensorboard.plugins.custom_scalar import layout_pb2
 
     proto = acc.Tensors("custom_scalars__config__")[0].tensor_proto

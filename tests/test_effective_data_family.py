@@ -115,7 +115,7 @@ def fit_run(tmp_path, callbacks, max_steps=400, **kw):
 
 
 def test_callback_derives_the_epoch_from_effective_epochs_and_fits_the_family(tmp_path, capsys):
-    stop = ExtraEarlyStopping(calibration=False, config=ED, verbose=False, figure_interval=0.0)
+    stop = ExtraEarlyStopping(calibration=False, config=ED, verbose=False)
     logger = CSVLogger(tmp_path, name="run")
     trainer = fit_run(tmp_path, [EffectiveEpochs(), stop], logger=logger)
     assert stop.rule.last_fit.fits[0].family == "effective_data"
@@ -145,7 +145,7 @@ def test_callback_without_a_way_to_know_the_epoch(tmp_path):
         fit_run(tmp_path, [lenient], max_steps=40)
     assert lenient.stopped_step is None and lenient.rule.steps == []
     # given explicitly, no counter is needed
-    given = ExtraEarlyStopping(calibration=False, verbose=False, figure_interval=0.0,
+    given = ExtraEarlyStopping(calibration=False, verbose=False,
                                config=StopConfig(family="effective_data", epoch_steps=8))
     fit_run(tmp_path, [given])
     assert given.stopped_step is not None and given.rule.last_fit.fits[0].family == "effective_data"

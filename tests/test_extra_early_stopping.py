@@ -1,11 +1,12 @@
-"""ExtraEarlyStopping in real Trainer runs: the stop on a known curve and its replay, resume, strict and
-check_finite, the cool-down and the lr_sum time axis.
+"""ExtraEarlyStopping in real Trainer runs: the stop on a known curve and its replay, resume, strict, a NaN loss
+skipped, its arguments (the removed ones refused), the cool-down and the lr_sum time axis.
 
 (The rule itself is tested in test_stopping.py, the calibrated default in test_calibration.py; the callbacks
 together, under DDP and from a LightningCLI config, in test_callbacks_together.py.)
 """
 
 import csv
+import inspect
 import math
 import warnings
 import functools
@@ -15,7 +16,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from lightning_scaling import EffectiveEpochs, ExtraEarlyStopping, FlopCounter, replay
+from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, replay
+from lightning_scaling.unified import DataLimitGap as UnifiedDataLimitGap
+from lightning_scaling.unified import ExtraEarlyStopping as UnifiedExtraEarlyStopping
 from models import CurveRegressor, Regressor, loader, make_trainer, regression_data
 
 # the point rule (calibration=False): these tests exercise the rule's mechanics on curves whose stop is known;
@@ -74,17 +77,55 @@ def test_missing_metric_follows_strict(tmp_path):
     assert lenient.stopped_step is None
 
 
-def test_nan_is_skipped_or_stops_with_check_finite(tmp_path):
-    def run(cb):
-        trainer = make_trainer(tmp_path, [cb], max_steps=200, val_check_interval=16, check_val_every_n_epoch=None,
-                               limit_val_batches=1)
-        trainer.fit(CurveRegressor(nan_at=(64,)), loader(regression_data(64)), loader(regression_data(16)))
-        return trainer
-
+def test_a_nan_loss_is_skipped_with_one_warning_and_training_goes_on(tmp_path):
     skip = ExtraEarlyStopping(calibration=False, verbose=False)
-    assert run(skip).global_step == 200 and skip.stopped_step is None
-    stop = ExtraEarlyStopping(calibration=False, check_finite=True, verbose=False)
-    assert run(stop).global_step == 64 and stop.stopped_step == 64
+    trainer = make_trainer(tmp_path, [skip], max_steps=200, val_check_interval=16, check_val_every_n_epoch=None,
+                           limit_val_batches=1)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        trainer.fit(CurveRegressor(nan_at=(64, 128)), loader(regression_data(64)), loader(regression_data(16)))
+    nan = [str(w.message) for w in record if "not finite" in str(w.message)]
+    assert len(nan) == 1 and "step 64" in nan[0] and "EarlyStopping(monitor='val_loss', check_finite=True)" in nan[0]
+    assert trainer.global_step == 200 and skip.stopped_step is None
+    assert 64 not in skip.rule.steps and 128 not in skip.rule.steps and 80 in skip.rule.steps
+
+
+#: ExtraEarlyStopping's keyword arguments, in order (and ``**misplaced``, which refuses the rest by name).
+EXTRA_EARLY_STOPPING_ARGUMENTS = ["monitor", "threshold", "confidence", "calibration", "warmup_steps", "time_axis",
+                                  "use_data_floor", "stop_when_data_limited", "cooldown_steps", "strict", "verbose",
+                                  "config", "sweep"]
+DATA_LIMIT_GAP_ARGUMENTS = ["law", "monitor", "tolerance", "n_params", "sweep"]
+
+
+@pytest.mark.parametrize("cls, names", [(ExtraEarlyStopping, EXTRA_EARLY_STOPPING_ARGUMENTS),
+                                        (UnifiedExtraEarlyStopping, EXTRA_EARLY_STOPPING_ARGUMENTS),
+                                        (DataLimitGap, DATA_LIMIT_GAP_ARGUMENTS),
+                                        (UnifiedDataLimitGap, DATA_LIMIT_GAP_ARGUMENTS)])
+def test_the_signature_holds_exactly_these_arguments(cls, names):
+    params = inspect.signature(cls).parameters.values()
+    assert [p.name for p in params if p.kind is not p.VAR_KEYWORD] == names
+    assert [p.kind for p in params if p.kind is p.VAR_KEYWORD] == [inspect.Parameter.VAR_KEYWORD]
+
+
+@pytest.mark.parametrize("make", [lambda **kw: ExtraEarlyStopping(calibration=False, **kw),
+                                  lambda **kw: UnifiedExtraEarlyStopping(calibration=False, **kw),
+                                  lambda **kw: DataLimitGap("kaplan2020_ld", **kw),
+                                  lambda **kw: UnifiedDataLimitGap("kaplan2020_ld", **kw)])
+@pytest.mark.parametrize("value", [True, False, 0.0])
+def test_a_removed_argument_raises_saying_what_to_do_instead(make, value):
+    with pytest.raises(ValueError, match=r"figure_interval was removed: .*FIGURE_INTERVAL_S"):
+        make(figure_interval=value)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'no_such_argument'"):
+        make(no_such_argument=value)
+
+
+@pytest.mark.parametrize("cls", [ExtraEarlyStopping, UnifiedExtraEarlyStopping])
+def test_check_finite_raises_saying_to_add_lightnings_early_stopping(cls):
+    with pytest.raises(ValueError, match=r"check_finite was removed: a non-finite monitored loss is skipped with one "
+                                         r"warning.*EarlyStopping\(monitor=\.\.\., check_finite=True\)"):
+        cls(calibration=False, check_finite=True)
+    with pytest.raises(ValueError, match="min_points is a StopConfig field"):  # the rule's own refusals stay
+        cls(calibration=False, min_points=8)
 
 
 @pytest.mark.parametrize("kwargs", [dict(monitor=""), dict(time_axis="epochs"), dict(threshold=0.5),
@@ -313,3 +354,10 @@ def test_a_plan_that_cannot_be_read_is_said_once_and_forecast_at_a_constant_lr(t
         trainer.fit(CurveRegressor(), loader(regression_data(64)), loader(regression_data(16, seed=1)))
     assert plain._plan[1].tolist() == [0.05] * (160 - plain._plan[0])
     assert plain.forecast is None and "the LR is constant" in plain.summary(trainer, "", stopped=False)
+
+
+def test_the_run_info_reader_drops_exactly_the_removed_arguments():
+    from lightning_scaling import run_info
+    from lightning_scaling.callbacks import _common
+
+    assert set(run_info.REMOVED_KEYS) == set(_common.REMOVED_ARGUMENTS)

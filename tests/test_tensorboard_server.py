@@ -24,6 +24,7 @@ import pytest
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw
+from lightning_scaling import dashboard
 from lightning_scaling.dashboard import LAYOUT
 from models import CurveRegressor, loader, make_trainer, regression_data
 
@@ -70,12 +71,13 @@ def log_dir(tmp_path_factory):
     # tokens counted per batch (every feature a "token": 64 examples x 8), so the useful FLOPs are logged too
     callbacks = [EffectiveEpochs(count_tokens=lambda batch: batch[0].numel(), dataset_size=64 * 8),
                  FlopCounter(peak_flops=1e12),
-                 DataLimitGap(PowerLaw(scale=50.0, exponent=0.3, irreducible=0.5, unit="tokens"),
-                              figure_interval=0.0),
-                 ExtraEarlyStopping(calibration=False, monitor="val_loss", verbose=False, figure_interval=0.0)]
+                 DataLimitGap(PowerLaw(scale=50.0, exponent=0.3, irreducible=0.5, unit="tokens")),
+                 ExtraEarlyStopping(calibration=False, monitor="val_loss", verbose=False)]
     trainer = make_trainer(root, callbacks, max_steps=48, logger=logger, val_check_interval=4,
                            check_val_every_n_epoch=None, log_every_n_steps=2)
-    trainer.fit(_StableDecay(), loader(regression_data(64), shuffle=True), loader(regression_data(16, seed=1)))
+    with pytest.MonkeyPatch.context() as patch:  # a figure at every new point
+        patch.setattr(dashboard, "FIGURE_INTERVAL_S", 0.0)
+        trainer.fit(_StableDecay(), loader(regression_data(64), shuffle=True), loader(regression_data(16, seed=1)))
     logger.experiment.flush()
     return root
 

@@ -11,6 +11,7 @@ import logging
 import math
 from typing import Any, Iterable, Mapping
 
+from ..dashboard import FIGURE_INTERVAL_S
 from ..errors import ScalingWarning
 
 log = logging.getLogger("lightning_scaling")
@@ -22,6 +23,28 @@ TRAIN_STEP_HOOKS = ("on_train_batch_start", "on_before_backward", "on_after_back
 #: ... and at every evaluation batch.
 EVAL_BATCH_HOOKS = ("on_validation_batch_start", "on_validation_batch_end", "on_test_batch_start",
                     "on_test_batch_end", "on_predict_batch_start", "on_predict_batch_end")
+
+
+#: Arguments the callbacks no longer take, each with what to do instead: passing one raises with this message.
+REMOVED_ARGUMENTS = {
+    "check_finite": "a non-finite monitored loss is skipped with one warning and training goes on; to stop the run on "
+                    "one, add Lightning's EarlyStopping(monitor=..., check_finite=True) to the callbacks",
+    "figure_interval": "figures are written at most once per lightning_scaling.dashboard.FIGURE_INTERVAL_S seconds "
+                       f"({FIGURE_INTERVAL_S:g}; set that module attribute to change it) and at the stop",
+}
+
+
+def refuse(given: Mapping[str, Any], owner: str, others: Any = None) -> None:
+    """Raise for the keyword arguments ``given`` that ``owner`` does not take: a removed one (:data:`REMOVED_ARGUMENTS`)
+    with a ValueError saying what to do instead; then ``others(given, owner)`` if given, which may say where another
+    belongs; any left, a TypeError as Python's own."""
+    for key in given:
+        if key in REMOVED_ARGUMENTS:
+            raise ValueError(f"{owner}: {key} was removed: {REMOVED_ARGUMENTS[key]}")
+    if others is not None:
+        others(given, owner)
+    for key in given:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {key!r}")
 
 
 def skip_unused_hooks(callback: Any) -> None:

@@ -33,8 +33,6 @@ class DataLimitGapBase:
             (tokens), a path to a law's JSON, or a preset name.
         monitor: the loss to compare (default ``val_loss``).
         tolerance: the run is called data-limited when ``ld_gap <= tolerance * ld_loss``.
-        figure_interval: with a TensorBoardLogger, add the loss-against-data figure with L(D) at most once
-            per this many seconds (needs matplotlib).
         n_params: N for a law of N and D, counted the way the law was fitted; default: every parameter of the
             LightningModule, counted at setup (pass it under a strategy that shards parameters, such as FSDP or
             DeepSpeed, where a rank sees only its shard).
@@ -56,11 +54,14 @@ class DataLimitGapBase:
             that fits), the floor is ``law``'s, exactly as without a sweep, and it says so once; a store that
             cannot be read or fitted is one warning, and the last floor stays. Needs an L(D) ``law`` (the
             fallback): the pooled floor is an L(D), not this model's own L(N, D).
-    Needs :class:`EffectiveEpochs` in the callbacks (it counts the distinct data seen).
+    Needs :class:`EffectiveEpochs` in the callbacks (it counts the distinct data seen). With a TensorBoardLogger (and
+    matplotlib) the loss-against-data figure with the floor is added at most once per
+    :data:`lightning_scaling.dashboard.FIGURE_INTERVAL_S` seconds (60).
 
     Raises:
         ValueError: a law of the wrong unit or kind, ``n_params`` or ``tolerance`` out of range, ``sweep`` that is
-            neither a Sweep nor a folder, or given with a law of N and D.
+            neither a Sweep nor a folder, or given with a law of N and D; ``figure_interval`` (removed), saying what
+            to do instead.
 
     Example:
         >>> from lightning_scaling import DataLimitGap, PowerLaw, Sweep
@@ -70,10 +71,10 @@ class DataLimitGapBase:
     """
 
     def __init__(self, law: PowerLaw | OverfittingLaw | ChinchillaLaw | str | Path, monitor: str = "val_loss",
-                 tolerance: float = 0.02, figure_interval: float = 60.0, n_params: int | None = None,
-                 sweep: Any = None) -> None:
+                 tolerance: float = 0.02, n_params: int | None = None, sweep: Any = None, **misplaced: Any) -> None:
         from ._sweep_member import StoreWatch, as_sweep
 
+        _common.refuse(misplaced, "DataLimitGap")
         resolved = presets.resolve(law)
         self.model_law = resolved if isinstance(resolved, MODEL_LAWS) else None  # L(N, D): evaluated at setup
         self.sweep = as_sweep(sweep)
@@ -99,12 +100,9 @@ class DataLimitGapBase:
             raise ValueError(f"the L(D) law must count tokens or examples, not {self.law.unit!r}")
         if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
             raise ValueError("tolerance must be a number >= 0 (a fraction of L(D), e.g. 0.02)")
-        if not figure_interval >= 0:
-            raise ValueError("figure_interval must be a number of seconds >= 0")
         self.monitor = monitor
         self._state_key = f"DataLimitGap{{monitor={monitor}}}"  # once: Lightning reads it at every hook
         self.tolerance = float(tolerance)
-        self.figure_interval = float(figure_interval)
         self.data_limited_at: int | None = None
         self.history: list[tuple[float, float]] = []  # (data seen, loss) at each evaluation
         self._warned_below = False  # the loss has gone below the law (warned once)
@@ -309,12 +307,12 @@ class DataLimitGapBase:
         _common.publish(trainer, metrics)
         _common.log_scalars(trainer, tags.named({"loss_vs_examples": loss}), int(c.seen))
         self.history.append((float(c.seen), loss))
-        from ..dashboard import add_figure, data_limit_figure
+        from ..dashboard import FIGURE_INTERVAL_S, add_figure, data_limit_figure
 
         add_figure(trainer, self, tags.tag("loss_vs_data"),  # drawn only with a TensorBoardLogger, at a bounded rate
                    lambda: data_limit_figure(*zip(*self.history), self._floor_at, unit=c.unit,
                                              dataset_size=c.dataset_size),
-                   c.step, self.figure_interval)
+                   c.step, FIGURE_INTERVAL_S)
         if loss < (1 - self.tolerance) * ld:
             if not self._warned_below:  # no model beats L(D): the law is wrong for this data, not the run
                 self._warned_below = True

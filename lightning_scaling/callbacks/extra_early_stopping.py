@@ -19,7 +19,9 @@ class ExtraEarlyStoppingBase:
     learning rate of every optimizer step is summed on the host (free) and used as the time axis when
     ``time_axis`` is "lr_sum", or "auto" and the learning rate has varied after the warm-up ([T]); it is logged as
     ``scaling/lr_sum`` so that replays can use it, and with ``warmup_steps=None`` it shows the rule where the
-    warm-up ends (:class:`~lightning_scaling.stopping.StoppingRule`).
+    warm-up ends (:class:`~lightning_scaling.stopping.StoppingRule`). With a TensorBoardLogger (and matplotlib) the
+    learning-curve figure is added when a new fit arrives, at most once per
+    :data:`lightning_scaling.dashboard.FIGURE_INTERVAL_S` seconds (60), and at the stop.
 
     Args:
         monitor: the loss to watch (logged by the module, e.g. ``val_loss``).
@@ -44,10 +46,10 @@ class ExtraEarlyStoppingBase:
             short last batch are counted as they ran). With that family it is logged as ``scaling/epoch_steps``
             at each validation, so that a replay (``replay(..., epoch_steps=...)``) reaches the same decisions.
         strict: raise when ``monitor`` is missing (like ``EarlyStopping``), or, for ``family="effective_data"``,
-            when the steps of an epoch cannot be known; otherwise warn once and skip.
-        check_finite: stop the run when the monitored loss is NaN or inf. Off by default, unlike Lightning's
-            ``EarlyStopping``: a non-finite evaluation is odd data, skipped with one warning, and whether training
-            goes on after a NaN is the user's decision, not the stopping rule's.
+            when the steps of an epoch cannot be known; otherwise warn once and skip. A NaN or inf monitored loss is
+            odd data whatever ``strict``: the point is skipped with one warning and training goes on (whether it
+            should go on after a NaN is the user's decision, not the stopping rule's: to stop on one, add Lightning's
+            ``EarlyStopping(monitor=..., check_finite=True)``).
         use_data_floor: use the DataLimitGap callback's L(D) at the data seen as a floor of the prediction. When
             DataLimitGap holds a law of N and D (L(N, D): this model's own limit), the rule's ``floor_kind`` is
             "model", and ``family="auto"`` (the default) fits the power law alone
@@ -65,8 +67,6 @@ class ExtraEarlyStoppingBase:
             The callback owns the learning rate during those steps (a scheduler's own updates are overwritten);
             use it with constant or WSD-style schedules, not in the middle of a cosine.
         verbose: print the summary at the stop (rank zero).
-        figure_interval: with a TensorBoardLogger, add the learning-curve figure when a new fit arrives, at
-            most once per this many seconds (and at the stop); needs matplotlib.
         sweep: None, or a sweep store (:class:`lightning_scaling.Sweep`, or a folder path: ``Sweep(path)``) this run
             belongs to. Give the data identity: ``Sweep("sweeps/my-data", data="my-data")``; only records with the
             Sweep's ``data`` are pooled, and this run's record carries it (runs on other data are never pooled).
@@ -87,7 +87,7 @@ class ExtraEarlyStoppingBase:
 
     Raises:
         ValueError: an argument out of its range, naming it (a :class:`StopConfig` field given by name says to pass
-            it in ``config``).
+            it in ``config``; a removed argument, ``check_finite`` or ``figure_interval``, says what to do instead).
 
     Example:
         >>> stop = ExtraEarlyStopping(monitor="val_loss")  # calibrated, warm-up and time axis found by itself
@@ -97,10 +97,9 @@ class ExtraEarlyStoppingBase:
     def __init__(self, monitor: str = "val_loss", threshold: float | None = None, *, confidence: float = 0.8,
                  calibration: Any = None, warmup_steps: int | None = None, time_axis: str = "auto",
                  use_data_floor: bool = True, stop_when_data_limited: bool = True, cooldown_steps: int = 0,
-                 strict: bool = True, check_finite: bool = False, verbose: bool = True,
-                 figure_interval: float = 60.0, config: StopConfig | dict | None = None, sweep: Any = None,
-                 **misplaced: Any) -> None:
-        _refuse(misplaced, "ExtraEarlyStopping")
+                 strict: bool = True, verbose: bool = True, config: StopConfig | dict | None = None,
+                 sweep: Any = None, **misplaced: Any) -> None:
+        _common.refuse(misplaced, "ExtraEarlyStopping", _refuse)
         if not isinstance(monitor, str) or not monitor:
             raise ValueError("monitor must be the name of a logged metric, e.g. 'val_loss'")
         if time_axis not in TIME_AXES:
@@ -113,12 +112,8 @@ class ExtraEarlyStoppingBase:
         self._state_key = f"ExtraEarlyStopping{{monitor={monitor}}}"  # once: Lightning reads it at every hook
         self.time_axis = time_axis
         self.strict = strict
-        self.check_finite = check_finite
         self.use_data_floor = use_data_floor
         self.verbose = verbose
-        if not figure_interval >= 0:
-            raise ValueError("figure_interval must be a number of seconds >= 0")
-        self.figure_interval = float(figure_interval)
         if not (isinstance(cooldown_steps, int) and cooldown_steps >= 0):
             raise ValueError(f"cooldown_steps must be an int >= 0 (0 = stop at the decision), got {cooldown_steps!r}")
         self.cooldown_steps = cooldown_steps
@@ -308,12 +303,10 @@ class ExtraEarlyStoppingBase:
         (loss,) = _common.reduce_sum(trainer, [value])
         loss /= _common.world_size(trainer)
         if not math.isfinite(loss):
-            if self.check_finite:
-                self._stop(trainer, f"monitored {self.monitor} = {loss} is not finite")
-                return
             self._warn_once(trainer, "finite", f"{self.monitor} = {loss} at step {step} is not finite: the point is "
-                                               "skipped (and any later non-finite one); check_finite=True stops "
-                                               "instead")
+                                               "skipped (and any later non-finite one) and training goes on; to "
+                                               "stop on one, add Lightning's EarlyStopping(monitor="
+                                               f"{self.monitor!r}, check_finite=True)")
         floor = self._data_floor(trainer)
         # U only for the family that uses it: other families add no collective (EffectiveEpochs' counts) here
         epoch_steps = self._epoch_steps(trainer) if self.rule.family == "effective_data" else None
@@ -391,13 +384,13 @@ class ExtraEarlyStoppingBase:
                                             "before stopping")
 
     def _figure(self, trainer: Any, d: StopDecision, force: bool) -> None:
-        from ..dashboard import add_figure, learning_curve_figure
+        from ..dashboard import FIGURE_INTERVAL_S, add_figure, learning_curve_figure
 
         rule = self.rule
         add_figure(trainer, self, tags.tag("learning_curve"),
                    lambda: learning_curve_figure(rule.times, rule.fitted_losses, rule.last_fit, d.converged_loss,
                                                  d.stop_loss, xlabel=rule.axis.replace("_", " ")),
-                   d.step, self.figure_interval, force)
+                   d.step, FIGURE_INTERVAL_S, force)
 
     def _data_floor(self, trainer: Any) -> float | None:
         if not self.use_data_floor:
