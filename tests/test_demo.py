@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from lightning_scaling.demo import job
+from lightning_scaling.sweep import Sweep
 from lightning_scaling.demo.data import char_data, split, stdlib_text
 from lightning_scaling.demo.model import CharGPT, schedule
 
@@ -29,6 +30,31 @@ def test_demo_quick_run_logs_the_dashboard_and_summarises(tmp_path, capsys):
     tags = set(acc.Tags()["scalars"])
     assert {"scaling/flops", "scaling/effective_epochs", "scaling/tokens_seen", "val_loss"} <= tags
     assert "custom_scalars__config__" in acc.Tags()["tensors"]
+    # the run joined the demo's sweep store: the bundled corpus records, and its own record at the end; the quick
+    # run validates on other data than the bundle, so nothing is pooled, and the summary says why
+    store = Sweep(tmp_path / "sweep")
+    assert {r.data for r in store.records} == {job.DEMO_DATA, "demo --quick"}
+    assert [r.n_params for r in store.records if r.data == "demo --quick"] == [result.params]
+    assert result.pooled is None and "no pooled prediction" in result.sweep_line and result.sweep_line in text
+
+
+def test_the_bundled_sweep_pools_other_sizes_into_the_demo_models_prediction(tmp_path):
+    # the demo's model (the corpus' m on 64k characters) replayed as if it had joined the bundled store: the pooled
+    # prediction comes from the other sizes and its own points, and its interval holds the loss the run reached
+    from lightning_scaling import replay
+    from lightning_scaling.corpus.curves import converged_loss, load_curves
+
+    store = job.join_sweep(tmp_path / "sweep", job.DEMO_DATA)
+    m = next(c for c in load_curves() if c.name == "m_d64k_const")
+    assert len(store.records) == 18 and m.n_params not in {r.n_params for r in store.records}
+    r = replay(m.steps, m.val_loss, lr=m.lr, sweep=store, n_params=m.n_params, data=job.DEMO_DATA,
+               dataset_size=m.config["train_tokens"], run_id="demo")
+    pooled = [p for p in r.pooled if p is not None]
+    assert pooled, "no pooled prediction"
+    _, value, lo, hi = pooled[-1]
+    assert lo <= converged_loss(m) <= hi and lo < value < hi
+    again = job.join_sweep(store.path, job.DEMO_DATA)  # joining again writes nothing twice
+    assert len(again.records) == 18
 
 
 def test_summary_reports_a_stop_by_the_rule_and_the_cost_of_convergence():

@@ -172,6 +172,11 @@ class ExtraEarlyStoppingBase:
         """The pooled prediction at this model's N and D with its interval, or None."""
         return None if self._member is None else self._member.pooled
 
+    def sweep_summary(self) -> str:
+        """The summary's line on the sweep: the pooled prediction beside this run's own, or why there is none; empty
+        without ``sweep=``."""
+        return "" if self._member is None else self._member.summary_line().strip()
+
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         from ..dashboard import ensure_layout
 

@@ -8,12 +8,18 @@ TensorBoardLogger, stops by ExtraEarlyStopping, prints a summary and the command
 L(D) that DataLimitGap compares with is the project's own fit on
 the recorded corpus (``lightning_scaling/data/demo_ld.json``, ``python scripts/fit_demo_ld.py``).
 
+The run joins a sweep store, ``<out>/sweep``: before it trains, the demo writes there the recorded corpus runs of the
+other model sizes on the same text and validation set (``lightning_scaling/data/demo_sweep.json``,
+``python scripts/make_demo_sweep.py``), and ExtraEarlyStopping(sweep=...) shows the pooled prediction of the joint fit
+beside the run's own; the run adds its record at the end, so the next demo run pools it too.
+
     python -m lightning_scaling.demo [--out runs] [--max-minutes 2.5] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -26,12 +32,17 @@ from torch.utils.data import DataLoader
 
 from .. import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw, planning
 from ..flops import pf_days
+from ..sweep import Sweep, SweepRecord, record_filename, write_record
 from .data import char_data
 from .model import CharGPT
 
 LD_JSON = Path(__file__).resolve().parent.parent / "data" / "demo_ld.json"
 #: Distinct training characters (tokens) of the demo run: the corpus run m_d64k_const.
 DEMO_TOKENS = 65_536
+#: The sweep records the demo's run joins (``scripts/make_demo_sweep.py``).
+DEMO_SWEEP = Path(__file__).resolve().parent.parent / "data" / "demo_sweep.json"
+#: The data identity of the demo's sweep: the text and the validation set (runs of any training-data size on it pool).
+DEMO_DATA = "pydoc_data.topics, char-level, val 16384"
 
 
 @dataclass
@@ -57,6 +68,8 @@ class DemoResult:
     ld_loss: float | None
     threshold: float
     law_source: str | None
+    pooled: tuple[float, tuple[float, float]] | None = None
+    sweep_line: str = ""
 
 
 def run(out: str = "runs", max_minutes: float = 2.5, max_steps: int = 20_000, quick: bool = False,
@@ -72,7 +85,10 @@ def run(out: str = "runs", max_minutes: float = 2.5, max_steps: int = 20_000, qu
     model = CharGPT(d_model=32 if quick else 48, n_layer=1 if quick else 2, n_head=4, ctx=ctx, lr=3e-3,
                     warmup=10 if quick else 50)
     law = PowerLaw.from_json(ld_json) if ld_json is not None and Path(ld_json).is_file() else None
-    stop = ExtraEarlyStopping(monitor="val_loss", verbose=False)  # the README's defaults: the warm-up is found
+    # the README's defaults (the warm-up is found), in a sweep store: the quick run validates on other data, so it
+    # pools with nothing and says so
+    sweep = join_sweep(Path(out) / "sweep", DEMO_DATA if not quick else "demo --quick")
+    stop = ExtraEarlyStopping(monitor="val_loss", verbose=False, sweep=sweep)
     callbacks = [EffectiveEpochs(tokens_per_example=ctx), FlopCounter(), stop]
     if law is not None:
         callbacks.append(DataLimitGap(law))
@@ -100,7 +116,18 @@ def run(out: str = "runs", max_minutes: float = 2.5, max_steps: int = 20_000, qu
         effective_epochs=counts.effective_epochs, distinct_seen=counts.distinct_seen,
         dataset_size=counts.dataset_size,
         ld_loss=float(law(counts.distinct_seen)) if law is not None and counts.distinct_seen else None,
-        threshold=stop.rule.threshold, law_source=str(ld_json) if law is not None else None)
+        threshold=stop.rule.threshold, law_source=str(ld_json) if law is not None else None,
+        pooled=stop.pooled, sweep_line=stop.sweep_summary())
+
+
+def join_sweep(folder: Path, data: str, bundle: Path = DEMO_SWEEP) -> Sweep:
+    """The demo's sweep store ``folder`` on ``data``, with the bundled corpus records written into it first (those
+    not there yet; without the bundle, e.g. a bare install, the store holds only earlier demo runs)."""
+    if bundle.is_file():
+        for body in json.loads(bundle.read_text())["records"]:
+            if not (folder / record_filename(body["run_id"])).is_file():
+                write_record(folder, SweepRecord.from_dict(body))
+    return Sweep(folder, data=data)
 
 
 def _last_val_loss(trainer: pl.Trainer) -> float | None:
@@ -123,6 +150,8 @@ def summary(r: DemoResult) -> str:
                      f"loss reached {r.loss:.4f}; stop at {r.threshold:.2f} x converged = {r.stop_loss:.4f}")
     elif r.loss is not None:
         lines.append(f"  loss reached {r.loss:.4f} (no trusted prediction of the converged loss yet)")
+    if r.sweep_line:
+        lines.append(f"  {r.sweep_line}")
     lines.append(f"  compute: {r.flops:.3e} FLOP = {r.pf_days:.3e} PF-days (measured with FlopCounterMode)")
     if r.effective_epochs is not None:
         lines.append(f"  data: {r.tokens_seen:,.0f} tokens processed, E/D = {r.effective_epochs:.2f} epochs; "
