@@ -111,7 +111,8 @@ def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
                 for form in forms:
                     fit = fit_sweep(store + [prefix], form=form)
                     try:
-                        point = fit.point(curve.n_params, curve.config.get("train_tokens"))
+                        point, _ = fit.converged_loss(curve.n_params, curve.config.get("train_tokens"),
+                                                      smoothed_loss=smoothed)
                         case["pooled"][form] = point if point > 0 else None
                     except FitError:  # no fit, or the prefix too short and no law of N to extrapolate with
                         case["pooled"][form] = None

@@ -70,6 +70,9 @@ MIN_POINTS = 3
 MAX_NFEV = 200
 #: Default confidence of the central interval (the rule's default, docs/science.md section 12).
 CONFIDENCE = 0.8
+#: A pooled prediction more than this many times below the run's loss now is a collapsed fit (the size's own model
+#: term fitted to ~0, or a law of N through such a size), not a prediction: :meth:`SweepFit.converged_loss` refuses it.
+MAX_FALL = 4.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,13 +448,20 @@ class SweepFit:
         extrapolates in N and takes the widest bin).
 
         Raises:
-            FitError: as :meth:`point`.
+            FitError: as :meth:`point`; also when this size's converged loss sits on a bound of the fit (form
+                "power": its own curve has not bent, the single-run rule's test), or, with ``smoothed_loss``, when
+                the prediction is more than :data:`MAX_FALL` x below it (a collapsed fit).
             ValueError: a confidence outside (0, 1).
         """
         value = self.point(n_params, dataset_size)
+        group = self._group(n_params, dataset_size)
+        if group is not None and self.groups[group].get("at_bound"):
+            raise FitError(f"the converged loss of N = {n_params:g} sits on its bound (its curve has not bent yet)")
         if smoothed_loss is None:
-            group = self._group(n_params, dataset_size)
             smoothed_loss = self.groups[group]["lowest_loss"] if group is not None else math.inf
+        elif not value * MAX_FALL >= smoothed_loss:
+            raise FitError(f"the joint fit's converged loss {value:.4g} of N = {n_params:g} is more than {MAX_FALL:g}x "
+                           f"below the loss now ({smoothed_loss:.4g}): a collapsed fit, not a prediction")
         cal = self.calibration if self.calibration is not None else pooled_calibration()
         g = smoothed_loss / value - 1.0 if value > 0 else math.inf
         q_lo, q_hi = cal.log_bounds(g, confidence)

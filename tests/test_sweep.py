@@ -229,6 +229,20 @@ def test_pooled_fit_leaves_out_the_run_itself_and_other_data():
     assert pooled_prediction(fit, 3e4, 1e9) is not None and pooled_prediction(None, 1e4) is None
 
 
+def test_a_prediction_far_below_the_loss_now_is_a_collapsed_fit_not_a_number():
+    # on the recorded sweeps a collapsed fit (a size's own model term fitted to ~0) predicts 34x to 4e6x below the
+    # run's loss, a sound one at most 2.2x (BENCHMARKS.md "Sweeps"): beyond MAX_FALL x there is no pooled prediction
+    from lightning_scaling.sweep import MAX_FALL, pooled_prediction
+
+    fit = fit_sweep(synthetic(6))
+    value = fit.point(1e5)
+    assert fit.converged_loss(1e5, smoothed_loss=0.99 * MAX_FALL * value)[0] == value
+    with pytest.raises(FitError, match="collapsed fit"):
+        fit.converged_loss(1e5, smoothed_loss=1.01 * MAX_FALL * value)
+    assert pooled_prediction(fit, 1e5, smoothed_loss=1.01 * MAX_FALL * value) is None
+    assert pooled_prediction(fit, 1e5, smoothed_loss=1.1 * value) is not None
+
+
 def test_record_from_rule_keeps_the_finite_points():
     from lightning_scaling.stopping import StoppingRule
     from lightning_scaling.sweep import record_from_rule
