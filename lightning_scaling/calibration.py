@@ -11,7 +11,8 @@ run weighing 1 in a bin (a long run does not count more than a short one). The i
 ``[L_hat e^q_lo, L_hat e^q_hi]`` with ``q_lo``, ``q_hi`` the split-conformal quantiles of the bin ``g`` falls in
 (Vovk et al. 2005; Lei et al. 2018, "Distribution-free predictive inference for regression", JASA, eq 2.3: the
 ``ceil((n + 1) p)``-th of ``n`` exchangeable scores, here with the runs as the exchangeable units). A bin with fewer
-than :data:`MIN_RUNS` runs uses the pooled distribution.
+than :data:`MIN_RUNS` runs, or too few for a finite bound at the level asked (``n >= (1 - a) / a`` for a tail of
+probability ``a``: 9 runs for a central 80% interval, 4 for an 80% one-sided bound), uses the pooled distribution.
 
 The package ships one (:func:`default`, ``data/calibration.json``) made by ``scripts/calibrate_default.py`` from the
 recorded curves; ``lightning-scaling calibrate RUNS... --out calibration.json`` makes one from a user's own finished
@@ -83,16 +84,20 @@ class Calibration:
         """
         if not (0.0 < confidence < 1.0):
             raise ValueError(f"confidence must be in (0, 1), e.g. 0.8, got {confidence!r}")
-        table, n = self._table(g)
         tail = (1.0 - confidence) / 2
+        table, n = self._table(g, (1.0 - tail) / tail)
         p_lo, p_hi = tail * (1 + 1 / n) - 1 / n, (1 - tail) * (1 + 1 / n)  # split conformal, n runs
         lo = -math.inf if p_lo < 0 else float(np.interp(p_lo, PROBABILITIES, table))
         hi = math.inf if p_hi > 1 else float(np.interp(p_hi, PROBABILITIES, table))
         return lo, hi
 
-    def _table(self, g: float) -> tuple[tuple[float, ...], int]:
+    def _table(self, g: float, need: float = 0.0) -> tuple[tuple[float, ...], int]:
+        """The scores of the bin ``g`` falls in, or the pooled ones when the bin holds too few runs (fewer than
+        :data:`MIN_RUNS`, or than ``need``: the runs split conformal needs for a finite bound at the level asked)."""
         i = int(np.clip(np.searchsorted(self.edges, max(float(g), 0.0), side="right") - 1, 0, len(self.edges) - 2))
-        return (self.quantiles[i], self.n_runs[i]) if self.quantiles[i] is not None else (self.pooled, self.n_total)
+        if self.quantiles[i] is not None and self.n_runs[i] >= need - 1e-9:
+            return self.quantiles[i], self.n_runs[i]
+        return self.pooled, self.n_total
 
     def lower(self, prediction: float, smoothed: float, confidence: float) -> float:
         """The one-sided lower bound of the converged loss at ``confidence``: the truth is below it with probability
@@ -102,7 +107,8 @@ class Calibration:
         """
         if not (0.0 < confidence < 1.0):
             raise ValueError(f"confidence must be in (0, 1), e.g. 0.8, got {confidence!r}")
-        table, n = self._table(smoothed / prediction - 1.0 if prediction > 0 else math.inf)
+        table, n = self._table(smoothed / prediction - 1.0 if prediction > 0 else math.inf,
+                               confidence / (1.0 - confidence))
         p = (1.0 - confidence) * (1 + 1 / n) - 1 / n
         return 0.0 if p < 0 else prediction * math.exp(float(np.interp(p, PROBABILITIES, table)))
 

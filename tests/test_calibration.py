@@ -40,6 +40,20 @@ def test_a_long_run_does_not_outweigh_a_short_one():
     assert calibrate(samples).interval(1.0, 1.0, 0.5) == (1.0, 1.0)  # 9 runs at e = 0 against one at e = 1
 
 
+def test_a_bin_too_thin_for_the_level_uses_the_pooled_scores():
+    # 6 runs in the bin g >= 0.4 admit no finite 80% central bound (split conformal needs 9), the 30 runs in all do:
+    # that bin then takes the pooled scores instead of an infinite interval; a 50% interval (3 runs) keeps its own
+    samples = [(f"near{i}", 0.01, 0.01 * (i % 5 - 2)) for i in range(24)] + [(f"far{i}", 0.5, 0.3 + 0.01 * i)
+                                                                        for i in range(6)]
+    cal = calibrate(samples)
+    assert cal.n_runs[-1] == 6
+    lo, hi = cal.log_bounds(0.5, 0.8)
+    assert math.isfinite(lo) and math.isfinite(hi) and (lo, hi) == cal.log_bounds(5.0, 0.8)
+    assert lo < 0.0 < 0.3 < hi  # the pooled scores span both kinds of run
+    assert cal.log_bounds(0.5, 0.5)[0] >= 0.3  # at 50% the bin's own scores
+    assert cal.lower(1.0, 1.5, 0.8) > 1.3  # one-sided: 4 runs suffice, the bin's own
+
+
 def test_few_runs_give_an_infinite_interval_and_bad_input_is_named(tmp_path):
     cal = calibrate([("a", 0.0, 0.0), ("b", 0.0, 0.1)])
     assert cal.interval(2.0, 2.0, 0.8) == (0.0, math.inf)
