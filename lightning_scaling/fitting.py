@@ -69,6 +69,21 @@ def _check_decreasing(x: np.ndarray, y: np.ndarray) -> None:
         raise FitError("the curve does not decrease with x: a decaying power law cannot describe it")
 
 
+def noise_sd(values: Sequence[float]) -> float:
+    """The noise of a sequence with a smooth trend: a robust standard deviation (1.4826 x the median absolute
+    deviation) of its second differences over sqrt(6), since white noise of standard deviation sigma has second
+    differences of variance 6 sigma^2 and a smooth trend adds little to them. NaN for fewer than 3 values.
+
+    Example:
+        >>> round(noise_sd(np.linspace(3.0, 2.0, 50)), 12)  # a straight line has no noise
+        0.0
+    """
+    d2 = np.diff(np.asarray(values, dtype=float), 2)
+    if d2.size == 0:
+        return math.nan
+    return 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6.0)
+
+
 @functools.lru_cache(maxsize=16)
 def normal_quantile(p: float) -> float:
     """The standard normal quantile (stdlib ``statistics.NormalDist``, Wichura's AS241, exact to ~1e-16), cached:

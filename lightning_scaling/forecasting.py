@@ -43,7 +43,7 @@ from scipy.signal import lfilter
 from .calibration import Calibration, calibrate
 from .errors import FitError
 from .results import PredictionResult
-from .fitting import solve_from_starts
+from .fitting import noise_sd, solve_from_starts
 from .stopping import TRANSIENT_FACTOR, warmup_end
 
 __all__ = ["Forecast", "SchedulePrior", "forecast", "lr_from_sums", "fit_prior", "forecast_samples",
@@ -252,8 +252,7 @@ def _noise(y: np.ndarray) -> float:
     floor = 1e-4 * float(np.median(y))
     if y.size < 4:
         return max(floor, 1e-3 * float(np.median(y)))
-    d2 = np.diff(y, 2)
-    return max(floor, 1.4826 * float(np.median(np.abs(d2 - np.median(d2)))) / math.sqrt(6.0))
+    return max(floor, noise_sd(y))
 
 
 def _fit(law: str, prior: SchedulePrior, z: np.ndarray, x: np.ndarray, y: np.ndarray, max_nfev: int):

@@ -32,6 +32,7 @@ from .errors import FitError
 from .curve_families import FAMILIES, check_effective_data, check_family, predict_converged
 from .calibration import Calibration
 from .calibration import resolve as resolve_calibration
+from .fitting import noise_sd
 from .planning import stopping_factor
 from .presets import KAPLAN_ALPHA_N, KAPLAN_ALPHA_S
 
@@ -49,6 +50,15 @@ TRANSIENT_FACTOR = 2.0
 #: The loss turns up (data-limited) only when the median of this many latest evaluations is above the bar too: a
 #: spike of one evaluation is not a turn-up (a spike that lasts two evaluations is).
 TURN_UP_WINDOW = 3
+#: A turn-up must also exceed this many standard deviations of the smoothed loss's noise (estimated from the losses
+#: since the warm-up, :func:`~lightning_scaling.fitting.noise_sd` of their logarithm): the lowest of a few hundred
+#: noisy smoothed values lies ~3 of them below the curve and the latest may lie ~2 above, so on a still-falling curve
+#: whose evaluations are noisier than ~0.3% a bare ``turn_up`` of 1% is crossed by noise alone.
+TURN_UP_Z = 5.0
+#: With fewer points than this since the warm-up the noise cannot be estimated: only a rise of
+#: ``TURN_UP_EARLY`` x ``turn_up`` counts then (a run that overfits at once rises far faster).
+TURN_UP_NOISE_POINTS = 6
+TURN_UP_EARLY = 5.0
 #: How much the mean learning rate between two evaluations must change, relative to the first one after the warm-up,
 #: for ``time_axis="auto"`` to take the summed learning rate as the time axis.
 LR_VARIES = 0.01
@@ -556,15 +566,28 @@ class StoppingRule:
         """Whether the loss has turned up since the warm-up ended (the given one, or the detected end of the rising
         learning rate: the transient after it is left out of the fit, not out of this test, so that a run that
         overfits that early is still seen to): the smoothed loss and the median of the last :data:`TURN_UP_WINDOW`
-        losses both ``turn_up`` above the smoothed minimum, so that a loss spike shorter than half the window is not
-        a turn-up."""
+        losses both above the smoothed minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can
+        explain), so that a loss spike shorter than half the window, or the noise of a curve still falling, is not a
+        turn-up."""
         after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
         losses = [v for t, v in zip(self.steps, self.losses) if t > after]
         if len(losses) < TURN_UP_WINDOW:
             return False
         smoothed = self._smooth(losses)
-        bar = min(smoothed) * (1 + self.turn_up)
+        bar = min(smoothed) * math.exp(self.turn_up_rise(losses))
         return smoothed[-1] > bar and float(np.median(losses[-TURN_UP_WINDOW:])) > bar
+
+    def turn_up_rise(self, losses: Sequence[float]) -> float:
+        """The rise in log loss over the smoothed minimum that counts as a turn-up, given the losses since the
+        warm-up: ``log(1 + turn_up)``, or :data:`TURN_UP_Z` standard deviations of the smoothed loss's noise if that
+        is more (an exponential moving average with weight ``b`` on the past keeps ``sqrt((1 - b) / (1 + b))`` of
+        the noise of single evaluations); with fewer than :data:`TURN_UP_NOISE_POINTS` losses,
+        ``log(1 + TURN_UP_EARLY x turn_up)``."""
+        if len(losses) < TURN_UP_NOISE_POINTS:
+            return math.log1p(TURN_UP_EARLY * self.turn_up)
+        b = self.smoothing
+        noise = noise_sd(np.log(np.asarray(losses, dtype=float))) * math.sqrt((1 - b) / (1 + b))
+        return max(math.log1p(self.turn_up), TURN_UP_Z * noise)
 
     def _smooth(self, losses: list[float]) -> list[float]:
         """The exponential moving average of ``losses`` (weight ``smoothing`` on the past)."""

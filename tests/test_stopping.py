@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lightning_scaling import StopConfig, StopReason, StoppingRule, replay
+from lightning_scaling import replay as default_replay
 from lightning_scaling.planning import stopping_factor
 
 # the point rule (calibration=False): these tests exercise the rule's mechanics on curves whose stop is known;
@@ -251,3 +252,29 @@ def test_a_one_evaluation_loss_spike_is_not_a_turn_up():
     risen[40:] = losses[39] * 1.05  # overfitting: the loss rises and stays up
     stopped = replay(steps, risen)
     assert stopped.code is StopReason.DATA_LIMITED and stopped.stopped_step <= int(steps[42])
+
+
+@pytest.mark.parametrize("noise", [0.005, 0.01, 0.02])
+def test_the_noise_of_a_curve_still_falling_is_not_a_turn_up(noise):
+    # a power law still 10% above its converged loss at the end, evaluated with 0.5-2% noise: the bare 1% turn-up
+    # stopped every seed as "data-limited" at 1.16-1.57x the converged loss; the rise must now beat the noise
+    steps = np.arange(50, 20001, 50)
+    for seed in range(5):
+        losses = curve(steps, conv=2.0, t_c=900.0, alpha=0.5, noise=noise, seed=seed)
+        result = default_replay(steps, losses)  # the README's defaults (calibrated)
+        assert not any(d.code is StopReason.DATA_LIMITED for d in result.decisions), (seed, result.reason)
+
+
+def test_a_real_turn_up_is_seen_through_the_noise():
+    # the same noisy curve overfitting after step 4500 (+0.05 nats per 1000 steps): data-limited, after its minimum
+    steps = np.arange(50, 10001, 50)
+    for seed in range(5):
+        clean = curve(steps, conv=2.0, t_c=900.0, alpha=0.5) + 0.05 * np.maximum(steps - 4500, 0) / 1000
+        losses = clean * np.exp(np.random.default_rng(seed).normal(0, 0.01, steps.size))
+        result = default_replay(steps, losses)
+        assert result.code is StopReason.DATA_LIMITED, result.reason
+        assert 4500 < result.stopped_step < 9000
+    rule = StoppingRule(calibration=False)
+    assert rule.turn_up_rise([2.0] * 5) == pytest.approx(math.log1p(5 * rule.turn_up))  # too few to see the noise
+    assert rule.turn_up_rise([2.0, 2.01] * 10) > math.log1p(rule.turn_up)  # 0.5% noise: more than the bare 1%
+    assert rule.turn_up_rise(list(np.linspace(3.0, 2.0, 20))) == pytest.approx(math.log1p(rule.turn_up))
