@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_stopping.py --spread
 	$(PY) benchmarks/bench_calibration.py
 	$(PY) benchmarks/bench_calibrated_stop.py
+	$(PY) benchmarks/bench_noise.py
 	$(PY) benchmarks/bench_forecast.py
 	$(PY) benchmarks/bench_cooldown.py
 	$(PY) benchmarks/bench_sweep.py

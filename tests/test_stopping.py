@@ -257,7 +257,7 @@ def test_a_one_evaluation_loss_spike_is_not_a_turn_up():
 @pytest.mark.parametrize("noise", [0.005, 0.01, 0.02])
 def test_the_noise_of_a_curve_still_falling_is_not_a_turn_up(noise):
     # a power law still 10% above its converged loss at the end, evaluated with 0.5-2% noise: the bare 1% turn-up
-    # stopped every seed as "data-limited" at 1.16-1.57x the converged loss; the rise must now beat the noise
+    # stopped every seed here as "data-limited" (benchmarks/bench_noise.py); the rise must now beat the noise
     steps = np.arange(50, 20001, 50)
     for seed in range(5):
         losses = curve(steps, conv=2.0, t_c=900.0, alpha=0.5, noise=noise, seed=seed)

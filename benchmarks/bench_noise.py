@@ -1,0 +1,95 @@
+"""The README's defaults on noisy learning curves: the data-limited stop against the noise, side by side with the bare
+1% turn-up it replaced.
+
+Synthetic curves, each evaluated every 50 steps with a 500-step linear warm-up observed as the callback observes it
+(``replay(..., lr=...)``), the loss multiplied by ``exp(N(0, noise))`` at each evaluation, 20 seeds per noise level:
+
+* ``falling``: ``L = 2 + 3 (t / 100)^-0.5`` over 20k steps, still 10% above its converged loss 2.0 at the end (a run
+  that is not data-limited: any "data-limited" stop is the noise's);
+* ``turns up``: the same over 10k steps plus ``0.05`` nats per 1000 steps after step 4500 (overfitting from there).
+
+The arms, in one process: ``noise-aware`` (the package as it is: a turn-up must beat ``max(turn_up,
+TURN_UP_Z x the smoothed loss's noise)``) and ``bare 1%`` (``TURN_UP_Z = 0`` and ``TURN_UP_EARLY = 1``: the test
+before it). Printed per curve, noise and arm: the runs stopped as data-limited and by the threshold; for ``falling``
+the unsafe stops (above 1.15x the loss the run reaches at its end, the rule for runs that have not converged) and the
+largest stop ratio (loss at the stop over 2.0); for ``turns up`` the median step of the stop (the minimum of the
+clean curve is near step 4500).
+
+    .venv/bin/python benchmarks/bench_noise.py [--markdown] [--seeds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tables import render  # noqa: E402
+from lightning_scaling import StopReason, replay  # noqa: E402
+from lightning_scaling import stopping  # noqa: E402
+
+NOISES = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05)
+#: The arms: the module constants each sets.
+ARMS = {"noise-aware": {"TURN_UP_Z": stopping.TURN_UP_Z, "TURN_UP_EARLY": stopping.TURN_UP_EARLY},
+        "bare 1%": {"TURN_UP_Z": 0.0, "TURN_UP_EARLY": 1.0}}
+
+
+def curve(kind: str, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, noisy losses, clean losses, the learning rate of every step)."""
+    last = 20000 if kind == "falling" else 10000
+    steps = np.arange(50, last + 1, 50)
+    lr = np.full(last, 1e-3)
+    lr[:500] = np.linspace(2e-6, 1e-3, 500)
+    clean = 2.0 + 3.0 * (steps / 100.0) ** -0.5
+    if kind == "turns up":
+        clean = clean + 0.05 * np.maximum(steps - 4500, 0) / 1000
+    noisy = clean * np.exp(np.random.default_rng(seed).normal(0.0, noise, steps.size))
+    return steps, noisy, clean, lr
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--seeds", type=int, default=20)
+    args = parser.parse_args(argv)
+    rows = []
+    for kind in ("falling", "turns up"):
+        for noise in NOISES:
+            for arm, constants in ARMS.items():
+                saved = {k: getattr(stopping, k) for k in constants}
+                for k, v in constants.items():
+                    setattr(stopping, k, v)
+                try:
+                    results = []
+                    for seed in range(args.seeds):
+                        steps, noisy, clean, lr = curve(kind, noise, seed)
+                        r = replay(steps, noisy, lr=lr)
+                        at = None if r.stopped_step is None else int(np.searchsorted(steps, r.stopped_step))
+                        results.append((r.code if r.stopped_step is not None else None, at, clean))
+                finally:
+                    for k, v in saved.items():
+                        setattr(stopping, k, v)
+                limited = sum(code is StopReason.DATA_LIMITED for code, _, _ in results)
+                threshold = sum(code is StopReason.THRESHOLD for code, _, _ in results)
+                cells = [kind, f"{noise:.2%}", arm, f"{limited}/{args.seeds}", f"{threshold}/{args.seeds}"]
+                stops = [(at, c) for code, at, c in results if at is not None]
+                if kind == "falling":
+                    unsafe = sum(c[at] > 1.15 * c[-1] for at, c in stops)
+                    worst = max((c[at] / 2.0 for at, c in stops), default=None)
+                    cells += [str(unsafe), "-" if worst is None else f"{worst:.3f}", "-"]
+                else:
+                    median = statistics.median(int(steps[at]) for at, c in stops) if stops else None
+                    cells += ["-", "-", "-" if median is None else f"{median:.0f}"]
+                rows.append(cells)
+    header = ["curve", "noise per evaluation", "turn-up test", "data-limited stops", "threshold stops",
+              "unsafe stops", "largest stop ratio", "median stop step"]
+    print(render(header, rows, args.markdown))
+
+
+if __name__ == "__main__":
+    main()
