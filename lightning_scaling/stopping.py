@@ -585,8 +585,11 @@ class StoppingRule:
         ``log(1 + TURN_UP_EARLY x turn_up)``."""
         if len(losses) < TURN_UP_NOISE_POINTS:
             return math.log1p(TURN_UP_EARLY * self.turn_up)
+        values = np.asarray(losses, dtype=float)
+        if not np.all(values > 0):  # a loss at or below 0 has no relative noise: the bare turn_up
+            return math.log1p(self.turn_up)
         b = self.smoothing
-        noise = noise_sd(np.log(np.asarray(losses, dtype=float))) * math.sqrt((1 - b) / (1 + b))
+        noise = noise_sd(np.log(values)) * math.sqrt((1 - b) / (1 + b))
         return max(math.log1p(self.turn_up), TURN_UP_Z * noise)
 
     def _smooth(self, losses: list[float]) -> list[float]:
