@@ -392,6 +392,7 @@ class StoppingRule:
         self.warm_start: dict[str, list[float]] = {}  # each family's last fitted parameters: the next fit's start
         self.stopped_step: int | None = None
         self._since_best = 0  # evaluations since the smoothed loss last improved (the fallback's patience)
+        self.turn_up_bar = self.turn_up  # the relative rise the last turn-up test asked for (turn_up_rise)
 
     def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None,
                epoch_steps: float | None = None) -> StopDecision:
@@ -574,7 +575,9 @@ class StoppingRule:
         if len(losses) < TURN_UP_WINDOW:
             return False
         smoothed = self._smooth(losses)
-        bar = min(smoothed) * math.exp(self.turn_up_rise(losses))
+        low = min(smoothed)
+        self.turn_up_bar = math.expm1(self.turn_up_rise(losses))
+        bar = low + abs(low) * self.turn_up_bar  # low x (1 + rise) for a positive loss, and the same rise below 0
         return smoothed[-1] > bar and float(np.median(losses[-TURN_UP_WINDOW:])) > bar
 
     def turn_up_rise(self, losses: Sequence[float]) -> float:
@@ -586,11 +589,13 @@ class StoppingRule:
         if len(losses) < TURN_UP_NOISE_POINTS:
             return math.log1p(TURN_UP_EARLY * self.turn_up)
         values = np.asarray(losses, dtype=float)
-        if not np.all(values > 0):  # a loss at or below 0 has no relative noise: the bare turn_up
-            return math.log1p(self.turn_up)
+        scale = abs(float(np.median(values)))
+        if np.all(values > 0):
+            noise = noise_sd(np.log(values))
+        else:  # a loss that reaches 0 or below (e.g. a negative log-likelihood): its noise relative to its size
+            noise = noise_sd(values) / scale if scale > 0 else 0.0
         b = self.smoothing
-        noise = noise_sd(np.log(values)) * math.sqrt((1 - b) / (1 + b))
-        return max(math.log1p(self.turn_up), TURN_UP_Z * noise)
+        return max(math.log1p(self.turn_up), TURN_UP_Z * noise * math.sqrt((1 - b) / (1 + b)))
 
     def _smooth(self, losses: list[float]) -> list[float]:
         """The exponential moving average of ``losses`` (weight ``smoothing`` on the past)."""
@@ -623,7 +628,9 @@ class StoppingRule:
         """A decision that has not reached the stop loss: data-limited if the loss turned up, else the fallback's
         patience stop if it is on and has run out."""
         if decision.data_limited:
-            decision.reason = (f"data-limited: the smoothed loss turned up {self.turn_up:.0%} above its minimum before "
+            bar = self.turn_up_bar
+            noise = "" if bar <= self.turn_up * (1 + 1e-9) else " (more than its noise explains)"
+            decision.reason = (f"data-limited: the smoothed loss turned up {bar:.1%} above its minimum{noise} before "
                                "the threshold was reached; more data, not more steps, lowers it")
             decision.should_stop, decision.code = self.stop_when_data_limited, StopReason.DATA_LIMITED
         elif 0 < self.config.fallback_patience <= self._since_best:

@@ -278,3 +278,15 @@ def test_a_real_turn_up_is_seen_through_the_noise():
     assert rule.turn_up_rise([2.0] * 5) == pytest.approx(math.log1p(5 * rule.turn_up))  # too few to see the noise
     assert rule.turn_up_rise([2.0, 2.01] * 10) > math.log1p(rule.turn_up)  # 0.5% noise: more than the bare 1%
     assert rule.turn_up_rise(list(np.linspace(3.0, 2.0, 20))) == pytest.approx(math.log1p(rule.turn_up))
+
+
+def test_a_negative_loss_turns_up_only_when_it_rises():
+    # a negative log-likelihood falling towards -2: "1% above its minimum" is measured on its size, not as min x 1.01
+    # (which lies below a negative minimum: every evaluation after it was a turn-up)
+    steps = np.arange(10, 4001, 10)
+    losses = -2.0 + steps ** -0.5 + 0.002 * np.random.default_rng(0).normal(size=steps.size)
+    assert default_replay(steps, losses).stopped_step is None
+    risen = losses + 0.1 * np.maximum(steps - 2000, 0) / 2000
+    result = default_replay(steps, risen)
+    assert result.code is StopReason.DATA_LIMITED and 2000 < result.stopped_step < 3000
+    assert "turned up 1.0%" in result.reason
