@@ -236,7 +236,9 @@ def _points_from_table(args: argparse.Namespace) -> dict[str, np.ndarray]:
 
 def _points_from_runs(args: argparse.Namespace) -> tuple[dict[str, np.ndarray], int, str]:
     def point(run: Run):
-        p = run_point(run, monitor=args.monitor, reduce=args.reduce, params_key=args.params_key)
+        # the loss the run's own ExtraEarlyStopping watched (its run-info file), unless --monitor names one
+        monitor = args.monitor or (run.info.get("stopping") or {}).get("monitor") or _CALLBACK_DEFAULTS["monitor"]
+        p = run_point(run, monitor=monitor, reduce=args.reduce, params_key=args.params_key)
         missing = [k for k in _NEEDS[args.law] if getattr(p, k) is None]
         if missing:
             raise RunError(run.name, "; ".join(f"no {k} ({_HOW[k]})" for k in missing))
@@ -1103,7 +1105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--law", choices=["ld", "ln", "lc", "nd", "nd-kaplan"], default="ld",
                    help="ld: L(D); ln: L(N); lc: L(C); nd: L(N, D) of [C] eq 2; nd-kaplan: L(N, D) of [K] eq 1.5, "
                         "the floor DataLimitGap gives a model too small for its data")
-    p.add_argument("--monitor", default="val_loss", help="runs: the loss metric")
+    p.add_argument("--monitor", help="runs: the loss metric (default: the one each run's run-info file names, else "
+                                     "val_loss)")
     p.add_argument("--reduce", choices=["best", "final"], default="best", help="runs: best or final loss")
     p.add_argument("--params-key", default="n_params", help="runs: hyperparameter holding N")
     p.add_argument("--loss", default="loss", help="table: loss column")

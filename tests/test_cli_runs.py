@@ -304,3 +304,20 @@ def test_an_unexpected_error_in_one_run_is_one_line_and_the_others_are_processed
     assert [r["run"] for r in json.loads(captured.out)] == [str(good)]
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"skipped {broken}: unexpected ZeroDivisionError")
+
+
+def test_fit_reduces_each_run_on_the_loss_its_run_info_file_monitored(tmp_path, capsys):
+    """Runs whose ExtraEarlyStopping watched "val/loss": fit takes that loss without --monitor; --monitor still wins."""
+    for i, size in enumerate((1e6, 4e6, 1.6e7)):
+        folder = tmp_path / "sweep" / f"d{i}"
+        tokens = STEPS[:20] * 1e5
+        value = 2.0 + (size / 1e5) ** -0.3 + (20 / STEPS[:20]) ** 2
+        write_csv(folder, {"val/loss": value, "val_loss": value + 1.0, "scaling/tokens_seen": tokens}, STEPS[:20])
+        run_info.write(folder, "model", {"n_params": 1000000, "trainable_params": 1000000})
+        run_info.write(folder, "data", {"dataset_size": int(size), "unit": "tokens"})
+        run_info.write(folder, "stopping", {"monitor": "val/loss"})
+    assert main(["fit", str(tmp_path / "sweep"), "--law", "ld", "--json"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert main(["fit", str(tmp_path / "sweep"), "--law", "ld", "--json", "--monitor", "val_loss"]) == 0
+    told = json.loads(capsys.readouterr().out)
+    assert [p["loss"] + 1.0 for p in own["points"]] == pytest.approx([p["loss"] for p in told["points"]], rel=1e-6)
