@@ -9,8 +9,8 @@ Synthetic curves, each evaluated every 50 steps with a 500-step linear warm-up o
 * ``turns up``: the same over 10k steps plus ``0.05`` nats per 1000 steps after step 4500 (overfitting from there).
 
 The arms, in one process: ``noise-aware`` (the package as it is: a turn-up must beat ``max(turn_up,
-TURN_UP_Z x the smoothed loss's noise)``) and ``bare 1%`` (``TURN_UP_Z = 0`` and ``TURN_UP_EARLY = 1``: the test
-before it). Printed per curve, noise and arm: the runs stopped as data-limited and by the threshold; for ``falling``
+TURN_UP_Z x the smoothed loss's noise)``, the median of the last 5 evaluations once 6 are past the warm-up) and
+``bare 1%`` (``TURN_UP_Z = 0``, ``TURN_UP_EARLY = 1`` and the median of the last 3 throughout: the test before it). Printed per curve, noise and arm: the runs stopped as data-limited and by the threshold; for ``falling``
 the unsafe stops (above 1.15x the loss the run reaches at its end, the rule for runs that have not converged) and the
 largest stop ratio (loss at the stop over 2.0); for ``turns up`` the median step of the stop (the minimum of the
 clean curve is near step 4500).
@@ -35,8 +35,9 @@ from lightning_scaling import stopping  # noqa: E402
 
 NOISES = (0.0, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05)
 #: The arms: the module constants each sets.
-ARMS = {"noise-aware": {"TURN_UP_Z": stopping.TURN_UP_Z, "TURN_UP_EARLY": stopping.TURN_UP_EARLY},
-        "bare 1%": {"TURN_UP_Z": 0.0, "TURN_UP_EARLY": 1.0}}
+ARMS = {"noise-aware": {"TURN_UP_Z": stopping.TURN_UP_Z, "TURN_UP_EARLY": stopping.TURN_UP_EARLY,
+                        "TURN_UP_WINDOW_LATER": stopping.TURN_UP_WINDOW_LATER},
+        "bare 1%": {"TURN_UP_Z": 0.0, "TURN_UP_EARLY": 1.0, "TURN_UP_WINDOW_LATER": stopping.TURN_UP_WINDOW}}
 
 
 def curve(kind: str, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -48,8 +48,11 @@ TIME_AXES = ("auto", "steps", "lr_sum")
 #: loss right after a warm-up still falls faster than a power law (the transient the corpus benchmark leaves out).
 TRANSIENT_FACTOR = 2.0
 #: The loss turns up (data-limited) only when the median of this many latest evaluations is above the bar too: a
-#: spike of one evaluation is not a turn-up (a spike that lasts two evaluations is).
+#: spike of one evaluation is not a turn-up.
 TURN_UP_WINDOW = 3
+#: Once the noise can be estimated (:data:`TURN_UP_NOISE_POINTS`), the median is of this many: a spike of two
+#: evaluations is not a turn-up either.
+TURN_UP_WINDOW_LATER = 5
 #: A turn-up must also exceed this many standard deviations of the smoothed loss's noise (estimated from the losses
 #: since the warm-up, :func:`~lightning_scaling.fitting.noise_sd` of their logarithm): the lowest of a few hundred
 #: noisy smoothed values lies ~3 of them below the curve and the latest may lie ~2 above, so on a still-falling curve
@@ -567,7 +570,7 @@ class StoppingRule:
         """Whether the loss has turned up since the warm-up ended (the given one, or the detected end of the rising
         learning rate: the transient after it is left out of the fit, not out of this test, so that a run that
         overfits that early is still seen to): the smoothed loss and the median of the last :data:`TURN_UP_WINDOW`
-        losses both above the smoothed minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can
+        losses (:data:`TURN_UP_WINDOW_LATER` once :data:`TURN_UP_NOISE_POINTS` are there) both above the smoothed minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can
         explain), so that a loss spike shorter than half the window, or the noise of a curve still falling, is not a
         turn-up."""
         after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
@@ -578,7 +581,8 @@ class StoppingRule:
         low = min(smoothed)
         self.turn_up_bar = math.expm1(self.turn_up_rise(losses))
         bar = low + abs(low) * self.turn_up_bar  # low x (1 + rise) for a positive loss, and the same rise below 0
-        return smoothed[-1] > bar and float(np.median(losses[-TURN_UP_WINDOW:])) > bar
+        window = TURN_UP_WINDOW if len(losses) < TURN_UP_NOISE_POINTS else TURN_UP_WINDOW_LATER
+        return smoothed[-1] > bar and float(np.median(losses[-window:])) > bar
 
     def turn_up_rise(self, losses: Sequence[float]) -> float:
         """The rise in log loss over the smoothed minimum that counts as a turn-up, given the losses since the

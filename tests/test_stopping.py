@@ -239,8 +239,8 @@ def test_auto_family_fits_the_power_law_to_a_models_own_floor_and_averages_under
     assert unfloored.family == "average" and unfloored.stopped_step == replay(STEPS, losses).stopped_step
 
 
-def test_a_one_evaluation_loss_spike_is_not_a_turn_up():
-    # a falling curve with one evaluation 5% high: not data-limited; a loss that stays up is
+def test_a_loss_spike_of_one_or_two_evaluations_is_not_a_turn_up():
+    # a falling curve with one (or two) evaluations 5% high: not data-limited; a loss that stays up is
     steps = np.arange(50, 5001, 50)
     losses = 2.0 + 3.0 * (steps / 50.0) ** -0.5
     spiked = losses.copy()
@@ -248,6 +248,9 @@ def test_a_one_evaluation_loss_spike_is_not_a_turn_up():
     result = replay(steps, spiked)
     assert not any(d.data_limited for d in result.decisions)
     assert result.code is not StopReason.DATA_LIMITED
+    twice = losses.copy()
+    twice[40:42] *= 1.05  # two evaluations: the median of the last 5 (once 6 points give the noise) stays down
+    assert default_replay(steps, twice).code is not StopReason.DATA_LIMITED
     risen = losses.copy()
     risen[40:] = losses[39] * 1.05  # overfitting: the loss rises and stays up
     stopped = replay(steps, risen)
