@@ -10,8 +10,9 @@ Synthetic curves, each evaluated every 50 steps with a 500-step linear warm-up o
 
 The arms, in one process: ``noise-aware`` (the package as it is: a turn-up must beat ``max(turn_up,
 TURN_UP_Z x the smoothed loss's noise)``, the median of the last 5 evaluations once 6 are past the warm-up) and
-``bare 1%`` (``TURN_UP_Z = 0``, ``TURN_UP_EARLY = 1`` and the median of the last 3 throughout: the test before it). Printed per curve, noise and arm: the runs stopped as data-limited and by the threshold; for ``falling``
-the unsafe stops (above 1.15x the loss the run reaches at its end, the rule for runs that have not converged) and the
+``bare 1%`` (``TURN_UP_Z = 0``, ``TURN_UP_EARLY = 1`` and the median of the last 3 throughout: the test before it).
+Printed per curve, noise and arm: the runs stopped as data-limited and by the threshold; for ``falling`` the unsafe
+stops (above 1.15x the loss the run reaches at its end, the rule for runs that have not converged) and the
 largest stop ratio (loss at the stop over 2.0); for ``turns up`` the median step of the stop (the minimum of the
 clean curve is near step 4500).
 

@@ -570,10 +570,10 @@ class StoppingRule:
         """Whether the loss has turned up since the warm-up ended (the given one, or the detected end of the rising
         learning rate: the transient after it is left out of the fit, not out of this test, so that a run that
         overfits that early is still seen to): the smoothed loss and the median of the last :data:`TURN_UP_WINDOW`
-        losses (:data:`TURN_UP_WINDOW_LATER` once :data:`TURN_UP_NOISE_POINTS` are there) both above the smoothed minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can
-        explain), so that a loss spike shorter than half the window, or the noise of a curve still falling, is not a
-        turn-up."""
-        after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
+        losses (:data:`TURN_UP_WINDOW_LATER` once :data:`TURN_UP_NOISE_POINTS` are there) both above the smoothed
+        minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can explain), so that a loss spike
+        shorter than half the window, or the noise of a curve still falling, is not a turn-up."""
+        after = self._turn_up_after
         losses = [v for t, v in zip(self.steps, self.losses) if t > after]
         if len(losses) < TURN_UP_WINDOW:
             return False
@@ -583,6 +583,12 @@ class StoppingRule:
         bar = low + abs(low) * self.turn_up_bar  # low x (1 + rise) for a positive loss, and the same rise below 0
         window = TURN_UP_WINDOW if len(losses) < TURN_UP_NOISE_POINTS else TURN_UP_WINDOW_LATER
         return smoothed[-1] > bar and float(np.median(losses[-window:])) > bar
+
+    @property
+    def _turn_up_after(self) -> int:
+        """The points after this step count for the turn-up: the given warm-up, or the detected end of the rising
+        learning rate."""
+        return self.warmup_steps if self.warmup_steps is not None else self.warmup_end
 
     def turn_up_rise(self, losses: Sequence[float]) -> float:
         """The rise in log loss over the smoothed minimum that counts as a turn-up, given the losses since the
@@ -633,9 +639,12 @@ class StoppingRule:
         patience stop if it is on and has run out."""
         if decision.data_limited:
             bar = self.turn_up_bar
-            noise = "" if bar <= self.turn_up * (1 + 1e-9) else " (more than its noise explains)"
-            decision.reason = (f"data-limited: the smoothed loss turned up {bar:.1%} above its minimum{noise} before "
-                               "the threshold was reached; more data, not more steps, lowers it")
+            why = "" if bar <= self.turn_up * (1 + 1e-9) else (
+                f" (fewer than {TURN_UP_NOISE_POINTS} points since the warm-up: a larger rise)"
+                if len([t for t in self.steps if t > self._turn_up_after]) < TURN_UP_NOISE_POINTS
+                else " (more than its noise explains)")
+            decision.reason = (f"data-limited: the smoothed loss turned up more than {bar:.1%} above its minimum{why} "
+                               "before the threshold was reached; more data, not more steps, lowers it")
             decision.should_stop, decision.code = self.stop_when_data_limited, StopReason.DATA_LIMITED
         elif 0 < self.config.fallback_patience <= self._since_best:
             decision.reason = (f"fallback patience: the smoothed loss has not improved by "

@@ -292,4 +292,4 @@ def test_a_negative_loss_turns_up_only_when_it_rises():
     risen = losses + 0.1 * np.maximum(steps - 2000, 0) / 2000
     result = default_replay(steps, risen)
     assert result.code is StopReason.DATA_LIMITED and 2000 < result.stopped_step < 3000
-    assert "turned up 1.0%" in result.reason
+    assert "turned up more than 1.0%" in result.reason
