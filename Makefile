@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_stopping.py --holdout
 	$(PY) benchmarks/bench_stopping.py --spread
 	$(PY) benchmarks/bench_calibration.py
+	$(PY) benchmarks/bench_conditioning.py
 	$(PY) benchmarks/bench_calibrated_stop.py
 	$(PY) benchmarks/bench_noise.py
 	$(PY) benchmarks/bench_forecast.py
