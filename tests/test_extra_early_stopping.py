@@ -119,6 +119,12 @@ def test_a_removed_argument_raises_saying_what_to_do_instead(make, value):
         make(no_such_argument=value)
 
 
+@pytest.mark.parametrize("cls", [DataLimitGap, UnifiedDataLimitGap])
+def test_figure_interval_given_by_position_says_to_name_the_arguments(cls):
+    with pytest.raises(ValueError, match="fourth positional argument was figure_interval"):
+        cls("kaplan2020_ld", "val_loss", 0.02, 60.0)
+
+
 @pytest.mark.parametrize("cls", [ExtraEarlyStopping, UnifiedExtraEarlyStopping])
 def test_check_finite_raises_saying_to_add_lightnings_early_stopping(cls):
     with pytest.raises(ValueError, match=r"check_finite was removed: a non-finite monitored loss is skipped with one "

@@ -87,7 +87,9 @@ class DataLimitGapBase:
         self._sweep_fit: Any = None  # rank zero: the latest joint fit of the store
         self._said: set[str] = set()  # the floor sources already announced
         if n_params is not None and not (isinstance(n_params, int) and n_params > 0):
-            raise ValueError(f"n_params must be a positive int (the model's parameter count), got {n_params!r}")
+            raise ValueError(f"n_params must be a positive int (the model's parameter count), got {n_params!r}"
+                             + (" (the fourth positional argument was figure_interval, now removed: pass the "
+                                "arguments after monitor by name)" if isinstance(n_params, float) else ""))
         if n_params is not None and self.model_law is None:
             raise ValueError("n_params is for a law of N and D (OverfittingLaw, ChinchillaLaw); an L(D) PowerLaw "
                              "does not depend on the model size")
