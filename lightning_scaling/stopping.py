@@ -396,6 +396,7 @@ class StoppingRule:
         self.stopped_step: int | None = None
         self._since_best = 0  # evaluations since the smoothed loss last improved (the fallback's patience)
         self.turn_up_bar = self.turn_up  # the relative rise the last turn-up test asked for (turn_up_rise)
+        self._turn_up_few = True  # that test had too few points to estimate the noise
 
     def update(self, step: int, loss: float, lr_sum: float | None = None, floor: float | None = None,
                epoch_steps: float | None = None) -> StopDecision:
@@ -573,22 +574,17 @@ class StoppingRule:
         losses (:data:`TURN_UP_WINDOW_LATER` once :data:`TURN_UP_NOISE_POINTS` are there) both above the smoothed
         minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can explain), so that a loss spike
         shorter than half the window, or the noise of a curve still falling, is not a turn-up."""
-        after = self._turn_up_after
+        after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
         losses = [v for t, v in zip(self.steps, self.losses) if t > after]
         if len(losses) < TURN_UP_WINDOW:
             return False
         smoothed = self._smooth(losses)
         low = min(smoothed)
         self.turn_up_bar = math.expm1(self.turn_up_rise(losses))
+        self._turn_up_few = len(losses) < TURN_UP_NOISE_POINTS
         bar = low + abs(low) * self.turn_up_bar  # low x (1 + rise) for a positive loss, and the same rise below 0
-        window = TURN_UP_WINDOW if len(losses) < TURN_UP_NOISE_POINTS else TURN_UP_WINDOW_LATER
+        window = TURN_UP_WINDOW if self._turn_up_few else TURN_UP_WINDOW_LATER
         return smoothed[-1] > bar and float(np.median(losses[-window:])) > bar
-
-    @property
-    def _turn_up_after(self) -> int:
-        """The points after this step count for the turn-up: the given warm-up, or the detected end of the rising
-        learning rate."""
-        return self.warmup_steps if self.warmup_steps is not None else self.warmup_end
 
     def turn_up_rise(self, losses: Sequence[float]) -> float:
         """The rise in log loss over the smoothed minimum that counts as a turn-up, given the losses since the
@@ -640,8 +636,7 @@ class StoppingRule:
         if decision.data_limited:
             bar = self.turn_up_bar
             why = "" if bar <= self.turn_up * (1 + 1e-9) else (
-                f" (fewer than {TURN_UP_NOISE_POINTS} points since the warm-up: a larger rise)"
-                if len([t for t in self.steps if t > self._turn_up_after]) < TURN_UP_NOISE_POINTS
+                f" (fewer than {TURN_UP_NOISE_POINTS} points since the warm-up: a larger rise)" if self._turn_up_few
                 else " (more than its noise explains)")
             decision.reason = (f"data-limited: the smoothed loss turned up more than {bar:.1%} above its minimum{why} "
                                "before the threshold was reached; more data, not more steps, lowers it")
