@@ -11,10 +11,10 @@ Synthetic curves, each evaluated every 50 steps with a 500-step linear warm-up o
 The arms, in one process: ``noise-aware`` (the package as it is: a turn-up must beat ``max(turn_up,
 TURN_UP_Z x the smoothed loss's noise)``, the median of the last 5 evaluations once 6 are past the warm-up) and
 ``bare 1%`` (``TURN_UP_Z = 0``, ``TURN_UP_EARLY = 1`` and the median of the last 3 throughout: the test before it).
-Printed per curve, noise and arm: the runs stopped as data-limited and by the threshold; for ``falling`` the unsafe
-stops (above 1.15x the loss the run reaches at its end, the rule for runs that have not converged) and the
-largest stop ratio (loss at the stop over 2.0); for ``turns up`` the median step of the stop (the minimum of the
-clean curve is near step 4500).
+Printed per curve and noise, one column per arm: the runs stopped as data-limited and by the threshold; then for
+``falling`` the unsafe stops (above 1.15x the loss the run reaches at its end, the rule for runs that have not
+converged) and the largest stop ratio (loss at the stop over 2.0); for ``turns up`` the median step of the stop (the
+minimum of the clean curve is near step 4500).
 
     .venv/bin/python benchmarks/bench_noise.py [--markdown] [--seeds 20]
 """
@@ -54,42 +54,43 @@ def curve(kind: str, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray, n
     return steps, noisy, clean, lr
 
 
+def arm_cell(kind: str, noise: float, constants: dict, seeds: int) -> str:
+    """One arm on one curve and noise: "data-limited stops, threshold stops; unsafe stops, largest stop ratio" for
+    ``falling``, "...; median stop step" for ``turns up``. The module constants are put back afterwards."""
+    saved = {k: getattr(stopping, k) for k in constants}
+    for k, v in constants.items():
+        setattr(stopping, k, v)
+    try:
+        results = []
+        for seed in range(seeds):
+            steps, noisy, clean, lr = curve(kind, noise, seed)
+            r = replay(steps, noisy, lr=lr)
+            at = None if r.stopped_step is None else int(np.searchsorted(steps, r.stopped_step))
+            results.append((r.code if at is not None else None, at, clean, steps))
+    finally:
+        for k, v in saved.items():
+            setattr(stopping, k, v)
+    limited = sum(code is StopReason.DATA_LIMITED for code, *_ in results)
+    threshold = sum(code is StopReason.THRESHOLD for code, *_ in results)
+    stops = [(at, c, st) for _, at, c, st in results if at is not None]
+    if kind == "falling":
+        unsafe = sum(c[at] > 1.15 * c[-1] for at, c, _ in stops)
+        worst = max((c[at] / 2.0 for at, c, _ in stops), default=None)
+        tail = f"{unsafe}, {'-' if worst is None else f'{worst:.3f}'}"
+    else:
+        median = statistics.median(int(st[at]) for at, _, st in stops) if stops else None
+        tail = "-" if median is None else f"{median:.0f}"
+    return f"{limited}/{seeds}, {threshold}/{seeds}; {tail}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--seeds", type=int, default=20)
     args = parser.parse_args(argv)
-    rows = []
-    for kind in ("falling", "turns up"):
-        for noise in NOISES:
-            for arm, constants in ARMS.items():
-                saved = {k: getattr(stopping, k) for k in constants}
-                for k, v in constants.items():
-                    setattr(stopping, k, v)
-                try:
-                    results = []
-                    for seed in range(args.seeds):
-                        steps, noisy, clean, lr = curve(kind, noise, seed)
-                        r = replay(steps, noisy, lr=lr)
-                        at = None if r.stopped_step is None else int(np.searchsorted(steps, r.stopped_step))
-                        results.append((r.code if r.stopped_step is not None else None, at, clean))
-                finally:
-                    for k, v in saved.items():
-                        setattr(stopping, k, v)
-                limited = sum(code is StopReason.DATA_LIMITED for code, _, _ in results)
-                threshold = sum(code is StopReason.THRESHOLD for code, _, _ in results)
-                cells = [kind, f"{noise:.2%}", arm, f"{limited}/{args.seeds}", f"{threshold}/{args.seeds}"]
-                stops = [(at, c) for code, at, c in results if at is not None]
-                if kind == "falling":
-                    unsafe = sum(c[at] > 1.15 * c[-1] for at, c in stops)
-                    worst = max((c[at] / 2.0 for at, c in stops), default=None)
-                    cells += [str(unsafe), "-" if worst is None else f"{worst:.3f}", "-"]
-                else:
-                    median = statistics.median(int(steps[at]) for at, c in stops) if stops else None
-                    cells += ["-", "-", "-" if median is None else f"{median:.0f}"]
-                rows.append(cells)
-    header = ["curve", "noise per evaluation", "turn-up test", "data-limited stops", "threshold stops",
-              "unsafe stops", "largest stop ratio", "median stop step"]
+    rows = [[kind, f"{noise:.2%}"] + [arm_cell(kind, noise, constants, args.seeds) for constants in ARMS.values()]
+            for kind in ("falling", "turns up") for noise in NOISES]
+    header = ["curve", "noise per evaluation"] + list(ARMS)
     print(render(header, rows, args.markdown))
 
 
