@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lightning_scaling import StopConfig, StoppingRule, StopReason, replay
+from lightning_scaling import StopConfig, StoppingRule, StopReason, forecast, replay
 from lightning_scaling.curve_families import (fit_effective_data_curve, fit_exponential_curve, predict_converged)
 from lightning_scaling.errors import FitError
 from lightning_scaling.stopping import STOP_CODES, rule_arguments
@@ -82,6 +82,30 @@ def test_rule_update_survives_non_finite_and_repeated_points(curve):
         rule.update(s, value)
         rule.update(s, v)  # the same step again: the time axis did not advance
     assert rule.last is not None
+
+
+@SETTINGS
+@given(curves(), st.sampled_from([-5.0, -1.0, -1e-3, 0.0]), st.sampled_from(["constant", "cosine"]))
+def test_rule_and_forecast_on_losses_at_or_below_zero_under_a_schedule(curve, shift, shape):
+    """A loss that reaches 0 or below (a negative log-likelihood) under a warm-up and a schedule: the rule replays
+    with a decision and a reason at every point, and the forecast (a logarithmic law) returns or refuses with the
+    documented ValueError, never another exception."""
+    steps, losses = curve
+    losses = [v / max(losses) * 2.0 + shift for v in losses]  # the same shape, moved to end at or below 0
+    total = steps[-1]
+    t = np.arange(total, dtype=float)
+    lr = 1e-3 * np.minimum((t + 1) / max(1, total // 10), 1.0)
+    if shape == "cosine":
+        lr = lr * 0.5 * (1 + np.cos(np.pi * t / total))
+    out = replay(steps, losses, lr=list(lr), config=StopConfig(min_points=4))
+    assert len(out.decisions) == (out.stop_index + 1 if out.stop_index is not None else len(steps))
+    assert all(isinstance(d.reason, str) and d.reason and isinstance(d.code, StopReason) for d in out.decisions)
+    try:
+        result = forecast(steps, losses, lr=list(lr), planned_lr=list(lr) + [float(lr[-1])] * total)
+    except ValueError as err:
+        assert "losses must be finite and > 0" in str(err) or isinstance(err, FitError)
+        return
+    assert math.isfinite(result.final_loss) or not result.trusted
 
 
 @SETTINGS
