@@ -32,11 +32,14 @@ Tables:
    prediction is above a loss the run reaches later, and the share trusted;
 2. the 10/50/90% quantiles of e per bin of g (:data:`G_BINS`) per source (each run weighs 1 in a bin, however many
    of its decisions fall there), and the rank correlation of e with each feature;
-3. a leave-one-source-out split-conformal check at level :data:`LEVEL`: per held-out source, the per-bin
-   quantiles (q_lo, q_hi) of e on the other sources' decisions (:func:`conformal_bounds`, each run weighing 1 per
-   bin; a bin with fewer than :data:`MIN_RUNS` calibration runs takes the unbinned quantiles), then on the held-out
-   source the coverage of ``[L_hat e^q_lo, L_hat e^q_hi]`` at 20/40/60/80% and its median width
-   ``e^q_hi - e^q_lo`` (relative to L_hat), conditioned on nothing, on g, and on the rule's interval width;
+3. a leave-one-source-out split-conformal check at level :data:`LEVEL`: per held-out source, the package's
+   calibration (:func:`~lightning_scaling.calibration.calibrate`, as ``lightning-scaling calibrate`` and
+   ``scripts/calibrate_default.py`` make it: each run weighing 1 per bin, a bin with fewer than
+   :data:`~lightning_scaling.calibration.MIN_RUNS` calibration runs, or too few for a finite bound at the level,
+   takes the pooled quantiles) of e on the other sources' decisions (:func:`conformal_calibration`), then on the
+   held-out source the coverage of its :meth:`~lightning_scaling.calibration.Calibration.log_bounds`
+   ``[L_hat e^q_lo, L_hat e^q_hi]`` at 20/40/60/80% and its median width ``e^q_hi - e^q_lo`` (relative to L_hat),
+   conditioned on nothing, on g, and on the rule's interval width;
 4. the stops of every option set (the README defaults: ``A``, and ``C`` for a rule that reads the learning rate):
    the smoothed loss at the stop (mean of the last two evaluations) over L_ref per run, and the unsafe ones: above
    :data:`UNSAFE_CPU` x L_ref (CPU sources), above :data:`UNSAFE_LUO` x a loss the run reaches later (Luo).
@@ -68,6 +71,7 @@ from scipy.stats import spearmanr
 
 import lightning_scaling
 from lightning_scaling import StopConfig, StoppingRule, replay
+from lightning_scaling.calibration import G_EDGES, MIN_RUNS, Calibration, calibrate, weighted_quantiles
 from lightning_scaling.corpus.curves import RecordedCurve, smooth
 from lightning_scaling.corpus.rule_quality import loss_at, time_axis
 from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference
@@ -79,14 +83,12 @@ from tables import render  # noqa: E402
 OPTION_SETS = ("A", "B", "C")
 #: Fractions of a run at which predictions are scored.
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
-#: Bin edges of g = s / L_hat - 1 (the last bin is open).
-G_BINS = (0.0, 0.05, 0.1, 0.2, 0.4, math.inf)
+#: Bin edges of g = s / L_hat - 1 (the last bin is open): the package calibration's.
+G_BINS = G_EDGES
 #: Bin edges of the rule's own interval width relative to its prediction.
 WIDTH_BINS = (0.0, 0.02, 0.05, 0.1, 0.2, math.inf)
 #: Coverage level of the split-conformal interval.
 LEVEL = 0.8
-#: Calibration runs a bin needs before its own quantiles are used (else the unbinned ones).
-MIN_RUNS = 5
 #: A CPU run's stop is unsafe above this multiple of its converged loss.
 UNSAFE_CPU = 1.2
 #: A Luo run's stop is unsafe above this multiple of a loss the run reaches later.
@@ -270,77 +272,23 @@ def run_weights(decisions: Sequence[Decision]) -> np.ndarray:
     return np.array([1.0 / counts[(d.source, d.run)] for d in decisions])
 
 
-def weighted_quantile(values: Sequence[float], weights: Sequence[float], p: float) -> float:
-    """The smallest value whose cumulative weight share reaches ``p`` (a conservative step quantile).
-
-    ``p <= 0`` gives -inf and ``p > 1`` +inf (too few points for the level asked).
-
-    Example:
-        >>> weighted_quantile([3.0, 1.0, 2.0], [1, 1, 2], 0.5)
-        2.0
-    """
-    if p <= 0:
-        return -math.inf
-    if p > 1:
-        return math.inf
-    order = np.argsort(values)
-    v, w = np.asarray(values, dtype=float)[order], np.asarray(weights, dtype=float)[order]
-    share = np.cumsum(w) / w.sum()
-    return float(v[min(int(np.searchsorted(share, p - 1e-12)), v.size - 1)])
-
-
-def conformal_quantiles(decisions: Sequence[Decision], level: float = LEVEL) -> tuple[float, float, int]:
-    """Split-conformal (q_lo, q_hi, runs) of e over ``decisions``, each run weighing 1.
-
-    The exchangeable units are the runs (n of them): q_lo and q_hi are the weighted quantiles at
-    ``(1 - level) / 2 * (1 + 1/n) - 1/n`` and ``(1 + level) / 2 * (1 + 1/n)``, the finite-sample corrections of
-    split conformal prediction for each side.
+def conformal_calibration(decisions: Sequence[Decision], feature: Callable[[Decision], float] | None,
+                          edges: Sequence[float]) -> Calibration | None:
+    """The package's split-conformal calibration of e over ``decisions``
+    (:func:`lightning_scaling.calibration.calibrate`: each run, a source's run, weighing 1 per bin), binned by
+    ``feature`` (None: one bin; a feature that is not finite, a rule's width without an interval, falls in the last
+    bin); None with fewer than the 2 runs it needs.
 
     Example:
-        >>> ds = [Decision("s", f"r{i}", 1, 0.5, True, 1.0, 1.1, 0.9, 1.1, math.exp(i / 100), None, 6, False)
-        ...       for i in range(20)]
-        >>> tuple(round(v, 3) for v in conformal_quantiles(ds))
-        (0.01, 0.18, 20)
+        >>> conformal_calibration([], None, (0.0, math.inf)) is None
+        True
     """
-    if not decisions:
-        return -math.inf, math.inf, 0
-    n = len({(d.source, d.run) for d in decisions})
-    e, w = [d.error for d in decisions], run_weights(decisions)
-    tail = (1 - level) / 2
-    return (weighted_quantile(e, w, tail * (1 + 1 / n) - 1 / n), weighted_quantile(e, w, (1 - tail) * (1 + 1 / n)), n)
+    def x(d: Decision) -> float:
+        value = 0.0 if feature is None else float(feature(d))
+        return value if math.isfinite(value) else edges[-2]
 
-
-def conformal_bounds(calibration: Sequence[Decision], feature: Callable[[Decision], float] | None,
-                     edges: Sequence[float], level: float = LEVEL) -> tuple[list[tuple[float, float, bool]],
-                                                                           Callable[[Decision], int]]:
-    """Per-bin split-conformal quantiles of e, and the function that bins a decision.
-
-    Args:
-        calibration: the decisions to calibrate on.
-        feature: the conditioning feature of a decision (None: one bin).
-        edges: its bin edges.
-        level: the coverage level.
-
-    Returns:
-        ``[(q_lo, q_hi, own)]`` per bin (``own``: the bin had :data:`MIN_RUNS` runs; else the unbinned quantiles)
-        and the binning function.
-
-    Example:
-        >>> bounds, which = conformal_bounds([], None, G_BINS)
-        >>> bounds, which(None)
-        ([(-inf, inf, True)], 0)
-    """
-    def which(d: Decision) -> int:
-        return 0 if feature is None else bin_of(feature(d), edges)
-
-    pooled = conformal_quantiles(calibration, level)
-    if feature is None:
-        return [(pooled[0], pooled[1], True)], which
-    bounds = []
-    for i in range(len(edges) - 1):
-        lo, hi, n = conformal_quantiles([d for d in calibration if which(d) == i], level)
-        bounds.append((lo, hi, True) if n >= MIN_RUNS else (pooled[0], pooled[1], False))
-    return bounds, which
+    samples = [(f"{d.source}/{d.run}", x(d), d.error) for d in decisions]
+    return calibrate(samples, edges=edges) if len({r for r, _, _ in samples}) >= 2 else None
 
 
 CONDITIONING: dict[str, tuple[Callable[[Decision], float] | None, Sequence[float]]] = {
@@ -382,7 +330,7 @@ def error_by_g_rows(runs: dict[str, list[RunReplay]], option_set: str) -> list[l
         for i in range(len(G_BINS) - 1):
             inside = [d for d in ds if bin_of(d.g, G_BINS) == i]
             w = run_weights(inside)
-            qs = [weighted_quantile([d.error for d in inside], w, p) if inside else None for p in (0.1, 0.5, 0.9)]
+            qs = weighted_quantiles([d.error for d in inside], w, (0.1, 0.5, 0.9)) if inside else [None] * 3
             rows.append([option_set, source, bin_label(i, G_BINS), len({d.run for d in inside}), len(inside),
                          *(_num(q, "+.3f") for q in qs)])
     return rows
@@ -411,24 +359,25 @@ def conformal_rows(runs: dict[str, list[RunReplay]], option_set: str, level: flo
     rows = []
     for held in runs:
         calibration = [d for source, rs in runs.items() if source != held for r in rs for d in r.decisions]
+        pooled = conformal_calibration(calibration, None, CONDITIONING["none"][1])
+        unbinned = None if pooled is None else pooled.log_bounds(0.0, level)  # what a bin falls back on
         for name, (feature, edges) in CONDITIONING.items():
-            if not calibration:
+            cal = conformal_calibration(calibration, feature, edges)
+            if cal is None:
                 rows.append([option_set, held, name, "--", *(["--"] * (2 * len(FRACTIONS)))])
                 continue
-            bounds, which = conformal_bounds(calibration, feature, edges, level)
             coverage, width, fallback = [], [], 0
             for f in FRACTIONS:
                 ds = [d for d in (at_fraction(r, f) for r in runs[held]) if d is not None]
                 hit, widths = 0, []
                 for d in ds:
-                    lo, hi, own = bounds[which(d)]
-                    fallback += not own
+                    lo, hi = cal.log_bounds(0.0 if feature is None else feature(d), level)
+                    fallback += feature is not None and (lo, hi) == unbinned
                     hit += lo <= d.error <= hi
                     widths.append(math.exp(hi) - math.exp(lo))
                 coverage.append(f"{hit / len(ds):.2f} ({hit}/{len(ds)})" if ds else "--")
                 width.append(_num(statistics.median(widths)) if ds else "--")
-            runs_used = len({(d.source, d.run) for d in calibration})
-            rows.append([option_set, held, name, f"{runs_used} runs ({fallback})", *coverage, *width])
+            rows.append([option_set, held, name, f"{cal.n_total} runs ({fallback})", *coverage, *width])
     return rows
 
 
@@ -485,8 +434,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print(f"\n## 3. Leave-one-source-out split conformal at level {LEVEL}: coverage and median width "
           "(e^q_hi - e^q_lo) on the held-out source\n")
-    print("(calibrated on: the other sources' runs, and in brackets the held-out decisions whose bin had fewer than "
-          f"{MIN_RUNS} calibration runs and took the unbinned quantiles; width inf: too few runs for the level)\n")
+    print("(calibrated on: the other sources' runs, and in brackets the held-out decisions given the pooled interval: "
+          f"their bin had fewer than {MIN_RUNS} calibration runs, or too few for a finite bound at the level; width "
+          "inf: too few runs in all for the level)\n")
     print(render(["options", "held out", "conditioned on", "calibrated on", *(f"covers at {f:.0%}" for f in FRACTIONS),
                   *(f"width at {f:.0%}" for f in FRACTIONS)],
                  [r for o in args.options for r in conformal_rows(runs[o], o)], md))

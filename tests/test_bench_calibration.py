@@ -66,25 +66,30 @@ def test_never_stopping_replay_keeps_the_stopping_replays_decisions():
     assert run.stop_ratio == pytest.approx(bc.loss_at(curve, run.stopped_step) / bc.reference(curve)[0])
 
 
-def decision(run: str, e: float, g: float = 0.1) -> bc.Decision:
-    return bc.Decision("s", run, 1, 0.5, True, 1.0, 1.0 + g, 0.9, 1.1, math.exp(e), None, 6, False)
+def replayed(source: str, run: str, errors, odd: bool = False) -> bc.RunReplay:
+    """A run whose decisions (at evenly spaced fractions up to 80%) have these errors e, g = 0.01 and a rule's interval
+    of relative width 0.07; ``odd``: g = 0.5 and no rule's interval (its width NaN) instead."""
+    g, (lo, hi) = (0.5, (math.nan, math.nan)) if odd else (0.01, (0.965, 1.035))
+    decisions = tuple(bc.Decision(source, run, i + 1, 0.8 * (i + 1) / len(errors), True, 1.0, 1.0 + g, lo, hi,
+                                  math.exp(e), None, 6, False) for i, e in enumerate(errors))
+    return bc.RunReplay(source, run, decisions, None, None, None, None)
 
 
-def test_conformal_interval_covers_exchangeable_runs_at_its_level():
+def test_leave_one_source_out_rows_are_the_package_calibrations_intervals():
     rng = np.random.default_rng(0)
-    calibration = [decision(f"c{i}", x) for i in range(200) for x in rng.normal(size=int(rng.integers(1, 30)))]
-    (lo, hi, own), = bc.conformal_bounds(calibration, None, (0.0, math.inf))[0]
-    test = rng.normal(size=4000)
-    assert own and 0.78 <= np.mean((test >= lo) & (test <= hi)) <= 0.86
-
-
-def test_long_runs_do_not_dominate_and_bins_condition():
-    long_run = [decision("long", 1.0, g=0.01)] * 1000
-    short = [decision(f"r{i}", 0.01 * i, g=0.01) for i in range(20)]
-    lo, hi, n = bc.conformal_quantiles(long_run + short)
-    assert n == 21 and lo < 0.05 and hi < 0.2  # the long run is one of 21 (unweighted, 1000 of 1020: hi = 1)
-    assert bc.weighted_quantile([1.0, 2.0], [1, 1], 0.5) == 1.0 and bc.weighted_quantile([1.0], [1], 1.01) == math.inf
-    far = [decision(f"f{i}", 0.5 + 0.01 * i, g=0.5) for i in range(20)]
-    bounds, which = bc.conformal_bounds(short + far, lambda d: d.g, bc.G_BINS)
-    assert bounds[which(short[0])][1] < 0.25 < bounds[which(far[0])][0]
-    assert not bounds[2][2]  # an empty bin takes the unbinned quantiles
+    runs = {s: [replayed(s, f"r{i}", rng.normal(size=8), odd=i < 3) for i in range(60)] for s in ("a", "b")}
+    rows = {(r[1], r[2]): r for r in bc.conformal_rows(runs, "A")}
+    # held out "a": calibrated on b's 60 runs (its run names, the same as a's, are other runs), each weighing 1
+    cal = bc.calibrate([(f"b/{r.run}", 0.0, d.error) for r in runs["b"] for d in r.decisions])
+    lo, hi = cal.log_bounds(0.0, bc.LEVEL)
+    none = rows[("a", "none")]
+    assert none[3] == "60 runs (0)"
+    assert none[4 + len(bc.FRACTIONS):] == [f"{math.exp(hi) - math.exp(lo):.3f}"] * len(bc.FRACTIONS)
+    assert 0.7 <= np.mean([share(c) for c in none[4:4 + len(bc.FRACTIONS)]]) <= 0.9  # exchangeable: at its level
+    # the 3 odd runs of each source fall in a bin (g >= 0.4; the rule's width NaN: the last bin) of 3 calibration
+    # runs, fewer than MIN_RUNS: their decisions at each fraction are given the pooled interval
+    for name in ("g", "rule's width"):
+        row = rows[("a", name)]
+        assert row[3] == f"60 runs ({3 * len(bc.FRACTIONS)})"
+        assert none[4 + len(bc.FRACTIONS):] != row[4 + len(bc.FRACTIONS):]  # the others, their own bin's
+    assert bc.conformal_calibration(runs["a"][0].decisions, None, (0.0, math.inf)) is None  # one run: no calibration
