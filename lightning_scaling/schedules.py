@@ -8,8 +8,9 @@ ConstantLR, ExponentialLR, PolynomialLR, SequentialLR, ChainedScheduler and chai
 depends on future losses and cannot be read.
 
 :func:`schedule_lr` builds the learning rate of a warm-up-then-decay schedule of a given length (cosine, linear
-decay, or warmup-stable-decay), and :func:`fit_shape` recognises which of them a run's schedule is: what
-:func:`lightning_scaling.forecasting.recommend_horizon` stretches to another horizon.
+decay, or warmup-stable-decay; :func:`lr_multiplier`: the same as a ``LambdaLR`` lambda), and :func:`fit_shape`
+recognises which of them a run's schedule is: what :func:`lightning_scaling.forecasting.recommend_horizon` stretches
+to another horizon.
 
 Torch is imported by the caller's objects only (this module imports neither torch nor Lightning at import time).
 """
@@ -20,11 +21,11 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["planned_lrs", "ScheduleError", "SHAPES", "ScheduleShape", "schedule_lr", "fit_shape"]
+__all__ = ["planned_lrs", "ScheduleError", "SHAPES", "ScheduleShape", "schedule_lr", "lr_multiplier", "fit_shape"]
 
 #: The schedule shapes :func:`schedule_lr` builds: a linear warm-up to the peak, then a cosine decay to the floor,
 #: a linear decay to it, or warmup-stable-decay (the peak until the last ``decay_fraction`` of the steps, then a
@@ -144,7 +145,8 @@ def schedule_lr(shape: str, total_steps: int, *, warmup_steps: int, peak_lr: flo
     * ``wsd``: the peak until the last ``round(decay_fraction * total_steps)`` steps, then linear to the floor
       over them;
 
-    the floor being ``final_lr_ratio * peak_lr`` (the demo model's ``schedule`` lambdas, as a ``LambdaLR`` steps them).
+    the floor being ``final_lr_ratio * peak_lr`` (:func:`lr_multiplier` is the same schedule as a ``LambdaLR``
+    lambda: the demo model's).
 
     Args:
         shape: one of :data:`SHAPES`.
@@ -161,6 +163,37 @@ def schedule_lr(shape: str, total_steps: int, *, warmup_steps: int, peak_lr: flo
         >>> schedule_lr("linear", 5, warmup_steps=1, peak_lr=1.0, final_lr_ratio=0.0).tolist()
         [1.0, 1.0, 0.75, 0.5, 0.25]
     """
+    _check(shape, total_steps, warmup_steps, peak_lr, final_lr_ratio, decay_fraction)
+    return _rates(shape, np.arange(int(total_steps), dtype=float), int(total_steps), int(warmup_steps), peak_lr,
+                  final_lr_ratio, decay_fraction)
+
+
+def lr_multiplier(shape: str, total_steps: int, *, warmup_steps: int, final_lr_ratio: float = 0.1,
+                  decay_fraction: float = 0.2) -> Callable[[int], float]:
+    """:func:`schedule_lr`'s schedule as a ``torch.optim.lr_scheduler.LambdaLR`` lambda: the learning rate after
+    ``step`` optimizer steps over the peak, ``factor(i) == schedule_lr(...)[i] / peak_lr`` to the last bit for
+    ``peak_lr = 1``; past ``total_steps``, the floor.
+
+    Raises:
+        ValueError: as :func:`schedule_lr`, once, here.
+
+    Example:
+        >>> factor = lr_multiplier("linear", 5, warmup_steps=1, final_lr_ratio=0.0)
+        >>> [factor(i) for i in range(6)]
+        [1.0, 1.0, 0.75, 0.5, 0.25, 0.0]
+    """
+    _check(shape, total_steps, warmup_steps, 1.0, final_lr_ratio, decay_fraction)
+    total, warmup = int(total_steps), int(warmup_steps)
+
+    def factor(step: int) -> float:
+        return float(_rates(shape, step, total, warmup, 1.0, final_lr_ratio, decay_fraction))
+
+    return factor
+
+
+def _check(shape: str, total_steps: Any, warmup_steps: Any, peak_lr: Any, final_lr_ratio: float,
+           decay_fraction: float) -> None:
+    """Raise a ValueError naming the first of :func:`schedule_lr`'s arguments out of its range."""
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
     if not (isinstance(total_steps, (int, np.integer)) and total_steps >= 1):
@@ -173,15 +206,19 @@ def schedule_lr(shape: str, total_steps: int, *, warmup_steps: int, peak_lr: flo
         raise ValueError(f"final_lr_ratio must be in [0, 1], got {final_lr_ratio!r}")
     if not 0.0 < decay_fraction <= 1.0:
         raise ValueError(f"decay_fraction must be in (0, 1], got {decay_fraction!r}")
-    i = np.arange(int(total_steps), dtype=float)
-    w = int(warmup_steps)
+
+
+def _rates(shape: str, i: Any, total_steps: int, w: int, peak_lr: float, final_lr_ratio: float,
+           decay_fraction: float) -> np.ndarray:
+    """The learning rate of step ``i + 1`` (``i`` an array of indices, or one index) of :func:`schedule_lr`'s
+    schedule; checked arguments."""
     floor = final_lr_ratio * peak_lr
     if shape == "wsd":
-        start = int(total_steps) - int(round(decay_fraction * total_steps))
-        p = np.clip((i - start) / max(1, int(total_steps) - start), 0.0, 1.0)
+        start = total_steps - int(round(decay_fraction * total_steps))
+        p = np.clip((i - start) / max(1, total_steps - start), 0.0, 1.0)
         after = peak_lr - (peak_lr - floor) * p
     else:
-        p = np.clip((i - w) / max(1, int(total_steps) - w), 0.0, 1.0)
+        p = np.clip((i - w) / max(1, total_steps - w), 0.0, 1.0)
         after = (floor + (peak_lr - floor) * 0.5 * (1.0 + np.cos(np.pi * p)) if shape == "cosine"
                  else peak_lr - (peak_lr - floor) * p)
     return np.where(i < w, peak_lr * (i + 1) / max(w, 1), after)

@@ -8,7 +8,8 @@ import torch
 from lightning_scaling.demo import job
 from lightning_scaling.sweep import Sweep
 from lightning_scaling.demo.data import char_data, split, stdlib_text
-from lightning_scaling.demo.model import CharGPT, schedule
+from lightning_scaling.demo.model import SCHEDULES, CharGPT, schedule
+from lightning_scaling.schedules import planned_lrs, schedule_lr
 
 
 def test_demo_quick_run_logs_the_dashboard_and_summarises(tmp_path, capsys):
@@ -115,6 +116,25 @@ def test_schedules():
     assert wsd(79) == 1.0 and wsd(100) == pytest.approx(0.1) and wsd(90) == pytest.approx(0.55)
     with pytest.raises(ValueError, match="schedule"):
         schedule("linear", 10, 100)
+
+
+@pytest.mark.parametrize("kind", SCHEDULES)
+def test_the_demos_lambdalr_steps_schedule_lr_to_the_last_bit(kind):
+    """The demo's multiplier is schedules.schedule_lr's schedule over its peak at every step (one implementation,
+    schedules.lr_multiplier), "constant" being the linear shape with its floor at the peak; past the end, the floor."""
+    warmup, total, fraction, ratio, lr = 37, 500, 0.3, 0.1, 2e-3
+    shape, floor = ("linear", 1.0) if kind == "constant" else (kind, ratio)
+    expected = schedule_lr(shape, total, warmup_steps=warmup, peak_lr=1.0, final_lr_ratio=floor,
+                           decay_fraction=fraction)
+    factor = schedule(kind, warmup, total, fraction, ratio)
+    assert [factor(i) for i in range(total)] == expected.tolist()
+    assert factor(total + 10) == factor(total) == pytest.approx(floor)
+    if kind == "constant":
+        assert set(expected[warmup - 1:].tolist()) == {1.0}
+    model = CharGPT(d_model=8, n_layer=1, n_head=2, ctx=8, lr=lr, warmup=warmup, schedule=kind, total_steps=total,
+                    decay_fraction=fraction, min_ratio=ratio)
+    scheduler = model.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert planned_lrs(scheduler, max_steps=total).tolist() == (lr * expected).tolist()
 
 
 def test_model_sizes_and_causality():

@@ -9,7 +9,6 @@ validation loss so a recorded curve knows exactly how many optimizer steps came 
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import pytorch_lightning as pl
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..schedules import lr_multiplier
 from .data import VOCAB
 
 SCHEDULES = ("constant", "cosine", "wsd")
@@ -24,33 +24,20 @@ SCHEDULES = ("constant", "cosine", "wsd")
 
 def schedule(kind: str, warmup: int, total_steps: int, decay_fraction: float = 0.2,
              min_ratio: float = 0.1) -> Callable[[int], float]:
-    """The learning-rate multiplier after ``step`` optimizer steps (a ``LambdaLR`` lambda).
+    """The learning-rate multiplier after ``step`` optimizer steps (a ``LambdaLR`` lambda):
+    :func:`lightning_scaling.schedules.lr_multiplier`.
 
-    * ``constant``: linear warm-up over ``warmup`` steps, then 1.
+    * ``constant``: linear warm-up over ``warmup`` steps, then 1 (the ``linear`` shape with its floor at 1).
     * ``cosine``: warm-up, then cosine decay to ``min_ratio`` at ``total_steps``.
     * ``wsd`` (warmup-stable-decay): warm-up, 1 until the last ``decay_fraction`` of ``total_steps``,
       then linear decay to ``min_ratio``.
+
+    Raises ValueError for an unknown ``kind`` or a value out of range, saying which.
     """
     if kind not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
-    if warmup < 0 or total_steps < 1 or not (0 < decay_fraction <= 1) or not (0 <= min_ratio <= 1):
-        raise ValueError("need warmup >= 0, total_steps >= 1, 0 < decay_fraction <= 1, 0 <= min_ratio <= 1")
-    decay_start = total_steps - int(round(decay_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        if kind == "cosine":
-            progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-            return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        if step < decay_start:
-            return 1.0
-        progress = min(1.0, (step - decay_start) / max(1, total_steps - decay_start))
-        return 1.0 - (1 - min_ratio) * progress
-
-    return factor
+    shape, floor = ("linear", 1.0) if kind == "constant" else (kind, min_ratio)
+    return lr_multiplier(shape, total_steps, warmup_steps=warmup, final_lr_ratio=floor, decay_fraction=decay_fraction)
 
 
 class Block(nn.Module):
