@@ -19,7 +19,8 @@ README's defaults, observing the learning rate as the live callback does. Side b
   a patience stop on the plateau where the rule stays unsure.
 
 Printed per source: the coverage of the interval (the rule's own for ``old``/``point``) of the reference converged
-loss at 20/40/60/80% of each run (the latest trusted prediction at or before it) and its median relative width; the
+loss at 20/40/60/80% of each run (the latest trusted prediction at or before it), with the exact binomial 95% interval
+of that rate over the runs (Clopper-Pearson), and its median relative width; the
 runs that stop, the median and largest stop ratio (smoothed loss at the stop / reference), and the unsafe stops
 (CPU runs: above 1.2x the reference; Luo's: above 1.15x a loss the run reaches later), and against Lightning's
 ``EarlyStopping(patience=10, min_delta=0.002)`` replayed on the same points, the median of the stop's steps over its
@@ -36,6 +37,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -77,6 +79,13 @@ def score(curve, options: dict, lr: bool) -> dict:
     return out
 
 
+def coverage_ci(covered: list[bool], level: float = 0.95) -> str:
+    """The exact (Clopper-Pearson) ``level`` interval of the coverage rate from these runs, as text: with a handful of
+    runs per source and fraction, whether a coverage is off its nominal rate or only a small sample."""
+    ci = binomtest(sum(covered), len(covered)).proportion_ci(confidence_level=level, method="exact")
+    return f"{ci.low:.2f}-{ci.high:.2f}"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markdown", action="store_true")
@@ -105,8 +114,8 @@ def main(argv=None) -> None:
             for f in FRACTIONS:
                 cov = [s["cover"][f] for s in scores if f in s["cover"]]
                 wid = [s["width"][f] for s in scores if f in s["width"]]
-                cells.append(f"{np.mean(cov):.2f} ({sum(cov)}/{len(cov)}), {statistics.median(wid):.3f}"
-                             if cov else "--")
+                cells.append(f"{np.mean(cov):.2f} ({sum(cov)}/{len(cov)}; {coverage_ci(cov)}), "
+                             f"{statistics.median(wid):.3f}" if cov else "--")
             ratios = [s["ratio"] for s in scores if s["ratio"] is not None]
             cells += [f"{len(ratios)}/{len(curves)}", f"{statistics.median(ratios):.3f}" if ratios else "--",
                       f"{max(ratios):.3f}" if ratios else "--", str(sum(s["unsafe"] for s in scores))]
