@@ -9,12 +9,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytorch_lightning as pl  # noqa: E402
 
 from lightning_scaling import DataLimitGap, EffectiveEpochs, ExtraEarlyStopping, FlopCounter, PowerLaw  # noqa: E402
+from lightning_scaling import forecasting  # noqa: E402
 from lightning_scaling.sweep import Sweep  # noqa: E402
 from models import CurveRegressor, loader, regression_data  # noqa: E402
 
 
 def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0, sweep: str | None = None) -> None:
     pl.seed_everything(0)
+    fits = []  # the schedule forecasts this rank fits (ExtraEarlyStopping looks forecasting.forecast up at each one)
+    fit = forecasting.forecast
+    forecasting.forecast = lambda *args, **kwargs: fits.append(1) or fit(*args, **kwargs)
     # with a cool-down the stop (and its summary, which sums the FLOPs over ranks) comes inside the optimizer-step hook
     callbacks = [EffectiveEpochs(), FlopCounter(peak_flops=1e12),
                  ExtraEarlyStopping(calibration=False, verbose=cooldown_steps > 0, cooldown_steps=cooldown_steps)]
@@ -34,7 +38,9 @@ def main(out: str, devices: int, batch_size: int, cooldown_steps: int = 0, sweep
         "examples": counts.examples_seen,
         "flops": callbacks[1].sync(trainer),
         "floor": None if sweep is None or callbacks[3].floor is None else callbacks[3].floor.value,
-        "floor_source": None if sweep is None else callbacks[3].floor_source}))
+        "floor_source": None if sweep is None else callbacks[3].floor_source, "forecasts": len(fits),
+        "forecast_tags": {k: float(v) for k, v in trainer.callback_metrics.items() if "forecast" in k},
+        "cooldown_reason": callbacks[2]._cooldown_reason}))
     # Tear gloo down before the interpreter does: left to exit, a rank can die of "terminate called without an
     # active exception" (SIGABRT) after writing its results, about one run in five here.
     import torch.distributed as dist

@@ -137,18 +137,29 @@ def test_ddp_two_ranks_match_a_single_process_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_cooldown_ends_on_the_same_step_on_both_ranks(tmp_path):
-    """The cool-down runs in the optimizer-step hook, where the stop's summary sums the FLOPs over ranks."""
+@pytest.mark.parametrize("cooldown", [8, 200], ids=["begun_at_the_rules_stop", "begun_on_the_forecast"])
+def test_ddp_cooldown_ends_on_the_same_step_on_both_ranks(tmp_path, cooldown):
+    """The cool-down runs in the optimizer-step hook, where the stop's summary sums the FLOPs over ranks. The schedule
+    forecast a cool-down is decided on is fitted on rank zero only, as often as a single process fits it; its
+    published tags and the cool-down decision (its reason too) reach rank one. 8 steps begin at the rule's stop, 200
+    earlier, on the forecast."""
     script = Path(__file__).parent / "ddp_run.py"
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     single.mkdir(), ddp.mkdir()
-    subprocess.run([sys.executable, str(script), str(single), "1", "16", "8"], check=True, timeout=600, cwd=tmp_path)
-    subprocess.run([sys.executable, str(script), str(ddp), "2", "8", "8"], check=True, timeout=600, cwd=tmp_path)
+    k = str(cooldown)
+    subprocess.run([sys.executable, str(script), str(single), "1", "16", k], check=True, timeout=600, cwd=tmp_path)
+    subprocess.run([sys.executable, str(script), str(ddp), "2", "8", k], check=True, timeout=600, cwd=tmp_path)
     one = json.loads((single / "rank0.json").read_text())
-    assert one["cooldown_start"] is not None and one["stop"] == one["step"] == one["cooldown_start"] + 8
-    for r in (json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)):
+    assert one["cooldown_start"] is not None and one["stop"] == one["step"] == one["cooldown_start"] + cooldown
+    assert one["cooldown_reason"].startswith(f"a {cooldown}-step cool-down") == (cooldown == 200)
+    ranks = [json.loads((ddp / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for r in ranks:
         assert (r["cooldown_start"], r["stop"], r["step"]) == (one["cooldown_start"], one["stop"], one["step"])
         assert r["flops"] == pytest.approx(one["flops"], rel=1e-6)
+        assert r["forecast_tags"] == ranks[0]["forecast_tags"] and r["cooldown_reason"] == one["cooldown_reason"]
+    assert ranks[0]["forecasts"] == one["forecasts"] > 0 and ranks[1]["forecasts"] == 0
+    assert "scaling/forecast_final_loss" in ranks[1]["forecast_tags"]
+    assert ranks[1]["forecast_tags"] == pytest.approx(one["forecast_tags"], rel=1e-9)
 
 
 def even_tokens(batch):

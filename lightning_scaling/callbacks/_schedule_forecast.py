@@ -7,6 +7,9 @@ replay of ``scaling/lr_sum`` sees it), the plan read once from a copy of the Tra
 fixed-horizon schedule (cosine, linear decay, WSD: :func:`lightning_scaling.schedules.fit_shape`) also the horizon
 for the next run that reaches the rule's threshold x L0 (:func:`lightning_scaling.forecasting.recommend_horizon`).
 A report: a failure is one warning, and it never stops the run.
+
+Under DDP the fit runs on global rank zero only; :meth:`ScheduleForecaster.share` hands what the other ranks need of it
+(the tags published on every rank, the cool-down decision) to every rank, in one broadcast per validation.
 """
 
 from __future__ import annotations
@@ -16,26 +19,32 @@ from typing import Any
 
 import numpy as np
 
+from . import _common
+
 
 class ScheduleForecaster:
     """The latest schedule forecast of a run (``forecast``: a :class:`~lightning_scaling.forecasting.Forecast`, or
     None before there are points, under a constant LR unless a cool-down is to be decided, or after a failure), the
     plan it read (``plan``), and the horizon recommended for the next run (``horizon``: a
-    :class:`~lightning_scaling.forecasting.HorizonRecommendation` under a fixed-horizon schedule, else None)."""
+    :class:`~lightning_scaling.forecasting.HorizonRecommendation` under a fixed-horizon schedule, else None).
+    ``forecast`` and ``horizon`` are global rank zero's, the only rank that fits: None on the others."""
 
     def __init__(self) -> None:
         self.forecast: Any = None
         self.horizon: Any = None
         self.plan: Any = None  # (step, the planned LR of every later step), read once from the scheduler
         self.constant_lr = False  # the LR is constant after the warm-up, to the planned end
+        self.made = False  # a forecast was made at this validation (on rank zero; every rank knows it alike)
 
     def update(self, trainer: Any, rule: Any, step: int, warn: Any, cooldown: bool = False) -> Any:
-        """The forecast at ``step`` from ``rule``'s points; ``warn(key, message)`` says a trouble once. ``cooldown``:
+        """The forecast at ``step`` from ``rule``'s points, fitted on global rank zero only (None on the other ranks:
+        :meth:`share` hands them what they need of it); ``warn(key, message)`` says a trouble once. ``cooldown``:
         a cool-down is to be decided, so the forecast is made under a constant LR too (its drop term is the
         cool-down's loss)."""
         from ..forecasting import MIN_POINTS, forecast, lr_from_sums, recommend_horizon
 
         self.forecast = self.horizon = None
+        self.made = False
         if len(rule.steps) < MIN_POINTS or any(v is None for v in rule.lr_sums):
             return None
         try:
@@ -47,6 +56,9 @@ class ScheduleForecaster:
             self.constant_lr = bool(np.ptp(schedule[rule.fit_after:]) <= 1e-9 * max(float(schedule.max()), 1e-300))
             if self.constant_lr and not cooldown:  # nothing for a schedule law to add (the converged-loss
                 return None                         # prediction is the forecast) unless a cool-down is to be decided
+            self.made = True  # decided alike on every rank: the same points, LR and plan
+            if not _common.is_global_zero(trainer):
+                return None
             self.forecast = forecast(rule.steps, rule.losses, lr=lr, planned_lr=plan, warmup_steps=rule.warmup_steps,
                                      confidence=rule.confidence)
             if self.forecast.trusted:
@@ -56,6 +68,16 @@ class ScheduleForecaster:
             warn("forecast", f"the schedule forecast failed at step {step} ({type(err).__name__}: {err}); it is not "
                              "logged, training goes on")
         return self.forecast
+
+    def share(self, trainer: Any, cooldown_steps: int, cooldown: Any = None) -> tuple[dict[str, float | None], Any]:
+        """Global rank zero's forecast tags (:meth:`metrics` with ``cooldown_steps``) and its cool-down decision
+        (``cooldown``, from the forecast: a :class:`~lightning_scaling.cooldown.CooldownDecision` or None), on every
+        rank: one broadcast from rank zero at a validation where a forecast was made (collective: every rank calls
+        it after :meth:`update`); none on one process, nor where no forecast was made (every rank knows that)."""
+        shared = (self.metrics(cooldown_steps), cooldown)
+        if self.made and _common.world_size(trainer) > 1:
+            shared = trainer.strategy.broadcast(shared, src=0)
+        return shared
 
     def planned_lr(self, trainer: Any, step: int, warn: Any) -> Any:
         """The LR of every step after ``step`` to the planned end: read once from a copy of the first LR scheduler,

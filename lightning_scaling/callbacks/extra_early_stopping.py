@@ -144,7 +144,8 @@ class ExtraEarlyStoppingBase:
 
     @property
     def forecast(self) -> Any:
-        """The latest schedule forecast (:class:`lightning_scaling.forecasting.Forecast`), or None."""
+        """The latest schedule forecast (:class:`lightning_scaling.forecasting.Forecast`), or None. Under DDP, global
+        rank zero's, the only rank that fits it (None on the others, which get its tags and cool-down decision)."""
         return self._schedule.forecast
 
     @property
@@ -332,20 +333,23 @@ class ExtraEarlyStoppingBase:
                                             "training goes on")
         self.decision = decision
         deciding = bool(self.cooldown_steps) and self.cooldown_start is None
+        # the schedule forecast and the cool-down decision on it are made on global rank zero only; its tags and
+        # that decision reach every rank (one broadcast per validation with a forecast, none on one process)
         self._schedule.update(trainer, self.rule, step, lambda key, message: self._warn_once(trainer, key, message),
                               cooldown=deciding)
         begin = self._cooldown_due(trainer, decision) if deciding and not decision.should_stop else None
+        forecast_tags, begin = self._schedule.share(trainer, self.cooldown_steps if deciding else 0, begin)
         if deciding:
             self.cooldown_decision = begin  # the latest (the summary says why no cool-down has begun)
         if self._member is not None:
             self._member.validated(trainer, pl_module)
-        self._log(trainer, decision, loss, epoch_steps)
+        self._log(trainer, decision, loss, epoch_steps, forecast_tags)
         should_stop = trainer.strategy.reduce_boolean_decision(decision.should_stop, all=False)
         if self.rule.last_fit is not None and self.rule.last_fit.fits:
             self._figure(trainer, decision, force=should_stop)
-        if deciding and not should_stop:  # every rank begins together (one reduce per evaluation, with a cool-down)
-            if trainer.strategy.reduce_boolean_decision(begin is not None and begin.begin, all=False):
-                self._begin_cooldown(trainer, begin.reason if begin is not None else "the cool-down rule on rank zero")
+        if deciding and not should_stop:  # every rank begins together: on rank zero's decision, shared above
+            if begin is not None and begin.begin:
+                self._begin_cooldown(trainer, begin.reason)
         elif should_stop and deciding:
             self._begin_cooldown(trainer, decision.reason)
         elif should_stop and self.cooldown_start is None:
@@ -403,7 +407,8 @@ class ExtraEarlyStoppingBase:
         gap = _common.find_callback(trainer, "DataLimitGapBase")
         return None if gap is None else gap.data_floor(trainer)
 
-    def _log(self, trainer: Any, d: StopDecision, loss: float, epoch_steps: float | None = None) -> None:
+    def _log(self, trainer: Any, d: StopDecision, loss: float, epoch_steps: float | None = None,
+             forecast_tags: dict[str, float | None] | None = None) -> None:
         # the rule's own inputs (step = global_step, the loss, the LR sum, the steps of an epoch, a floor that is the
         # model's own limit) go to the logs, so a replay of scaling/monitored_loss, scaling/lr_sum (and
         # scaling/epoch_steps, scaling/floor_kind, with DataLimitGap's scaling/ld_loss) reaches this decision
@@ -417,8 +422,7 @@ class ExtraEarlyStoppingBase:
                                  "converged_loss_high": d.interval[1] if d.interval else None})
         if not d.trusted:
             prediction = dict.fromkeys(prediction)
-        cooling = self.cooldown_steps if self.cooldown_start is None else 0
-        prediction.update(tags.named(self._schedule.metrics(cooling)))
+        prediction.update(tags.named(forecast_tags or {}))  # the schedule forecast's, rank zero's on every rank
         if self._member is not None:  # shown beside the single-run prediction, never used to stop (rank zero only)
             metrics.update(tags.named(self._member.metrics()))
         _common.log_scalars(trainer, {**metrics, **prediction}, d.step)
