@@ -8,8 +8,9 @@ default options and the run's learning rate; the whole recording when it never s
 50% of its reference length (the step of its converged loss; Luo's: the last step), with its own prefix joining the
 fit:
 
-* ``single``: the rule's prediction today, ``replay(..., calibration=None)`` (the shipped calibration) observing the
-  learning rate, without stopping (``stable_fits`` never met), its decision's ``converged_loss`` and ``interval``;
+* ``single``: the rule's prediction today, ``replay`` observing the learning rate, without stopping (``stable_fits``
+  never met), its decision's ``converged_loss`` and ``interval``, calibrated **leave one source out** as the pooled one
+  is (:func:`held_out_calibrations`: the shipped calibration has seen every source);
 * ``pooled``: :func:`lightning_scaling.sweep.fit_sweep` over the k-1 earlier records and the prefix, its
   ``converged_loss`` at the run's N and the interval at the same confidence (0.8), calibrated split conformal **leave
   one source out**: the log-ratio scores of the pooled predictor on the other three sources (runs as the units), never
@@ -22,8 +23,9 @@ joint forms (:data:`~lightning_scaling.sweep.FORMS`) and the fit time of 100 run
 
     .venv/bin/python benchmarks/bench_sweep.py [--markdown] [--forms kaplan power] [--write-calibration PATH]
 
-``--write-calibration PATH`` also writes the pooled predictor's calibration made from all four sources (the shipped
-one is :data:`lightning_scaling.sweep.CALIBRATION_PATH`).
+``--write-calibration PATH`` also writes the pooled predictor's calibration made from all four sources, the earlier runs
+stopped by the shipped single-run calibration as a user's are (the shipped one is
+:data:`lightning_scaling.sweep.CALIBRATION_PATH`).
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
 from lightning_scaling import StopConfig, replay  # noqa: E402
 from lightning_scaling.calibration import calibrate  # noqa: E402
+from lightning_scaling.calibration import default as default_calibration  # noqa: E402
 from lightning_scaling.errors import FitError  # noqa: E402
 from lightning_scaling.corpus.curves import SEEDS_DIR, load_curves  # noqa: E402
 from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
-from lightning_scaling.corpus.sources import SOURCES, is_luo, load_source, reference, unsafe_stop  # noqa: E402
+from lightning_scaling.corpus.sources import (SOURCES, is_luo, load_source, reference, source_samples,  # noqa: E402
+                                              unsafe_stop)
 from lightning_scaling.sweep import FORMS, fit_sweep, pooled_fit, record_from_curve, sweep_floor  # noqa: E402
 
 FRACTIONS = (0.2, 0.5)
@@ -91,14 +95,26 @@ def at_fraction(curve, f: float) -> int:
     return int(idx[-1]) if idx.size else 0
 
 
-def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
-    """Every (run, fraction) case: the single-run decision and each form's pooled point prediction."""
+def held_out_calibrations() -> dict:
+    """Per source, the single-run rule's calibration made from the other sources' runs (the shipped one has seen
+    every source, so a run of it would be scored in sample)."""
+    samples = {name: source_samples(name) for name in SOURCES}
+    return {held: calibrate([s for name in SOURCES if name != held for s in samples[name]],
+                            sources=[name for name in SOURCES if name != held]) for held in SOURCES}
+
+
+def simulate(sources=SOURCES, forms=(FORMS[0],), calibrations=None) -> list[dict]:
+    """Every (run, fraction) case: the single-run decision (calibrated with ``calibrations[source]``; default
+    :func:`held_out_calibrations`) and each form's pooled point prediction. Each earlier run enters the store where
+    the rule with the same calibration stops it."""
+    calibrations = held_out_calibrations() if calibrations is None else calibrations
     cases = []
     for source, data, curves in sweeps(sources):
         store = []
+        cal = calibrations[source]
         for k, curve in enumerate(curves, start=1):
             ref = reference(curve)[0]
-            single = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=None, config=NO_STOP).decisions
+            single = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=cal, config=NO_STOP).decisions
             for f in FRACTIONS:
                 i = at_fraction(curve, f)
                 d = single[i]
@@ -117,7 +133,7 @@ def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
                     except FitError:  # no fit, or the prefix too short and no law of N to extrapolate with
                         case["pooled"][form] = None
                 cases.append(case)
-            stop = replay(curve.steps, curve.val_loss, lr=curve.lr).stopped_step
+            stop = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=cal).stopped_step
             store.append(record(curve, data, until_step=stop))
     return cases
 
@@ -129,13 +145,16 @@ def simulate(sources=SOURCES, forms=(FORMS[0],)) -> list[dict]:
 STOP_MODES = ("alone", "sweep floor", "any-model floor", "kaplan_strict E")
 
 
-def simulate_stops(sources=SOURCES) -> list[dict]:
+def simulate_stops(sources=SOURCES, calibrations=None) -> list[dict]:
     """Every run's stop in the same sweep order (:data:`STOP_MODES`): the floor is
     :func:`~lightning_scaling.sweep.sweep_floor` of the earlier runs' joint fit (this run left out, constant over
-    the run), replayed with the README's defaults; and Lightning's EarlyStopping(patience=10) on the same points."""
+    the run), replayed with the README's defaults and the source's held-out calibration; and Lightning's
+    EarlyStopping(patience=10) on the same points."""
+    calibrations = held_out_calibrations() if calibrations is None else calibrations
     out = []
     for source, data, curves in sweeps(sources):
         store = []
+        cal = calibrations[source]
         for k, curve in enumerate(curves, start=1):
             ref = reference(curve)[0]
             fit = pooled_fit(store, run_id=curve.name, data=data)
@@ -146,9 +165,9 @@ def simulate_stops(sources=SOURCES) -> list[dict]:
             floors = {"alone": None, "sweep floor": sweep_floor(fit, d, n_params=curve.n_params),
                       "any-model floor": sweep_floor(fit, d),
                       "kaplan_strict E": limit if limit is not None and limit.source == "limit" else None}
-            alone = replay(curve.steps, curve.val_loss, lr=curve.lr).stopped_step
+            alone = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=cal).stopped_step
             stops = {mode: alone if floor is None else replay(curve.steps, curve.val_loss, lr=curve.lr,
-                                                              floor=floor.value).stopped_step
+                                                              calibration=cal, floor=floor.value).stopped_step
                      for mode, floor in floors.items()}
             out.append({"source": source, "run": curve.name, "k": k, "ref": ref, "floors": floors, "stops": stops,
                         "es": None if is_luo(curve) else early_stopping_step(curve, patience=10),
@@ -239,16 +258,27 @@ def interval_table(cases, markdown: bool) -> str:
                     continue
                 s = _stats([(c["single"], c["ref"]) for c in sel])
                 p = _stats([(c.get("pooled_interval"), c["ref"]) for c in sel])
-                both = [c for c in sel if c["single"] is not None and c.get("pooled_interval") is not None]
-                ratio = "-"
-                if both:
-                    ws = statistics.median(_width(c["single"]) for c in both)
-                    wp = statistics.median(_width(c["pooled_interval"]) for c in both)
-                    ratio = f"{ws / wp:.1f}x" if wp > 0 else "-"
-                rows.append([source, f"{f:.0%}", kb, len(sel), s[0], s[1], s[2], p[0], p[1], p[2], ratio])
+                rows.append([source, f"{f:.0%}", kb, len(sel), s[0], s[1], s[2], p[0], p[1], p[2],
+                             equal_coverage(sel)])
     header = ["source", "at", "k", "cases", "single: predicted", "coverage", "median width",
-              "pooled: predicted", "coverage", "median width", "single/pooled width (both predict)"]
+              "pooled: predicted", "coverage", "median width", "at the pooled coverage: single / pooled width"]
     return render(header, rows, markdown)
+
+
+def equal_coverage(sel) -> str:
+    """The widths at equal coverage, on the cases where both predict: the pooled interval's coverage c there, and the
+    width the single-run prediction needs to cover the same share, ``e^q - e^-q`` with ``q`` the c-quantile of its
+    ``|log(L_ref / L_hat)|`` over those cases (an interval fitted to the cases it is scored on: it favours the
+    single-run prediction), over the pooled interval's median width. Text: "ratio (c, cases)"."""
+    both = [c for c in sel if c["single"] is not None and c["single"][0] > 0 and c.get("pooled_interval")]
+    if not both:
+        return "-"
+    cover = sum(lo <= c["ref"] <= hi for c in both for _, (lo, hi) in [c["pooled_interval"]]) / len(both)
+    if cover == 0:
+        return f"- (0%, {len(both)})"
+    q = float(np.quantile([_log_error(c["ref"], c["single"][0]) for c in both], cover, method="inverted_cdf"))
+    pooled = statistics.median(_width(c["pooled_interval"]) for c in both)
+    return f"{(math.exp(q) - math.exp(-q)) / pooled:.1f}x ({cover:.0%}, {len(both)})" if pooled > 0 else "-"
 
 
 def _width(pi) -> float:
@@ -306,7 +336,8 @@ def main(argv=None) -> None:
                         help="write the pooled predictor's calibration from all sources to PATH")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    cases = simulate(args.sources, tuple(args.forms))
+    calibrations = held_out_calibrations()
+    cases = simulate(args.sources, tuple(args.forms), calibrations)
     form = args.forms[0]
     pooled_intervals(cases, form)
     print(f"## Pooled ({form}) against single-run, confidence {CONFIDENCE}, pooled calibrated leave one source out\n")
@@ -314,12 +345,13 @@ def main(argv=None) -> None:
     print("\n## Median |log(L_ref / L_hat)| of the point predictions (cases with one)\n")
     print(error_table(cases, args.forms, args.markdown))
     print("\n## The stop with the sweep's floor (DataLimitGap(sweep=...)) against the run alone\n")
-    print(stop_table(simulate_stops(args.sources), args.markdown))
+    print(stop_table(simulate_stops(args.sources, calibrations), args.markdown))
     seconds, err = fit_time()
     print(f"\nfit of 100 synthetic runs (10 sizes x 200 evaluations, form {FORMS[0]}): {seconds:.3f} s "
           f"(best of 3); converged-loss error at one size {err:.2%}")
-    if args.write_calibration:
-        calibrate(samples(cases, form), sources=args.sources).to_json(args.write_calibration)
+    if args.write_calibration:  # the earlier runs stopped as a user's are, by the shipped calibration
+        shipped = simulate(args.sources, (form,), {name: default_calibration() for name in SOURCES})
+        calibrate(samples(shipped, form), sources=args.sources).to_json(args.write_calibration)
         print(f"\ncalibration of the pooled predictor -> {args.write_calibration}")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 
