@@ -58,8 +58,9 @@ TURN_UP_WINDOW_LATER = 5
 #: noisy smoothed values lies ~3 of them below the curve and the latest may lie ~2 above, so on a still-falling curve
 #: whose evaluations are noisier than ~0.3% a bare ``turn_up`` of 1% is crossed by noise alone.
 TURN_UP_Z = 5.0
-#: With fewer points than this since the warm-up the noise cannot be estimated: only a rise of
-#: ``TURN_UP_EARLY`` x ``turn_up`` counts then (a run that overfits at once rises far faster).
+#: With fewer points than this since the warm-up their noise cannot be estimated: only a rise of
+#: ``TURN_UP_EARLY`` x ``turn_up`` counts then (a run that overfits at once rises far faster), or of ``TURN_UP_Z``
+#: standard deviations of the noise of every point held, the warm-up's included, if that is more.
 TURN_UP_NOISE_POINTS = 6
 TURN_UP_EARLY = 5.0
 #: How much the mean learning rate between two evaluations must change, relative to the first one after the warm-up,
@@ -590,18 +591,16 @@ class StoppingRule:
         """The rise in log loss over the smoothed minimum that counts as a turn-up, given the losses since the
         warm-up: ``log(1 + turn_up)``, or :data:`TURN_UP_Z` standard deviations of the smoothed loss's noise if that
         is more (an exponential moving average with weight ``b`` on the past keeps ``sqrt((1 - b) / (1 + b))`` of
-        the noise of single evaluations); with fewer than :data:`TURN_UP_NOISE_POINTS` losses,
-        ``log(1 + TURN_UP_EARLY x turn_up)``."""
+        the noise of single evaluations). With fewer than :data:`TURN_UP_NOISE_POINTS` losses since the warm-up,
+        ``log(1 + TURN_UP_EARLY x turn_up)``, or the same number of standard deviations of the noise of every point
+        the rule holds (the warm-up's too) if that is more: the curvature of a falling warm-up only raises that
+        estimate, so a run as noisy as its warm-up is not stopped by the noise of its first few points."""
+        z = TURN_UP_Z * math.sqrt((1 - self.smoothing) / (1 + self.smoothing))
         if len(losses) < TURN_UP_NOISE_POINTS:
-            return math.log1p(TURN_UP_EARLY * self.turn_up)
-        values = np.asarray(losses, dtype=float)
-        scale = abs(float(np.median(values)))
-        if np.all(values > 0):
-            noise = noise_sd(np.log(values))
-        else:  # a loss that reaches 0 or below (e.g. a negative log-likelihood): its noise relative to its size
-            noise = noise_sd(values) / scale if scale > 0 else 0.0
-        b = self.smoothing
-        return max(math.log1p(self.turn_up), TURN_UP_Z * noise * math.sqrt((1 - b) / (1 + b)))
+            early = math.log1p(TURN_UP_EARLY * self.turn_up)
+            held = self.losses
+            return max(early, z * _relative_noise(held)) if len(held) >= TURN_UP_NOISE_POINTS else early
+        return max(math.log1p(self.turn_up), z * _relative_noise(losses))
 
     def _smooth(self, losses: list[float]) -> list[float]:
         """The exponential moving average of ``losses`` (weight ``smoothing`` on the past)."""
@@ -685,6 +684,17 @@ class StoppingRule:
         if last is not None and "code" in last:
             last = {**last, "code": StopReason(last["code"])}
         self.last = None if last is None else StopDecision(**last)
+
+
+def _relative_noise(losses: Sequence[float]) -> float:
+    """The noise of single evaluations relative to the loss: :func:`~lightning_scaling.fitting.noise_sd` of the log
+    losses, or, for a loss that reaches 0 or below (e.g. a negative log-likelihood), of the losses over their median's
+    size (0 when that is 0)."""
+    values = np.asarray(losses, dtype=float)
+    if np.all(values > 0):
+        return noise_sd(np.log(values))
+    scale = abs(float(np.median(values)))
+    return noise_sd(values) / scale if scale > 0 else 0.0
 
 
 def warmup_end(steps: Sequence[int], lr_sums: Sequence[float]) -> int:

@@ -283,6 +283,25 @@ def test_a_real_turn_up_is_seen_through_the_noise():
     assert rule.turn_up_rise(list(np.linspace(3.0, 2.0, 20))) == pytest.approx(math.log1p(rule.turn_up))
 
 
+def test_the_first_points_after_a_noisy_warm_up_are_not_a_turn_up():
+    # benchmarks/bench_noise.py's falling curve (a 500-step warm-up, still 10% above its asymptote 2.0 at the end)
+    # with 5% noise per evaluation: with the bare early bar (5%) these seeds stopped as data-limited at steps 700-800,
+    # 1.5x the asymptote, on the noise of the first points after the warm-up; the noise of the warm-up's points
+    # now raises that bar
+    steps = np.arange(50, 20001, 50)
+    lr = np.full(20000, 1e-3)
+    lr[:500] = np.linspace(2e-6, 1e-3, 500)
+    clean = 2.0 + 3.0 * (steps / 100.0) ** -0.5
+    for seed in (4, 9, 12, 17):
+        noisy = clean * np.exp(np.random.default_rng(seed).normal(0.0, 0.05, steps.size))
+        result = replay(steps, noisy, lr=lr)
+        assert result.stopped_step is None or result.stopped_step > 10000, (seed, result.reason)
+    rule = StoppingRule(calibration=False)
+    for step, loss in zip(steps[:12], clean[:12] * np.exp(np.random.default_rng(0).normal(0.0, 0.05, 12))):
+        rule.update(int(step), float(loss), lr_sum=float(lr[:step].sum()))
+    assert rule.turn_up_rise(rule.losses[-3:]) > math.log1p(5 * rule.turn_up)  # the held points' noise: above 5%
+
+
 def test_a_negative_loss_turns_up_only_when_it_rises():
     # a negative log-likelihood falling towards -2: "1% above its minimum" is measured on its size, not as min x 1.01
     # (which lies below a negative minimum: every evaluation after it was a turn-up)
