@@ -25,6 +25,7 @@ runs that stop, the median and largest stop ratio (smoothed loss at the stop / r
 (CPU runs: above 1.2x the reference; Luo's: above 1.15x a loss the run reaches later), and against Lightning's
 ``EarlyStopping(patience=10, min_delta=0.002)`` replayed on the same points, the median of the stop's steps over its
 steps and of the loss at the stop over its loss (runs where both stop; the FLOPs are in proportion to the steps).
+Below the table: how many trusted predictions of the default lie at or above a loss the run had already reached.
 
     .venv/bin/python benchmarks/bench_calibrated_stop.py [--markdown] [--confidence 0.8 0.6] [--held-out stdlib]
 """
@@ -64,6 +65,8 @@ def score(curve, options: dict, lr: bool) -> dict:
     ref, length = reference(curve)
     result = replay(curve.steps, curve.val_loss, **({"lr": curve.lr} if lr else {}), **options)
     out: dict = {"cover": {}, "width": {}, "ratio": None, "unsafe": False, "vs_es": None}
+    trusted = [(i, d) for i, d in enumerate(result.decisions) if d.trusted and d.converged_loss is not None]
+    out["above"] = (sum(d.converged_loss >= float(np.min(curve.val_loss[:i + 1])) for i, d in trusted), len(trusted))
     for f in FRACTIONS:
         d = next((d for d in reversed(result.decisions) if d.step <= f * length and d.trusted and d.interval), None)
         if d is not None:
@@ -94,7 +97,7 @@ def main(argv=None) -> None:
                         help="the sources to hold out in turn (each is calibrated on all the others)")
     args = parser.parse_args(argv)
     samples = {name: source_samples(name) for name in SOURCES}
-    rows = []
+    rows, above = [], []
     for held in args.held_out:
         cal = calibrate([s for name in SOURCES if name != held for s in samples[name]],
                         sources=[n for n in SOURCES if n != held])
@@ -123,11 +126,15 @@ def main(argv=None) -> None:
             cells += [f"{statistics.median(v[0] for v in vs):.2f}, {statistics.median(v[1] for v in vs):.3f}"
                       if vs else "--"]
             rows.append(cells)
+            if label == f"calibrated {args.confidence[0]:g}":
+                above.append(f"{held} {sum(s['above'][0] for s in scores)}/{sum(s['above'][1] for s in scores)}")
     head = ["held out", "rule"] + [f"covers at {f:.0%}, width" for f in FRACTIONS] + [
         "stopped", "median stop ratio", "max stop ratio", "unsafe stops",
         "vs EarlyStopping(patience 10): steps, loss (median)"]
     print(f"calibrated on the other sources; confidence {', '.join(f'{c:g}' for c in args.confidence)}")
     print(render(head, rows, args.markdown))
+    print(f"\ntrusted predictions at or above a loss the run had already reached (calibrated "
+          f"{args.confidence[0]:g}, every evaluation until the stop): {', '.join(above)}")
 
 
 if __name__ == "__main__":
