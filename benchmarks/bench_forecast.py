@@ -17,7 +17,7 @@ the trusted forecasts; the same over every forecast with a number, the untrusted
 them anyway would be); the coverage of the calibrated 80% interval and its median relative width (hi - lo) / L_hat;
 the mean time of one forecast.
 
-    .venv/bin/python benchmarks/bench_forecast.py [--markdown] [--laws mpl tissue power] [--prior]
+    .venv/bin/python benchmarks/bench_forecast.py [--markdown] [--laws mpl tissue power] [--prior] [--shipped-prior]
         [--write-calibration PATH]
     .venv/bin/python benchmarks/bench_forecast.py --horizon [--markdown] [--threshold 1.1]
 
@@ -47,8 +47,8 @@ from scipy.optimize import brentq
 
 from lightning_scaling.calibration import calibrate
 from lightning_scaling.corpus.curves import LUO_L0, load_curves, load_luo_curves
-from lightning_scaling.forecasting import (G_EDGES, LAWS, Run, _drop_term, _fit, _predict, _warmup_cut, fit_prior,
-                                           prefix_forecasts, recommend_horizon)
+from lightning_scaling.forecasting import (DEFAULT_PRIORS, G_EDGES, LAWS, Run, _drop_term, _fit, _predict,
+                                           _warmup_cut, fit_prior, prefix_forecasts, recommend_horizon)
 from lightning_scaling.planning import stopping_factor
 from lightning_scaling.schedules import ScheduleShape
 
@@ -73,16 +73,19 @@ def recorded_runs() -> list[Run]:
     return runs
 
 
-def held_out(runs: list[Run], law: str) -> dict[str, list[tuple[Run, float, object, float, float]]]:
+def held_out(runs: list[Run], law: str,
+             shipped_prior: bool = False) -> dict[str, list[tuple[Run, float, object, float, float]]]:
     """Per group: ``(run, fraction, forecast, truth, seconds)`` with the prior fitted on the other groups of its source
-    (the other size: the drop's size in nats does not carry from the CPU corpus to the GPU runs), or on every other
-    group when it is its source's only one."""
+    (the other size: the drop's size in nats does not carry from the CPU corpus to the GPU runs; what a sweep store of
+    the same data would give), or on every other group when it is its source's only one; ``shipped_prior``: the
+    package's :data:`~lightning_scaling.forecasting.DEFAULT_PRIORS` instead (fitted on Luo et al.'s runs: held out
+    for the corpus only)."""
     out: dict[str, list] = {}
     for group in sorted({r.group for r in runs}):
         source = group.split()[0]
         same = [r for r in runs if r.group != group and r.group.split()[0] == source]
         others = same or [r for r in runs if r.group != group]
-        prior = fit_prior(others, law)
+        prior = DEFAULT_PRIORS[law] if shipped_prior else fit_prior(others, law)
         rows = []
         for run in (r for r in runs if r.group == group):
             t0 = time.perf_counter()
@@ -103,10 +106,10 @@ def samples(rows) -> list[tuple[str, float, float]]:
     return out
 
 
-def table(runs: list[Run], laws) -> tuple[list[list], dict]:
+def table(runs: list[Run], laws, shipped_prior: bool = False) -> tuple[list[list], dict]:
     rows, cal_samples = [], {}
     for law in laws:
-        per_group = held_out(runs, law)
+        per_group = held_out(runs, law, shipped_prior)
         cal_samples[law] = [s for g in per_group.values() for s in samples(g)]
         scored = {}
         for group, grows in per_group.items():
@@ -208,6 +211,8 @@ def main(argv=None) -> None:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--laws", nargs="+", default=list(LAWS), choices=LAWS)
     parser.add_argument("--prior", action="store_true", help="print the priors fitted on every group")
+    parser.add_argument("--shipped-prior", action="store_true",
+                        help="forecast with the shipped prior (Luo et al.'s) instead of one fitted on the other group")
     parser.add_argument("--write-calibration", metavar="PATH", help="write the calibration of the first law")
     parser.add_argument("--horizon", action="store_true", help="the cosine horizon recommendation on Luo's runs")
     parser.add_argument("--threshold", type=float, default=stopping_factor(), help="the multiple of L0 (--horizon)")
@@ -225,7 +230,7 @@ def main(argv=None) -> None:
     if args.prior:
         for law in args.laws:
             print(law, fit_prior(runs, law))
-    rows, cal_samples = table(runs, args.laws)
+    rows, cal_samples = table(runs, args.laws, args.shipped_prior)
     header = ["law", "source", "prefix", "runs", "trusted", "median error", "max error",
               "median, max error of every forecast with a number (untrusted too)", f"{LEVEL:.0%} coverage",
               "median width", "time/forecast"]
