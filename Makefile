@@ -41,6 +41,8 @@ bench: $(VENV)/.installed-test
 	$(PY) benchmarks/bench_calibrated_stop.py
 	$(PY) benchmarks/bench_noise.py
 	$(PY) benchmarks/bench_forecast.py
+	$(PY) benchmarks/bench_forecast.py --laws mpl --shipped-prior
+	$(PY) benchmarks/bench_forecast.py --horizon
 	$(PY) benchmarks/bench_cooldown.py
 	$(PY) benchmarks/bench_sweep.py
 
