@@ -30,12 +30,12 @@ def plain_objective(p, logn, logd, logl, delta=1e-3):
     return np.sum(np.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta)))
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--plain-starts", type=int, default=300)
     parser.add_argument("--bootstrap", type=int, default=1000)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     n, flop, loss = np.loadtxt(DATA, delimiter=",", skiprows=1).T
     tokens = flop / (6 * n)
