@@ -1,8 +1,7 @@
 """The calibrated interval and the stop it decides, leave one source out, against the uncalibrated rules.
 
 For each held-out source (pydoc, stdlib, spread, Luo et al. 2025's GPU runs: :mod:`lightning_scaling.corpus.sources`)
-the calibration is made from the other three (:func:`lightning_scaling.calibration.calibrate` on
-:func:`~lightning_scaling.corpus.sources.source_samples`) and every run of the held-out source is replayed with the
+the calibration is made from the other three (:func:`~lightning_scaling.corpus.sources.held_out_calibrations`) and every run of the held-out source is replayed with the
 README's defaults, observing the learning rate as the live callback does. Side by side in one run:
 
 * ``old``: the rule as it was (no calibration, ``warmup_steps=0``, ``time_axis="steps"``: what the README's snippet
@@ -44,9 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tables import render  # noqa: E402
 from lightning_scaling import StopConfig, replay  # noqa: E402
-from lightning_scaling.calibration import calibrate  # noqa: E402
 from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
-from lightning_scaling.corpus.sources import (SOURCES, load_source, reference, source_samples,  # noqa: E402
+from lightning_scaling.corpus.sources import (SOURCES, held_out_calibrations, load_source, reference,  # noqa: E402
                                               unsafe_stop)
 
 FRACTIONS = (0.2, 0.4, 0.6, 0.8)
@@ -65,8 +63,9 @@ def score(curve, options: dict, lr: bool) -> dict:
     ref, length = reference(curve)
     result = replay(curve.steps, curve.val_loss, **({"lr": curve.lr} if lr else {}), **options)
     out: dict = {"cover": {}, "width": {}, "ratio": None, "unsafe": False, "vs_es": None}
+    reached = np.minimum.accumulate(curve.val_loss)  # the lowest loss reached by each evaluation
     trusted = [(i, d) for i, d in enumerate(result.decisions) if d.trusted and d.converged_loss is not None]
-    out["above"] = (sum(d.converged_loss >= float(np.min(curve.val_loss[:i + 1])) for i, d in trusted), len(trusted))
+    out["above"] = (sum(d.converged_loss >= reached[i] for i, d in trusted), len(trusted))
     for f in FRACTIONS:
         d = next((d for d in reversed(result.decisions) if d.step <= f * length and d.trusted and d.interval), None)
         if d is not None:
@@ -96,11 +95,10 @@ def main(argv=None) -> None:
     parser.add_argument("--held-out", nargs="+", choices=SOURCES, default=list(SOURCES),
                         help="the sources to hold out in turn (each is calibrated on all the others)")
     args = parser.parse_args(argv)
-    samples = {name: source_samples(name) for name in SOURCES}
+    calibrations = held_out_calibrations(args.held_out)
     rows, above = [], []
     for held in args.held_out:
-        cal = calibrate([s for name in SOURCES if name != held for s in samples[name]],
-                        sources=[n for n in SOURCES if n != held])
+        cal = calibrations[held]
         rules = [("old", OLD_RULE, False),
                  ("power law in steps", {"calibration": False, "config": POWER, "time_axis": "steps"}, True),
                  ("power law in summed LR", {"calibration": False, "config": POWER, "time_axis": "lr_sum"}, True),

@@ -10,7 +10,8 @@ fit:
 
 * ``single``: the rule's prediction today, ``replay`` observing the learning rate, without stopping (``stable_fits``
   never met), its decision's ``converged_loss`` and ``interval``, calibrated **leave one source out** as the pooled one
-  is (:func:`held_out_calibrations`: the shipped calibration has seen every source);
+  is (:func:`~lightning_scaling.corpus.sources.held_out_calibrations`: the shipped calibration has seen every
+  source);
 * ``pooled``: :func:`lightning_scaling.sweep.fit_sweep` over the k-1 earlier records and the prefix, its
   ``converged_loss`` at the run's N and the interval at the same confidence (0.8), calibrated split conformal **leave
   one source out**: the log-ratio scores of the pooled predictor on the other three sources (runs as the units), never
@@ -48,8 +49,8 @@ from lightning_scaling.calibration import default as default_calibration  # noqa
 from lightning_scaling.errors import FitError  # noqa: E402
 from lightning_scaling.corpus.curves import SEEDS_DIR, load_curves  # noqa: E402
 from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
-from lightning_scaling.corpus.sources import (SOURCES, is_luo, load_source, reference, source_samples,  # noqa: E402
-                                              unsafe_stop)
+from lightning_scaling.corpus.sources import (SOURCES, held_out_calibrations, is_luo, load_source,  # noqa: E402
+                                              reference, unsafe_stop)
 from lightning_scaling.sweep import FORMS, fit_sweep, pooled_fit, record_from_curve, sweep_floor  # noqa: E402
 
 FRACTIONS = (0.2, 0.5)
@@ -95,19 +96,21 @@ def at_fraction(curve, f: float) -> int:
     return int(idx[-1]) if idx.size else 0
 
 
-def held_out_calibrations() -> dict:
-    """Per source, the single-run rule's calibration made from the other sources' runs (the shipped one has seen
-    every source, so a run of it would be scored in sample)."""
-    samples = {name: source_samples(name) for name in SOURCES}
-    return {held: calibrate([s for name in SOURCES if name != held for s in samples[name]],
-                            sources=[name for name in SOURCES if name != held]) for held in SOURCES}
+def alone_stop(source: str, data: str, curve, cal, stops: dict) -> int | None:
+    """Where the rule with calibration ``cal`` stops ``curve`` on its own (None: it does not), replayed once per run
+    and kept in ``stops`` (shared by :func:`simulate` and :func:`simulate_stops`)."""
+    key = (source, data, curve.name, id(cal))
+    if key not in stops:
+        stops[key] = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=cal).stopped_step
+    return stops[key]
 
 
-def simulate(sources=SOURCES, forms=(FORMS[0],), calibrations=None) -> list[dict]:
+def simulate(sources=SOURCES, forms=(FORMS[0],), calibrations=None, stops: dict | None = None) -> list[dict]:
     """Every (run, fraction) case: the single-run decision (calibrated with ``calibrations[source]``; default
-    :func:`held_out_calibrations`) and each form's pooled point prediction. Each earlier run enters the store where
-    the rule with the same calibration stops it."""
+    ``held_out_calibrations()``) and each form's pooled point prediction. Each earlier run enters the store where
+    the rule with the same calibration stops it (:func:`alone_stop`, kept in ``stops``)."""
     calibrations = held_out_calibrations() if calibrations is None else calibrations
+    stops = {} if stops is None else stops
     cases = []
     for source, data, curves in sweeps(sources):
         store = []
@@ -133,8 +136,7 @@ def simulate(sources=SOURCES, forms=(FORMS[0],), calibrations=None) -> list[dict
                     except FitError:  # no fit, or the prefix too short and no law of N to extrapolate with
                         case["pooled"][form] = None
                 cases.append(case)
-            stop = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=cal).stopped_step
-            store.append(record(curve, data, until_step=stop))
+            store.append(record(curve, data, until_step=alone_stop(source, data, curve, cal, stops)))
     return cases
 
 
@@ -145,12 +147,14 @@ def simulate(sources=SOURCES, forms=(FORMS[0],), calibrations=None) -> list[dict
 STOP_MODES = ("alone", "sweep floor", "any-model floor", "kaplan_strict E")
 
 
-def simulate_stops(sources=SOURCES, calibrations=None) -> list[dict]:
+def simulate_stops(sources=SOURCES, calibrations=None, stops: dict | None = None) -> list[dict]:
     """Every run's stop in the same sweep order (:data:`STOP_MODES`): the floor is
     :func:`~lightning_scaling.sweep.sweep_floor` of the earlier runs' joint fit (this run left out, constant over
     the run), replayed with the README's defaults and the source's held-out calibration; and Lightning's
-    EarlyStopping(patience=10) on the same points."""
+    EarlyStopping(patience=10) on the same points. ``stops``: the runs' own stops already replayed
+    (:func:`alone_stop`)."""
     calibrations = held_out_calibrations() if calibrations is None else calibrations
+    known = {} if stops is None else stops
     out = []
     for source, data, curves in sweeps(sources):
         store = []
@@ -165,7 +169,7 @@ def simulate_stops(sources=SOURCES, calibrations=None) -> list[dict]:
             floors = {"alone": None, "sweep floor": sweep_floor(fit, d, n_params=curve.n_params),
                       "any-model floor": sweep_floor(fit, d),
                       "kaplan_strict E": limit if limit is not None and limit.source == "limit" else None}
-            alone = replay(curve.steps, curve.val_loss, lr=curve.lr, calibration=cal).stopped_step
+            alone = alone_stop(source, data, curve, cal, known)
             stops = {mode: alone if floor is None else replay(curve.steps, curve.val_loss, lr=curve.lr,
                                                               calibration=cal, floor=floor.value).stopped_step
                      for mode, floor in floors.items()}
@@ -336,8 +340,8 @@ def main(argv=None) -> None:
                         help="write the pooled predictor's calibration from all sources to PATH")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    calibrations = held_out_calibrations()
-    cases = simulate(args.sources, tuple(args.forms), calibrations)
+    calibrations, alone = held_out_calibrations(), {}
+    cases = simulate(args.sources, tuple(args.forms), calibrations, alone)
     form = args.forms[0]
     pooled_intervals(cases, form)
     print(f"## Pooled ({form}) against single-run, confidence {CONFIDENCE}, pooled calibrated leave one source out\n")
@@ -345,7 +349,7 @@ def main(argv=None) -> None:
     print("\n## Median |log(L_ref / L_hat)| of the point predictions (cases with one)\n")
     print(error_table(cases, args.forms, args.markdown))
     print("\n## The stop with the sweep's floor (DataLimitGap(sweep=...)) against the run alone\n")
-    print(stop_table(simulate_stops(args.sources, calibrations), args.markdown))
+    print(stop_table(simulate_stops(args.sources, calibrations, alone), args.markdown))
     seconds, err = fit_time()
     print(f"\nfit of 100 synthetic runs (10 sizes x 200 evaluations, form {FORMS[0]}): {seconds:.3f} s "
           f"(best of 3); converged-loss error at one size {err:.2%}")

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..calibration import run_samples
+from ..calibration import Calibration, calibrate, run_samples
 from .curves import (HOLDOUT_DIR, SPREAD_DIR, RecordedCurve, converged_loss, converged_step, load_curves,
                      load_luo_curves, smooth)
 
@@ -63,3 +63,12 @@ def source_samples(name: str) -> list[tuple[str, float, float]]:
     for curve in load_source(name):
         out += run_samples(f"{name}/{curve.name}", curve.steps, curve.val_loss, reference(curve)[0], lr=curve.lr)
     return out
+
+
+def held_out_calibrations(held_out=SOURCES) -> dict[str, Calibration]:
+    """For each source in ``held_out``, the calibration made from the other sources' samples
+    (:func:`source_samples`): what a run of that source is scored with, leave one source out."""
+    samples = {name: source_samples(name) for name in SOURCES}
+    others = {held: [name for name in SOURCES if name != held] for held in held_out}
+    return {held: calibrate([s for name in others[held] for s in samples[name]], sources=others[held])
+            for held in held_out}
