@@ -66,6 +66,13 @@ TURN_UP_EARLY = 5.0
 #: How much the mean learning rate between two evaluations must change, relative to the first one after the warm-up,
 #: for ``time_axis="auto"`` to take the summed learning rate as the time axis.
 LR_VARIES = 0.01
+#: The steepest tail a stop believes (``StopConfig.max_tail_exponent``): a power law ``L_inf + A t^-alpha`` falls at
+#: ``alpha (L - L_inf)`` per e-fold of time, so a loss still falling at ``b`` lies at least ``b / alpha`` above its
+#: converged loss. Published exponents of the loss in steps or summed LR are below 1 ([K] alpha_S 0.76, [MPL] about
+#: 0.5); the calibration sources' threshold stops imply at most 3.3 (docs/science.md section 12).
+MAX_TAIL_EXPONENT = 5.0
+#: The span of log time over which :func:`tail_fall` measures the loss's recent fall: the last third of the time.
+TAIL_SPAN = math.log(1.5)
 #: The families :class:`StoppingRule` takes: those of :func:`~lightning_scaling.curve_families.predict_converged` and
 #: ``"auto"`` (:func:`rule_family`).
 RULE_FAMILIES = ("auto",) + FAMILIES
@@ -169,6 +176,10 @@ class StopConfig:
             fallen below ``(1 - fallback_min_delta)`` x its best for this many evaluations after the warm-up (a
             patience stop on the plateau, as Lightning's ``EarlyStopping``, for runs the rule stays unsure on).
         fallback_min_delta: the relative improvement that resets the fallback's patience (>= 0).
+        max_tail_exponent: the steepest power-law tail a stop believes (> 0; ``math.inf``: off). A curve still
+            falling at ``b`` per e-fold of time (:func:`tail_fall`) has its converged loss at most
+            ``L - b / max_tail_exponent``; the stop is judged against that when it is lower than the prediction's
+            bound (:data:`MAX_TAIL_EXPONENT`).
 
     Raises:
         ValueError: a field out of its range, naming the field.
@@ -191,6 +202,7 @@ class StopConfig:
     epoch_steps: float | None = None
     fallback_patience: int = 0
     fallback_min_delta: float = 0.001
+    max_tail_exponent: float = MAX_TAIL_EXPONENT
 
     def __post_init__(self) -> None:
         if not (_number(self.alpha_N) and _number(self.alpha_S) and self.alpha_N > 0 and self.alpha_S > 0):
@@ -216,6 +228,9 @@ class StopConfig:
             raise ValueError(f"fallback_patience must be an int >= 0 (0 = off), got {self.fallback_patience!r}")
         if not (_number(self.fallback_min_delta) and self.fallback_min_delta >= 0):
             raise ValueError(f"fallback_min_delta must be a number >= 0, got {self.fallback_min_delta!r}")
+        if not (isinstance(self.max_tail_exponent, (int, float)) and not isinstance(self.max_tail_exponent, bool)
+                and self.max_tail_exponent > 0):
+            raise ValueError(f"max_tail_exponent must be a number > 0 (math.inf: off), got {self.max_tail_exponent!r}")
 
     @classmethod
     def from_value(cls, value: "StopConfig | Mapping[str, Any] | None") -> "StopConfig":
@@ -484,6 +499,13 @@ class StoppingRule:
             # never above the point prediction: the calibration may delay a stop (where predictions like this one
             # were too high) but not bring one forward (where they were too low: a curve unlike those need not be)
             bound = max(min(self._calibration.lower(conv, s, self.confidence), conv), self.irreducible)
+        # a curve still falling fast lies far above its converged loss, whatever its fit says; a prediction held at a
+        # known floor (L(D) of the data seen) is no extrapolation of this curve and is judged as it is
+        fall = 0.0 if fit.held_at_floor else tail_fall(times, losses)
+        tail_cap = s - fall / self.config.max_tail_exponent
+        capped = tail_cap < bound
+        if capped:
+            bound = max(tail_cap, self.irreducible)
         stop_loss = self.irreducible + self.threshold * (bound - self.irreducible)
         predicted = None
         if axis == "steps" and stop_loss > conv:
@@ -518,6 +540,13 @@ class StoppingRule:
             decision.reason = (f"smoothed loss {s:.4g} {reached} {self.threshold:.3g} x {what} (stop loss "
                                f"{stop_loss:.4g})")
             return self._remember(decision)
+        if capped:
+            decision.code = R.UNSURE
+            decision.reason = (f"prediction {conv:.4g}; the loss still falls {fall / s:.0%} per e-fold of time, so "
+                               f"the converged loss lies below {tail_cap:.4g} unless the curve's tail exponent is "
+                               f"above {self.config.max_tail_exponent:g}: the loss {s:.4g} is above "
+                               f"{self.threshold:.3g} x that ({stop_loss:.4g}); more of the curve is needed")
+            return self._finish(decision)
         if calibrated:
             lo, hi = interval
             decision.code = R.UNSURE
@@ -684,6 +713,32 @@ class StoppingRule:
         if last is not None and "code" in last:
             last = {**last, "code": StopReason(last["code"])}
         self.last = None if last is None else StopDecision(**last)
+
+
+
+
+def tail_fall(times: Sequence[float], losses: Sequence[float], span: float = TAIL_SPAN) -> float:
+    """How fast the loss falls now: ``-dL/d ln t``, the least-squares slope of the losses against log time over the
+    points in the last ``span`` of log time (at least 3 points), or 0 when it does not fall.
+
+    A power-law tail ``L = L_inf + A t^-alpha`` falls at ``alpha (L - L_inf)`` per unit of ``ln t``, so a curve still
+    falling at ``b`` has a converged loss at most ``L - b / alpha``.
+
+    Example:
+        >>> t = [100.0, 120.0, 140.0, 160.0]
+        >>> round(tail_fall(t, [1.0 + 10.0 / x for x in t]), 3)  # alpha 1, L - L_inf = 0.07 at t = 140
+        0.072
+    """
+    t = np.log(np.asarray(times, dtype=float))
+    y = np.asarray(losses, dtype=float)
+    sel = t >= t[-1] - span
+    if sel.sum() < 3:
+        sel = np.zeros(t.size, dtype=bool)
+        sel[-3:] = True
+    if t.size < 3 or np.ptp(t[sel]) <= 0:
+        return 0.0
+    slope = float(np.polyfit(t[sel], y[sel], 1)[0])
+    return max(0.0, -slope) if math.isfinite(slope) else 0.0
 
 
 def _relative_noise(losses: Sequence[float]) -> float:

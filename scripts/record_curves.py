@@ -218,13 +218,34 @@ def write_readme(out: Path = OUT) -> None:
     (out / "README.md").write_text("".join(lines))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=OUT)
+def grid_parser(doc: str, out: Path) -> argparse.ArgumentParser:
+    """The command line every recording script shares: --out, --only, --jobs, --force, --list."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--only", nargs="*", help="names of runs to (re)record")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each")
     parser.add_argument("--force", action="store_true", help="re-record runs that already have a config.json")
     parser.add_argument("--list", action="store_true", help="print the grid and exit")
+    return parser
+
+
+def record_runs(runs: list[dict], args: argparse.Namespace, record_fn, describe) -> None:
+    """Record the runs of ``runs`` not yet in ``args.out`` (all with ``--force``), ``args.jobs`` at a time, printing
+    ``describe(config)`` for each as it ends."""
+    todo = [r for r in runs if args.force or not (args.out / r["name"] / "config.json").exists()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"recording {len(todo)} of {len(runs)} runs into {args.out} ({args.jobs} at a time)", flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = {pool.submit(record_fn, r, args.out): r["name"] for r in todo}
+        for i, fut in enumerate(as_completed(futures), 1):
+            cfg = fut.result()
+            print(f"[{i}/{len(todo)}] {cfg['name']}: {describe(cfg)} in {cfg['seconds']:.0f} s "
+                  f"[{time.perf_counter() - start:.0f} s]", flush=True)
+
+
+def main() -> None:
+    parser = grid_parser(__doc__, OUT)
     parser.add_argument("--readme", action="store_true", help="only rewrite the folder's README.md")
     parser.add_argument("--holdout", action="store_true",
                         help=f"the out-of-sample grid (HOLDOUT_RUNS) into {HOLDOUT_OUT.relative_to(OUT.parents[2])}")
@@ -251,17 +272,8 @@ def main() -> None:
     if args.readme:
         write_readme(args.out)
         return
-    todo = [r for r in runs if args.force or not (args.out / r["name"] / "config.json").exists()]
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(f"recording {len(todo)} of {len(runs)} runs into {args.out} ({args.jobs} at a time)", flush=True)
-    start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(record, r, args.out): r["name"] for r in todo}
-        for i, fut in enumerate(as_completed(futures), 1):
-            cfg = fut.result()
-            print(f"[{i}/{len(todo)}] {cfg['name']}: {cfg['n_params']:,} params, D={cfg['train_tokens']:,}, "
-                  f"{cfg['steps']} steps ({cfg['ended_by']}) in {cfg['seconds']:.0f} s "
-                  f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    record_runs(runs, args, record, lambda cfg: f"{cfg['n_params']:,} params, D={cfg['train_tokens']:,}, "
+                                             f"{cfg['steps']} steps ({cfg['ended_by']})")
     write_readme(args.out)
 
 

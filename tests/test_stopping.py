@@ -7,6 +7,9 @@ import pytest
 from lightning_scaling import StopConfig, StopReason, StoppingRule, replay
 from lightning_scaling import replay as default_replay
 from lightning_scaling.planning import stopping_factor
+from lightning_scaling.corpus.curves import DIGITS_DIR, converged_loss, load_curve
+from lightning_scaling.corpus.rule_quality import loss_at
+from lightning_scaling.stopping import tail_fall
 
 # the point rule (calibration=False): these tests exercise the rule's mechanics on curves whose stop is known;
 # the calibrated default and its stop are tested in test_calibration.py
@@ -97,6 +100,29 @@ def test_data_limited_curve_stops_unless_told_not_to():
     assert "data-limited" in stopped.reason
 
 
+@pytest.mark.parametrize("alpha", [0.3, 0.76, 2.0])
+def test_tail_fall_is_alpha_times_the_gap_on_a_power_law(alpha):
+    t = np.linspace(1000.0, 3000.0, 41)
+    gap = 0.8 * (t / 1000.0) ** -alpha
+    fall = tail_fall(t, 2.0 + gap)  # the slope over the last third of the time: the gap there, times alpha
+    assert fall == pytest.approx(alpha * gap[t >= t[-1] / 1.5].mean(), rel=0.05)
+    assert tail_fall(t, 2.0 - gap) == 0.0 and tail_fall(t[:2], gap[:2]) == 0.0  # a rising loss, too few points
+
+
+def test_a_curve_still_falling_fast_is_not_stopped_on_a_bound_that_its_slope_rules_out():
+    """A recorded classifier (curves_digits: an MLP whose loss falls steeply off a plateau towards 0.19): the
+    calibrated bound alone stops it at step 780, 1.31x its converged loss, while it still falls ~80% per e-fold of
+    time; the tail guard holds that stop back and says why."""
+    curve = load_curve(DIGITS_DIR / "mlp256_n1400_clean_constant")
+    ref = converged_loss(curve)
+    bare = replay(curve.steps, curve.val_loss, lr=curve.lr, config=StopConfig(max_tail_exponent=math.inf))
+    assert bare.stopped_step == 780 and loss_at(curve, 780) > 1.3 * ref
+    guarded = replay(curve.steps, curve.val_loss, lr=curve.lr)
+    assert guarded.stopped_step is None or loss_at(curve, guarded.stopped_step) <= 1.2 * ref
+    held = next(d for d in guarded.decisions if d.step == 780)
+    assert not held.should_stop and held.code == StopReason.UNSURE and "still falls" in held.reason
+
+
 def test_floor_bounds_the_prediction():
     losses = curve(STEPS[:100], noise=0.003, seed=4)
     result = replay(STEPS[:100], losses, floor=2.05)
@@ -114,7 +140,8 @@ def test_bad_options_raise_naming_the_option(kwargs):
 @pytest.mark.parametrize("fields", [dict(min_points=2), dict(smoothing=1.0), dict(irreducible=-1),
                                     dict(stable_fits=0), dict(stability=0.0), dict(family="magic"),
                                     dict(turn_up=-0.1), dict(fallback_patience=-1), dict(epoch_steps=0),
-                                    dict(alpha_S=0.0), dict(min_points=6.5)])
+                                    dict(alpha_S=0.0), dict(min_points=6.5), dict(max_tail_exponent=0.0),
+                                    dict(max_tail_exponent=True)])
 def test_bad_config_fields_raise_naming_the_field(fields):
     (name,) = fields
     with pytest.raises(ValueError, match=name):

@@ -27,6 +27,8 @@ HOLDOUT_DIR = CURVES_DIR.parent / "curves_holdout"
 #: The out-of-sample runs with training and validation text drawn from the same pool
 #: (``scripts/record_curves.py --spread``; :func:`lightning_scaling.demo.data.split`, layout "spread").
 SPREAD_DIR = CURVES_DIR.parent / "curves_spread"
+#: Held out from everything (``scripts/record_digits.py``): MLPs and a CNN on handwritten digits, other training code.
+DIGITS_DIR = CURVES_DIR.parent / "curves_digits"
 #: Four of the spread runs again with seeds 1 and 2 (``scripts/record_curves.py --seeds``): the same data.
 SEEDS_DIR = CURVES_DIR.parent / "curves_seeds"
 
@@ -149,7 +151,7 @@ def _corpus_folder(root: str | Path) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"{folder} does not exist: the recorded corpora (data/curves, curves_holdout, curves_spread, curves_seeds, "
-            "curves_luo) live in the lightning-scaling repository, not in the installed package; run from a "
+            "curves_digits, curves_luo) live in the lightning-scaling repository, not in the installed package; run from a "
             "checkout of the repository or pass the folder of recorded runs")
     return folder
 

@@ -3,7 +3,10 @@
 * ``pydoc``: the corpus (``data/curves``), char-level GPTs on Python's documentation;
 * ``stdlib``: the holdout (``data/curves_holdout``), the same models on the standard library's source;
 * ``spread``: the second holdout (``data/curves_spread``), training and validation sets drawn from one pool;
-* ``luo``: Luo et al. 2025's GPU language models (``data/curves_luo``), single-epoch, nine schedules.
+* ``luo``: Luo et al. 2025's GPU language models (``data/curves_luo``), single-epoch, nine schedules;
+* ``digits`` (:data:`EXTERNAL`): MLPs and a CNN classifying handwritten digits, trained by other code
+  (``data/curves_digits``, ``scripts/record_digits.py``). It calibrates nothing and chose nothing: the benchmarks
+  score the shipped defaults on it, as on a user's curves.
 
 The reference converged loss is the lowest smoothed validation loss for the CPU runs (they converge or turn up;
 :func:`~lightning_scaling.corpus.curves.converged_loss`) and the authors' fitted asymptote L0 for Luo et al.'s (they
@@ -17,20 +20,22 @@ from typing import Callable
 import numpy as np
 
 from ..calibration import Calibration, calibrate, run_samples
-from .curves import (HOLDOUT_DIR, SPREAD_DIR, RecordedCurve, converged_loss, converged_step, load_curves,
+from .curves import (DIGITS_DIR, HOLDOUT_DIR, SPREAD_DIR, RecordedCurve, converged_loss, converged_step, load_curves,
                      load_luo_curves, smooth)
 
 #: The sources, in the order the benchmarks print them.
 SOURCES = ("pydoc", "stdlib", "spread", "luo")
+#: The source no calibration or choice has seen (scored with the shipped calibration, made from all of SOURCES).
+EXTERNAL = ("digits",)
 
 
 def load_source(name: str) -> list[RecordedCurve]:
-    """The curves of one source (:data:`SOURCES`). Raises ValueError for another name."""
+    """The curves of one source (:data:`SOURCES` or :data:`EXTERNAL`). Raises ValueError for another name."""
     loaders: dict[str, Callable[[], list[RecordedCurve]]] = {
         "pydoc": load_curves, "stdlib": lambda: load_curves(HOLDOUT_DIR), "spread": lambda: load_curves(SPREAD_DIR),
-        "luo": load_luo_curves}
+        "luo": load_luo_curves, "digits": lambda: load_curves(DIGITS_DIR)}
     if name not in loaders:
-        raise ValueError(f"source must be one of {SOURCES}, got {name!r}")
+        raise ValueError(f"source must be one of {SOURCES + EXTERNAL}, got {name!r}")
     return loaders[name]()
 
 
