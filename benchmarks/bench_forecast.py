@@ -46,7 +46,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from lightning_scaling.calibration import calibrate
-from lightning_scaling.corpus.curves import LUO_L0, load_curves, load_luo_curves
+from lightning_scaling.corpus.curves import DIGITS_DIR, LUO_L0, load_curves, load_luo_curves
 from lightning_scaling.forecasting import (DEFAULT_PRIORS, G_EDGES, LAWS, Run, _drop_term, _fit, _predict,
                                            _warmup_cut, fit_prior, prefix_forecasts, recommend_horizon)
 from lightning_scaling.planning import stopping_factor
@@ -71,6 +71,13 @@ def recorded_runs() -> list[Run]:
             runs.append(Run(c.name, c.steps, c.val_loss, c.lr,
                             group=f"pydoc {c.config['model']} D={c.config['train_tokens']}"))
     return runs
+
+
+def external_runs() -> list[Run]:
+    """The runs with a decaying schedule of the source that fitted and calibrated nothing (``curves_digits``: MLPs and
+    a CNN on handwritten digits, other training code; cosine and a x0.1 step decay)."""
+    return [Run(c.name, c.steps, c.val_loss, c.lr, group="digits") for c in load_curves(DIGITS_DIR)
+            if c.config.get("schedule") in ("cosine", "step")]
 
 
 def held_out(runs: list[Run], law: str,
@@ -106,7 +113,19 @@ def samples(rows) -> list[tuple[str, float, float]]:
     return out
 
 
-def table(runs: list[Run], laws, shipped_prior: bool = False) -> tuple[list[list], dict]:
+def _entry(run: Run, f, truth: float, seconds: float, cal) -> dict:
+    """One forecast scored: its error (trusted or not), and for a trusted one the calibrated interval's coverage and
+    relative width."""
+    entry = {"trusted": f.trusted, "seconds": seconds,
+             "err_any": abs(f.final_loss / truth - 1) if math.isfinite(f.final_loss) else math.nan}
+    if f.trusted:
+        lo, hi = cal.interval(f.final_loss, float(np.mean(run.losses[run.steps <= f.step][-3:])), LEVEL)
+        entry.update(err=abs(f.final_loss / truth - 1), covered=lo <= truth <= hi, width=(hi - lo) / f.final_loss)
+    return entry
+
+
+def table(runs: list[Run], laws, shipped_prior: bool = False,
+          external: list[Run] = ()) -> tuple[list[list], dict]:
     rows, cal_samples = [], {}
     for law in laws:
         per_group = held_out(runs, law, shipped_prior)
@@ -117,15 +136,16 @@ def table(runs: list[Run], laws, shipped_prior: bool = False) -> tuple[list[list
             for run, frac, f, truth, seconds in grows:
                 if frac not in PREFIXES:
                     continue
-                source = group.split()[0]
-                entry = {"trusted": f.trusted, "seconds": seconds,
-                         "err_any": abs(f.final_loss / truth - 1) if math.isfinite(f.final_loss) else math.nan}
-                if f.trusted:
-                    lo, hi = cal.interval(f.final_loss, float(np.mean(run.losses[run.steps <= f.step][-3:])), LEVEL)
-                    entry.update(err=abs(f.final_loss / truth - 1), covered=lo <= truth <= hi,
-                                 width=(hi - lo) / f.final_loss)
-                scored.setdefault((source, frac), []).append(entry)
-        for (source, frac), entries in sorted(scored.items()):
+                scored.setdefault((group.split()[0], frac), []).append(_entry(run, f, truth, seconds, cal))
+        # the source that fitted nothing: the shipped prior and the calibration from every held-out error above
+        cal = calibrate(cal_samples[law], edges=G_EDGES)
+        for run in external:
+            t0 = time.perf_counter()
+            results = prefix_forecasts(run, PREFIXES, law=law, prior=DEFAULT_PRIORS[law], calibration=False)
+            seconds = (time.perf_counter() - t0) / len(PREFIXES)
+            for frac, f, truth in results:
+                scored.setdefault(("digits", frac), []).append(_entry(run, f, truth, seconds, cal))
+        for (source, frac), entries in sorted(scored.items(), key=lambda kv: (kv[0][0] == "digits", kv[0])):
             ok = [e for e in entries if e["trusted"]]
             errs = [e["err"] for e in ok]
             every = [e["err_any"] for e in entries if math.isfinite(e["err_any"])]
@@ -230,7 +250,7 @@ def main(argv=None) -> None:
     if args.prior:
         for law in args.laws:
             print(law, fit_prior(runs, law))
-    rows, cal_samples = table(runs, args.laws, args.shipped_prior)
+    rows, cal_samples = table(runs, args.laws, args.shipped_prior, external_runs())
     header = ["law", "source", "prefix", "runs", "trusted", "median error", "max error",
               "median, max error of every forecast with a number (untrusted too)", f"{LEVEL:.0%} coverage",
               "median width", "time/forecast"]
