@@ -17,6 +17,10 @@ fit:
   one source out**: the log-ratio scores of the pooled predictor on the other three sources (runs as the units), never
   on the source it is scored on.
 
+The fifth source, ``digits`` (classifiers from other training code; one identity per label noise and training-set
+size, the MLP of 3k parameters, the CNN of 38k and the MLP of 85k in that order), calibrates nothing: it is scored
+with the shipped single-run calibration and the pooled one made from the four sources, and "all" leaves it out.
+
 Printed: per source and k (1, 2, >= 3 earlier-run counts k-1 = 0, 1, >= 2), the cases, the share with a prediction,
 the coverage of the reference converged loss (CPU runs: the lowest smoothed validation loss; Luo's: the authors' L0)
 and the median relative width (high - low) / L_hat, single and pooled side by side; then the point error of the
@@ -49,8 +53,8 @@ from lightning_scaling.calibration import default as default_calibration  # noqa
 from lightning_scaling.errors import FitError  # noqa: E402
 from lightning_scaling.corpus.curves import SEEDS_DIR, load_curves  # noqa: E402
 from lightning_scaling.corpus.rule_quality import early_stopping_step, loss_at  # noqa: E402
-from lightning_scaling.corpus.sources import (SOURCES, held_out_calibrations, is_luo, load_source,  # noqa: E402
-                                              reference, unsafe_stop)
+from lightning_scaling.corpus.sources import (EXTERNAL, SOURCES, held_out_calibrations, is_luo,  # noqa: E402
+                                              load_source, reference, unsafe_stop)
 from lightning_scaling.sweep import FORMS, fit_sweep, pooled_fit, record_from_curve, sweep_floor  # noqa: E402
 
 FRACTIONS = (0.2, 0.5)
@@ -63,7 +67,8 @@ def data_identity(source: str, curve) -> str:
     """The data a run trains on: Luo et al.'s one data set; for the CPU runs the text and the dataset size D."""
     if is_luo(curve):
         return "luo2025"
-    return f"{source}:{curve.config.get('source')}:{curve.config['train_tokens']}"
+    noise = f":label noise {curve.config['label_noise']}" if "label_noise" in curve.config else ""
+    return f"{source}:{curve.config.get('source')}:{curve.config['train_tokens']}{noise}"
 
 
 def sweeps(sources=SOURCES) -> list[tuple[str, str, list]]:
@@ -109,7 +114,7 @@ def simulate(sources=SOURCES, forms=(FORMS[0],), calibrations=None, stops: dict 
     """Every (run, fraction) case: the single-run decision (calibrated with ``calibrations[source]``; default
     ``held_out_calibrations()``) and each form's pooled point prediction. Each earlier run enters the store where
     the rule with the same calibration stops it (:func:`alone_stop`, kept in ``stops``)."""
-    calibrations = held_out_calibrations() if calibrations is None else calibrations
+    calibrations = source_calibrations() if calibrations is None else calibrations
     stops = {} if stops is None else stops
     cases = []
     for source, data, curves in sweeps(sources):
@@ -153,7 +158,7 @@ def simulate_stops(sources=SOURCES, calibrations=None, stops: dict | None = None
     the run), replayed with the README's defaults and the source's held-out calibration; and Lightning's
     EarlyStopping(patience=10) on the same points. ``stops``: the runs' own stops already replayed
     (:func:`alone_stop`)."""
-    calibrations = held_out_calibrations() if calibrations is None else calibrations
+    calibrations = source_calibrations() if calibrations is None else calibrations
     known = {} if stops is None else stops
     out = []
     for source, data, curves in sweeps(sources):
@@ -189,9 +194,9 @@ def stop_table(stops, markdown: bool) -> str:
     the run reaches later), and the steps against the run alone and against EarlyStopping (medians; a run that
     never stops counts its last step)."""
     rows = []
-    for source in [s for s in SOURCES if any(c["source"] == s for c in stops)] + ["all"]:
+    for source in [s for s in SOURCES + EXTERNAL if any(c["source"] == s for c in stops)] + ["all"]:
         for kb in ("1", "2", ">=3"):
-            sel = [c for c in stops if (source == "all" or c["source"] == source) and k_bucket(c["k"]) == kb]
+            sel = [c for c in stops if _in(c, source) and k_bucket(c["k"]) == kb]
             for mode in STOP_MODES if kb == ">=3" else STOP_MODES[:1]:
                 if not sel:
                     continue
@@ -220,9 +225,10 @@ def samples(cases, form: str) -> list[tuple[str, float, float]]:
 
 
 def pooled_intervals(cases, form: str) -> None:
-    """Each case's pooled interval, calibrated leave one source out (stored in ``case["pooled_interval"]``)."""
+    """Each case's pooled interval, calibrated leave one source out (stored in ``case["pooled_interval"]``); the
+    :data:`EXTERNAL` source's on every other, and it calibrates none."""
     for held in {c["source"] for c in cases}:
-        cal = calibrate(samples([c for c in cases if c["source"] != held], form))
+        cal = calibrate(samples([c for c in cases if c["source"] not in (held,) + EXTERNAL], form))
         for c in cases:
             if c["source"] != held:
                 continue
@@ -247,17 +253,27 @@ def _stats(items) -> tuple[str, str, str]:
     return share, f"{cov:.0%}", f"{width:.3f}"
 
 
+def _in(case, source: str) -> bool:
+    """Whether a case belongs to the row of ``source``; "all" is the four calibration sources (not :data:`EXTERNAL`)."""
+    return case["source"] == source if source != "all" else case["source"] not in EXTERNAL
+
+
+def source_calibrations() -> dict:
+    """The single-run calibration each source is scored with: the other three's for the four
+    (:func:`~lightning_scaling.corpus.sources.held_out_calibrations`), the shipped one for :data:`EXTERNAL`."""
+    return {**held_out_calibrations(), **{name: default_calibration() for name in EXTERNAL}}
+
+
 def k_bucket(k: int) -> str:
     return "1" if k == 1 else "2" if k == 2 else ">=3"
 
 
 def interval_table(cases, markdown: bool) -> str:
     rows = []
-    for source in [s for s in SOURCES if any(c["source"] == s for c in cases)] + ["all"]:
+    for source in [s for s in SOURCES + EXTERNAL if any(c["source"] == s for c in cases)] + ["all"]:
         for f in FRACTIONS:
             for kb in ("1", "2", ">=3"):
-                sel = [c for c in cases if (source == "all" or c["source"] == source) and c["f"] == f
-                       and k_bucket(c["k"]) == kb]
+                sel = [c for c in cases if _in(c, source) and c["f"] == f and k_bucket(c["k"]) == kb]
                 if not sel:
                     continue
                 s = _stats([(c["single"], c["ref"]) for c in sel])
@@ -298,7 +314,7 @@ def error_table(cases, forms, markdown: bool) -> str:
     rows = []
     for f in FRACTIONS:
         for kb in ("2", ">=3"):
-            sel = [c for c in cases if c["f"] == f and k_bucket(c["k"]) == kb]
+            sel = [c for c in cases if c["f"] == f and k_bucket(c["k"]) == kb and _in(c, "all")]
             cells = []
             singles = [_log_error(c["ref"], c["single"][0]) for c in sel if c["single"] is not None]
             cells.append(f"{statistics.median(singles):.1%} ({len(singles)})" if singles else "-")
@@ -335,12 +351,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--forms", nargs="+", default=list(FORMS), choices=FORMS)
-    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES)
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES + EXTERNAL), choices=SOURCES + EXTERNAL)
     parser.add_argument("--write-calibration", metavar="PATH",
                         help="write the pooled predictor's calibration from all sources to PATH")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    calibrations, alone = held_out_calibrations(), {}
+    calibrations, alone = source_calibrations(), {}
     cases = simulate(args.sources, tuple(args.forms), calibrations, alone)
     form = args.forms[0]
     pooled_intervals(cases, form)
@@ -354,8 +370,9 @@ def main(argv=None) -> None:
     print(f"\nfit of 100 synthetic runs (10 sizes x 200 evaluations, form {FORMS[0]}): {seconds:.3f} s "
           f"(best of 3); converged-loss error at one size {err:.2%}")
     if args.write_calibration:  # the earlier runs stopped as a user's are, by the shipped calibration
-        shipped = simulate(args.sources, (form,), {name: default_calibration() for name in SOURCES})
-        calibrate(samples(shipped, form), sources=args.sources).to_json(args.write_calibration)
+        own = [name for name in args.sources if name in SOURCES]  # the external source calibrates nothing
+        shipped = simulate(own, (form,), {name: default_calibration() for name in SOURCES})
+        calibrate(samples(shipped, form), sources=own).to_json(args.write_calibration)
         print(f"\ncalibration of the pooled predictor -> {args.write_calibration}")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
 

@@ -46,3 +46,13 @@ def test_the_sweep_table_compares_held_out_intervals_at_equal_coverage(capsys):
     rows = [line for line in table.splitlines() if line.startswith("| stdlib |")]
     assert len(rows) == 6  # 20% and 50%, k = 1, 2, >= 3
     assert all(len(r.split("|")) == 13 for r in rows)
+
+
+def test_the_external_source_is_scored_with_what_ships_and_its_label_noise_is_other_data():
+    cals = bench_sweep.source_calibrations()
+    assert set(cals) == set(bench_sweep.SOURCES + bench_sweep.EXTERNAL) and cals["digits"] is not None
+    digits = {c.name: c for c in bench_sweep.load_source("digits")}
+    clean, noisy = digits["mlp32_n400_clean_constant"], digits["mlp32_n400_noisy_constant"]
+    assert bench_sweep.data_identity("digits", clean) != bench_sweep.data_identity("digits", noisy)
+    assert bench_sweep.data_identity("digits", clean) == bench_sweep.data_identity(
+        "digits", digits["cnn16_n400_clean_constant"])  # one sweep: the sizes on the same data
