@@ -63,6 +63,10 @@ TURN_UP_Z = 5.0
 #: standard deviations of the noise of every point held, the warm-up's included, if that is more.
 TURN_UP_NOISE_POINTS = 6
 TURN_UP_EARLY = 5.0
+#: A turn-up needs the smoothed minimum below the highest of the first :data:`TURN_UP_WINDOW` losses held by this many
+#: times the rise that counts: a run still on the plateau it began on (a classifier before it learns) is not
+#: data-limited, however its noise goes (a few points estimate that noise low as often as not).
+TURN_UP_FELL = 3.0
 #: How much the mean learning rate between two evaluations must change, relative to the first one after the warm-up,
 #: for ``time_axis="auto"`` to take the summed learning rate as the time axis.
 LR_VARIES = 0.01
@@ -603,7 +607,9 @@ class StoppingRule:
         overfits that early is still seen to): the smoothed loss and the median of the last :data:`TURN_UP_WINDOW`
         losses (:data:`TURN_UP_WINDOW_LATER` once :data:`TURN_UP_NOISE_POINTS` are there) both above the smoothed
         minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can explain), so that a loss spike
-        shorter than half the window, or the noise of a curve still falling, is not a turn-up."""
+        shorter than half the window, or the noise of a curve still falling, is not a turn-up; and that minimum
+        below the first losses held by :data:`TURN_UP_FELL` times that rise, so that the noise of a plateau the run
+        has not yet left is not one either."""
         after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
         losses = [v for t, v in zip(self.steps, self.losses) if t > after]
         if len(losses) < TURN_UP_WINDOW:
@@ -614,7 +620,10 @@ class StoppingRule:
         self._turn_up_few = len(losses) < TURN_UP_NOISE_POINTS
         bar = low + abs(low) * self.turn_up_bar  # low x (1 + rise) for a positive loss, and the same rise below 0
         window = TURN_UP_WINDOW if self._turn_up_few else TURN_UP_WINDOW_LATER
-        return smoothed[-1] > bar and float(np.median(losses[-window:])) > bar
+        # a loss that has not yet come down from where it began (a plateau before it learns) has nothing to turn up
+        # from: the minimum must lie below the first losses held by TURN_UP_FELL times the rise that counts
+        fell = float(np.max(self.losses[:TURN_UP_WINDOW])) - low > TURN_UP_FELL * abs(low) * self.turn_up_bar
+        return fell and smoothed[-1] > bar and float(np.median(losses[-window:])) > bar
 
     def turn_up_rise(self, losses: Sequence[float]) -> float:
         """The rise in log loss over the smoothed minimum that counts as a turn-up, given the losses since the

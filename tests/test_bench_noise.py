@@ -14,17 +14,17 @@ import bench_noise  # noqa: E402
 from lightning_scaling import stopping  # noqa: E402
 
 
-def test_both_arms_on_every_curve_and_noise_and_the_constants_restored(capsys):
-    before = (stopping.TURN_UP_Z, stopping.TURN_UP_EARLY, stopping.TURN_UP_WINDOW_LATER)
+def test_every_arm_on_every_curve_and_noise_and_the_constants_restored(capsys):
+    before = (stopping.TURN_UP_Z, stopping.TURN_UP_EARLY, stopping.TURN_UP_WINDOW_LATER, stopping.TURN_UP_FELL)
     bench_noise.main(["--seeds", "1", "--markdown"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| falling") or
-            line.startswith("| turns up")]
-    assert len(rows) == 2 * len(bench_noise.NOISES)
-    assert (stopping.TURN_UP_Z, stopping.TURN_UP_EARLY, stopping.TURN_UP_WINDOW_LATER) == before
-    # the noiseless falling curve is not data-limited in either arm; the bare 1% stops the 2%-noise one as data-limited
-    assert all(cell.strip().startswith("0/1,") for cell in rows[0].split("|")[3:5])
+            line.startswith("| turns up") or line.startswith("| plateau")]
+    assert len(rows) == 3 * len(bench_noise.NOISES)
+    assert (stopping.TURN_UP_Z, stopping.TURN_UP_EARLY, stopping.TURN_UP_WINDOW_LATER, stopping.TURN_UP_FELL) == before
+    # the noiseless falling curve is not data-limited in any arm; the bare 1% stops the 2%-noise one as data-limited
+    assert all(cell.strip().startswith("0/1,") for cell in rows[0].split("|")[3:6])
     noisy = next(row for row in rows if "| falling | 2.00% |" in row)
-    assert noisy.split("|")[4].strip().startswith("1/1,")
+    assert noisy.split("|")[5].strip().startswith("1/1,")
 
 
 def test_held_out_scoring_covers_exchangeable_sources_at_its_level():
