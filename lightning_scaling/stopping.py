@@ -63,7 +63,7 @@ TURN_UP_Z = 5.0
 #: standard deviations of the noise of every point held, the warm-up's included, if that is more.
 TURN_UP_NOISE_POINTS = 6
 TURN_UP_EARLY = 5.0
-#: A turn-up needs the smoothed minimum below the highest of the first :data:`TURN_UP_WINDOW` losses held by this many
+#: A turn-up needs the smoothed minimum below the highest of the first :data:`TURN_UP_WINDOW` losses seen by this many
 #: times the rise that counts: a run still on the plateau it began on (a classifier before it learns) is not
 #: data-limited, however its noise goes (a few points estimate that noise low as often as not).
 TURN_UP_FELL = 3.0
@@ -401,6 +401,7 @@ class StoppingRule:
         self.steps: list[int] = []
         self.losses: list[float] = []
         self.lr_sums: list[float | None] = []
+        self.first_losses: list[float] = []  # the first TURN_UP_WINDOW losses seen, a given warm-up's too
         self.smoothed: float | None = None
         self.min_smoothed: float | None = None
         self.first_smoothed: float | None = None
@@ -444,6 +445,8 @@ class StoppingRule:
                 self.lr_sums and self.lr_sums[-1] is not None and lr_sum <= self.lr_sums[-1])):
             return self._remember(StopDecision(step, False, "time axis did not advance: point skipped",
                                                code=R.SKIPPED))
+        if len(self.first_losses) < TURN_UP_WINDOW:  # where the loss began, for the turn-up's fall test
+            self.first_losses.append(loss)
         if self.warmup_steps is not None and step <= self.warmup_steps:  # a given warm-up: the point is not kept
             return self._remember(StopDecision(step, False, "warm-up: point not fitted", code=R.WARMUP))
         self.steps.append(step)
@@ -608,8 +611,8 @@ class StoppingRule:
         losses (:data:`TURN_UP_WINDOW_LATER` once :data:`TURN_UP_NOISE_POINTS` are there) both above the smoothed
         minimum by :meth:`turn_up_rise` (``turn_up``, or more than the noise can explain), so that a loss spike
         shorter than half the window, or the noise of a curve still falling, is not a turn-up; and that minimum
-        below the first losses held by :data:`TURN_UP_FELL` times that rise, so that the noise of a plateau the run
-        has not yet left is not one either."""
+        below the first losses seen (a given warm-up's too) by :data:`TURN_UP_FELL` times that rise, so that the
+        noise of a plateau the run has not yet left is not one either."""
         after = self.warmup_steps if self.warmup_steps is not None else self.warmup_end
         losses = [v for t, v in zip(self.steps, self.losses) if t > after]
         if len(losses) < TURN_UP_WINDOW:
@@ -621,8 +624,8 @@ class StoppingRule:
         bar = low + abs(low) * self.turn_up_bar  # low x (1 + rise) for a positive loss, and the same rise below 0
         window = TURN_UP_WINDOW if self._turn_up_few else TURN_UP_WINDOW_LATER
         # a loss that has not yet come down from where it began (a plateau before it learns) has nothing to turn up
-        # from: the minimum must lie below the first losses held by TURN_UP_FELL times the rise that counts
-        fell = float(np.max(self.losses[:TURN_UP_WINDOW])) - low > TURN_UP_FELL * abs(low) * self.turn_up_bar
+        # from: the minimum must lie below the first losses seen by TURN_UP_FELL times the rise that counts
+        fell = max(self.first_losses) - low > TURN_UP_FELL * abs(low) * self.turn_up_bar
         return fell and smoothed[-1] > bar and float(np.median(losses[-window:])) > bar
 
     def turn_up_rise(self, losses: Sequence[float]) -> float:
@@ -694,6 +697,7 @@ class StoppingRule:
     def state_dict(self) -> dict[str, Any]:
         """Plain-typed state (loadable with ``torch.load(weights_only=True)``)."""
         return {"steps": list(self.steps), "losses": list(self.losses), "lr_sums": list(self.lr_sums),
+                "first_losses": list(self.first_losses),
                 "lr_seen": None if self._lr_seen is None else list(self._lr_seen), "lr_mean": self._lr_mean,
                 "lr_reference": self._lr_reference, "warmup_end": self.warmup_end, "lr_varied": self.lr_varied,
                 "smoothed": self.smoothed, "min_smoothed": self.min_smoothed, "first_smoothed": self.first_smoothed,
@@ -706,6 +710,7 @@ class StoppingRule:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = [int(v) for v in state["steps"]]
         self.losses = [float(v) for v in state["losses"]]
+        self.first_losses = [float(v) for v in state.get("first_losses", self.losses[:TURN_UP_WINDOW])]
         self.lr_sums = [None if v is None else float(v) for v in state.get("lr_sums", state.get("times", []))]
         seen = state.get("lr_seen")
         self._lr_seen = None if seen is None else (int(seen[0]), float(seen[1]))

@@ -7,7 +7,7 @@ import pytest
 from lightning_scaling import StopConfig, StopReason, StoppingRule, replay
 from lightning_scaling import replay as default_replay
 from lightning_scaling.planning import stopping_factor
-from lightning_scaling.corpus.curves import DIGITS_DIR, converged_loss, load_curve
+from lightning_scaling.corpus.curves import CURVES_DIR, DIGITS_DIR, converged_loss, load_curve
 from lightning_scaling.corpus.rule_quality import loss_at
 from lightning_scaling.stopping import tail_fall
 
@@ -137,6 +137,22 @@ def test_the_noise_of_a_plateau_before_the_fall_is_not_a_turn_up(seed):
     result = replay(steps, clean * np.exp(rng.normal(0.0, 0.01, steps.size)))
     assert not any(d.code == StopReason.DATA_LIMITED for d in result.decisions if d.step < onset)
     assert result.stopped_step is None or clean[result.stop_index] <= 1.15 * clean[-1]
+
+
+def test_the_fall_test_counts_a_given_warm_up_and_survives_a_resume():
+    """With warmup_steps given, the warm-up's points are not held, but where the loss began still counts: a recorded
+    run that overfits right after its warm-up (pydoc l_d16k_const, minimum at step 150) is still stopped as
+    data-limited, and a rule rebuilt from its state_dict halfway decides the same."""
+    curve = load_curve(CURVES_DIR / "l_d16k_const")
+    result = replay(curve.steps, curve.val_loss, warmup_steps=100, calibration=False)
+    assert result.code is StopReason.DATA_LIMITED and result.stopped_step == 250
+    rule, again = StoppingRule(warmup_steps=100, calibration=False), StoppingRule(warmup_steps=100, calibration=False)
+    for step, loss in zip(curve.steps[:4], curve.val_loss[:4]):
+        rule.update(int(step), float(loss))
+    again.load_state_dict(rule.state_dict())
+    assert again.first_losses == rule.first_losses and len(rule.first_losses) == 3
+    assert [again.update(int(s), float(v)).should_stop for s, v in zip(curve.steps[4:], curve.val_loss[4:])][
+        list(curve.steps[4:]).index(250)]
 
 
 def test_floor_bounds_the_prediction():
