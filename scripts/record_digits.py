@@ -2,8 +2,8 @@
 
 Every recorded corpus so far is a character-level GPT trained by the demo's own module. This grid is none of that:
 small MLPs and a small CNN classifying handwritten digits (the UCI optical digits, 1,797 8x8 images, as
-scikit-learn bundles them: ``sklearn.datasets.load_digits``; ``pip install scikit-learn`` to record, nothing else
-needs it), written here with ``lightning.pytorch`` (the other Lightning package), torch's own schedulers
+scikit-learn bundles them: ``sklearn.datasets.load_digits``; ``pip install -e ".[record]"`` to record, nothing
+else needs it), written here with ``lightning.pytorch`` (the other Lightning package), torch's own schedulers
 (``LinearLR``, ``CosineAnnealingLR``, ``MultiStepLR`` chained by ``SequentialLR``: warm-ups of 0, 100 and 300 steps,
 a step decay the rule was never shown), Adam or SGD with momentum, no weight decay, and with or without 20% label
 noise (a loss floor well above zero). Its curves were never used to choose or calibrate anything: the benchmarks
