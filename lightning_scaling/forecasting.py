@@ -456,15 +456,15 @@ def forecast(steps: Sequence[int], losses: Sequence[float], *, lr: Sequence[floa
     if not (math.isfinite(final) and final > 0):
         problems.append(f"the forecast {final!r} is not a positive number")
     rms = float(np.sqrt(np.mean(np.square(res.fun[:t.size])))) * sigma
+    ahead = _drop_term(law, shape, eta, np.array([t[-1], final_step - 1]))  # X at the last point and at the end
     if law != "power" and math.isfinite(final) and final > 0:
-        ahead = _drop_term(law, shape, eta, np.array([t[-1], final_step - 1]))
         unseen = params["B"] * float(ahead[1] - ahead[0])
         if unseen > MAX_DROP_SHARE * final:
             problems.append(f"the decay still planned is forecast to drop {unseen:.3g} ({unseen / final:.0%} of the "
                             f"forecast, more than {MAX_DROP_SHARE:.0%}): a drop that rests on the prior, not this run")
     if problems:
         return Forecast(final, interval, l0, False, "; ".join(problems), params=params, **base)
-    drop = params["B"] * float(_drop_term(law, shape, eta, np.array([final_step - 1]))[0])
+    drop = params["B"] * float(ahead[1])
     reason = (f"{law} law on {t.size} points after step {cut} (rms residual {rms:.2g}); the planned decay drops "
               f"{drop:.3g} at the end" + (f"; early: fitted from the end of the warm-up, fewer than {MIN_POINTS} "
                                           "points lie past its transient yet" if early else ""))

@@ -729,8 +729,6 @@ class StoppingRule:
         self.last = None if last is None else StopDecision(**last)
 
 
-
-
 def tail_fall(times: Sequence[float], losses: Sequence[float], span: float = TAIL_SPAN) -> float:
     """How fast the loss falls now: ``-dL/d ln t``, the least-squares slope of the losses against log time over the
     points in the last ``span`` of log time (at least 3 points), or 0 when it does not fall.
@@ -741,17 +739,16 @@ def tail_fall(times: Sequence[float], losses: Sequence[float], span: float = TAI
     Example:
         >>> t = [100.0, 120.0, 140.0, 160.0]
         >>> round(tail_fall(t, [1.0 + 10.0 / x for x in t]), 3)  # alpha 1, L - L_inf = 0.07 at t = 140
-        0.072
+        0.073
     """
     t = np.log(np.asarray(times, dtype=float))
     y = np.asarray(losses, dtype=float)
-    sel = t >= t[-1] - span
-    if sel.sum() < 3:
-        sel = np.zeros(t.size, dtype=bool)
-        sel[-3:] = True
-    if t.size < 3 or np.ptp(t[sel]) <= 0:
+    if t.size < 3:
         return 0.0
-    slope = float(np.polyfit(t[sel], y[sel], 1)[0])
+    first = min(int(np.searchsorted(t, t[-1] - span)), t.size - 3)  # the last `span`, at least 3 points
+    if np.ptp(t[first:]) <= 0:
+        return 0.0
+    slope = float(np.polyfit(t[first:], y[first:], 1)[0])
     return max(0.0, -slope) if math.isfinite(slope) else 0.0
 
 

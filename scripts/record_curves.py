@@ -229,6 +229,19 @@ def grid_parser(doc: str, out: Path) -> argparse.ArgumentParser:
     return parser
 
 
+def chosen_runs(parser: argparse.ArgumentParser, args: argparse.Namespace, grid: list[dict]) -> list[dict] | None:
+    """The runs of ``grid`` that ``--only`` names (all without it; an unknown name is a parser error), or None
+    after printing them for ``--list``."""
+    runs = [r for r in grid if not args.only or r["name"] in args.only]
+    if args.only and len(runs) != len(args.only):
+        parser.error(f"unknown run names; known: {[r['name'] for r in grid]}")
+    if args.list:
+        for r in runs:
+            print(json.dumps(r))
+        return None
+    return runs
+
+
 def record_runs(runs: list[dict], args: argparse.Namespace, record_fn, describe) -> None:
     """Record the runs of ``runs`` not yet in ``args.out`` (all with ``--force``), ``args.jobs`` at a time, printing
     ``describe(config)`` for each as it ends."""
@@ -262,12 +275,8 @@ def main() -> None:
     grid = GRIDS[flags[0]][0] if flags else RUNS
     if flags and args.out == OUT:
         args.out = GRIDS[flags[0]][1]
-    runs = [r for r in grid if not args.only or r["name"] in args.only]
-    if args.only and len(runs) != len(args.only):
-        parser.error(f"unknown run names; known: {[r['name'] for r in grid]}")
-    if args.list:
-        for r in runs:
-            print(json.dumps(r))
+    runs = chosen_runs(parser, args, grid)
+    if runs is None:
         return
     if args.readme:
         write_readme(args.out)

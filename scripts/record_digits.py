@@ -190,16 +190,12 @@ def write_readme(out: Path = OUT) -> None:
 
 
 def main() -> None:
-    from record_curves import grid_parser, record_runs
+    from record_curves import chosen_runs, grid_parser, record_runs
 
     parser = grid_parser(__doc__, OUT)
     args = parser.parse_args()
-    runs = [r for r in RUNS if not args.only or r["name"] in args.only]
-    if args.only and len(runs) != len(args.only):
-        parser.error(f"unknown run names; known: {[r['name'] for r in RUNS]}")
-    if args.list:
-        for r in runs:
-            print(json.dumps(r))
+    runs = chosen_runs(parser, args, RUNS)
+    if runs is None:
         return
     record_runs(runs, args, record, lambda cfg: f"{cfg['n_params']:,} params, {cfg['steps']} steps "
                                                 f"({cfg['ended_by']})")
